@@ -1,0 +1,1 @@
+"""casebridge's built-in sms plugin."""
