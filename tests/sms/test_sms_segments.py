@@ -123,11 +123,11 @@ def test_empty_text_is_one_empty_gsm_part() -> None:
 
 
 def test_smart_encoding_keeps_typography_in_gsm7() -> None:
-    text = "“Hello” – it’s\u00a0done…"
+    text = "“Hello” – it’s\u00a0done…\t\u200b"
     assert segment(text).encoding == "UCS-2"
     smart = segment(text, smart=True)
     assert smart.encoding == "GSM-7"
-    assert smart.parts == ('"Hello" - it\'s done...',)
+    assert smart.parts == ('"Hello" - it\'s done... ',)
 
 
 def test_smart_map_is_sound() -> None:

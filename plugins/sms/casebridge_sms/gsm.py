@@ -90,8 +90,9 @@ def _entries(target: str, sources: str) -> dict[str, str]:
 # outside GSM-7 are left alone (dropping an accent can change a word's meaning), so such text
 # still goes out as UCS-2. Twilio's published map was the starting point; where it does
 # something surprising we chose plainly instead: every space-like character becomes ONE space
-# (Twilio: two, and seven for TAB), "‹" / "›" become "<" / ">" (Twilio swaps them), "‗" becomes
-# "_", and combining marks are not mapped (a combining tilde is part of a letter, not a "~").
+# (Twilio: two, and seven for TAB), control codes are dropped (Twilio: two spaces for some),
+# "‹" / "›" become "<" / ">" (Twilio swaps them), "‗" becomes "_", "‚" (a low opening quote)
+# becomes "'", and combining marks are not mapped (a combining tilde belongs to a letter).
 SMART_MAP: dict[str, str] = {
     **_entries('"', "«»“”„‟ʺˮ❝❞〝〞＂"),
     **_entries("'", "‘’‚‛ʻʼʽʹˈˊˋ´`❛❜︐︑＇′"),
@@ -139,8 +140,8 @@ SMART_MAP: dict[str, str] = {
     **_entries(" ", "\u2009\u200a\u202f\u205f\u3000\u2028\u2029"),
     # Invisible characters and stray control codes carry nothing a reader would see.
     **_entries("", "\u200b\u200c\u200d\u2060\ufeff\u00ad"),
-    **_entries("", "".join(chr(c) for c in range(0x20) if chr(c) not in "\n\r\x0c\x1b")),
-    **_entries("", "\x1b\x7f" + "".join(chr(c) for c in range(0x80, 0xA0))),
+    **_entries("", "".join(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r\x0c")),
+    **_entries("", "\x7f" + "".join(chr(c) for c in range(0x80, 0xA0))),
 }
 
 _SMART_TABLE = str.maketrans(SMART_MAP)
