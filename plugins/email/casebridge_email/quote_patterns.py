@@ -1,0 +1,200 @@
+"""Compiled patterns that recognise quote headers, forwarded-message separators, Outlook
+header blocks and signatures in many languages. Used by :mod:`casebridge_email.trim` and
+:mod:`casebridge_email.trim_html`; every pattern works on one line (or a few joined lines)
+with trailing whitespace already removed.
+
+Every marker recognised here contains ``>``, ``:``, ``：``, ``-``, ``_`` or one of
+``=*#~+ᐧ``, or starts with an upper-case word of a mobile/Outlook footer, or is a sign-off
+word followed by a short name at the end of the text. Text without those cannot be trimmed,
+which the property tests rely on.
+"""
+
+from __future__ import annotations
+
+import re
+
+# "wrote" and its equivalents, as the last word of an "On <date>, <name> wrote:" header.
+_WROTE = (
+    r"wrote|sent|writes|schrieb|schreibt|a\s+écrit|a\s+ecrit|écrit|escribió|escribio|"
+    r"ha\s+escrit|escrigué|ha\s+scritto|scrisse|escreveu|escreve|schreef|"
+    r"het\s+volgende\s+geschreven|geschreven|napisał\(a\)|napisała|napisał|pisze|"
+    r"skrev|skrivit|kirjoitti|написал\(а\)|написала|написал|пишет|написав\(ла\)|"
+    r"написала|написав|пише|写道|寫道|のメッセージ|は書きました|작성|đã\s+viết|a\s+scris|"
+    r"yazdı|napsal|írta"
+)
+# Words a wrapped quote header typically starts with, in the languages above.
+_INTRO = (
+    r"On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne|At|"
+    r"\d|[A-Za-zÀ-ÿА-Яа-яІіЇїЄє]{2,4}[.,]|\S+\s+<|[\"«]|"
+    r"在|于|於"
+)
+_VERB_END = re.compile(rf"(?:^|[\s,)>»\"'])(?:{_WROTE})\s*[:：]?\s*-*$", re.IGNORECASE)
+_INTRO_START = re.compile(rf"^\s*(?:[-*_>]+\s*)?(?:{_INTRO})", re.IGNORECASE)
+_HAS_DATEISH = re.compile(r"\d{1,4}[:/.\-]\d{1,2}|\b(?:19|20)\d\d\b|\d{1,2}\s*[:.h]\s*\d\d")
+_HAS_ADDRESS = re.compile(r"@|<[^>]*>|\bmailto:")
+# "2014-03-20 8:48 GMT+01:00 Name <a@b.c>:" (Gmail without a verb) and similar.
+_ADDRESS_COLON_END = re.compile(r"(?:>|@[\w.\-]+\)?|\"|»)\s*[:：]$")
+
+# Where a quote header starts inside a line that also holds reply text
+# ("Test replyOn 04/19/2011 07:10 AM, Roman wrote:").
+SPLIT_HEADER = re.compile(r"(?:(?<=[a-z.!?)])|(?<=\s)|(?<=-))On\s+(?=\S)")
+
+QUOTE_LINE = re.compile(r"^\s*>")
+
+_FIELD_NAMES_FROM = (
+    r"From|Von|De|Da|Van|Od|Från|Fra|От|Від|Від кого|Kimden|Lähettäjä|Feladó|Odesílatel|"
+    r"发件人|發件人|寄件者|差出人|보낸\s*사람|Expéditeur|Remitente|Mittente|Remetente|Afzender|"
+    r"Nadawca|Avsändare|Afsender|Avsender|Отправитель|Відправник"
+)
+_FIELD_NAMES_OTHER = (
+    r"Sent|Date|To|Cc|Bcc|Subject|Reply-To|Gesendet|Datum|An|Betreff|Kopie|Envoyé|Envoye|À|A|"
+    r"Objet|Copie\s+à|Cc\s*|Enviado|Enviada|Fecha|Para|Asunto|CC|Inviato|Data|Oggetto|Assunto|"
+    r"Verzonden|Verstuurd|Aan|Onderwerp|Wysłano|Wysłane|Do|Temat|DW|Skickat|Till|Ämne|Sendt|"
+    r"Dato|Til|Emne|Отправлено|Дата|Кому|Тема|Копия|Надіслано|Відправлено|Копія|"
+    r"发送时间|發送時間|日期|收件人|抄送|主题|主旨|送信日時|日付|宛先|件名|보낸\s*날짜|받는\s*사람|"
+    r"참조|제목|Tárgy|Předmět|Konu|Gönderildi|Tarih"
+)
+_FIELD_LINE_FROM = re.compile(rf"^\s*[*_]{{0,2}}(?:{_FIELD_NAMES_FROM})[*_]{{0,2}}\s*[:：]")
+_FIELD_LINE_ANY = re.compile(
+    rf"^\s*[*_]{{0,2}}(?:{_FIELD_NAMES_FROM}|{_FIELD_NAMES_OTHER})[*_]{{0,2}}\s*[:：]"
+)
+
+# "-----Original Message-----", forwarded-message separators and their translations.
+_SEPARATOR_PHRASES = (
+    r"Original\s+Message|Forwarded\s+message|Forwarded\s+Message|Ursprüngliche\s+Nachricht|"
+    r"Weitergeleitete\s+Nachricht|Message\s+d['’]origine|Message\s+transféré|"
+    r"Mensaje\s+original|Mensaje\s+reenviado|Messaggio\s+originale|Messaggio\s+inoltrato|"
+    r"Mensagem\s+original|Mensagem\s+encaminhada|Mensagem\s+reencaminhada|"
+    r"Oorspronkelijk\s+bericht|Origineel\s+bericht|Doorgestuurd\s+bericht|"
+    r"Oryginalna\s+wiadomość|Wiadomość\s+oryginalna|Przekazana\s+wiadomość|"
+    r"Ursprungligt\s+meddelande|Originalmeddelande|Vidarebefordrat\s+meddelande|"
+    r"Oprindelig\s+meddelelse|Videresendt\s+meddelelse|Opprinnelig\s+melding|"
+    r"Videresendt\s+melding|Alkuperäinen\s+viesti|Välitetty\s+viesti|"
+    r"Исходное\s+сообщение|Пересылаемое\s+сообщение|Пересланное\s+сообщение|"
+    r"Оригінальне\s+повідомлення|Вихідне\s+повідомлення|Переслане\s+повідомлення|"
+    r"原始邮件|原始郵件|转发的邮件|轉寄的郵件|元のメッセージ|転送されたメッセージ|"
+    r"원본\s*메시지|전달된\s*메시지|Reply\s+message|Reply\s+Message"
+)
+SEPARATOR = re.compile(
+    rf"^\s*[-=_*]{{2,}}\s*(?:{_SEPARATOR_PHRASES})\s*[-=_*]{{2,}}\s*$"
+    rf"|^\s*(?:{_SEPARATOR_PHRASES})\s*[:：]?\s*$"
+    r"|^\s*(?:Begin\s+forwarded\s+message|Début\s+du\s+message\s+réexpédié|"
+    r"Anfang\s+der\s+weitergeleiteten\s+Nachricht|Inicio\s+del\s+mensaje\s+reenviado|"
+    r"Inizio\s+messaggio\s+inoltrato|Início\s+da\s+mensagem\s+reencaminhada|"
+    r"Begin\s+doorgestuurd\s+bericht|Początek\s+przekazywanej\s+wiadomości|"
+    r"Vidarebefordrat\s+brev|Videresendt\s+besked|"
+    r"Начало\s+переадресованного\s+сообщения|Forwarded\s+message)\s*[:：]\s*$",
+    re.IGNORECASE,
+)
+# "------On 12/29/1987 17:32 PM, Julius Caesar wrote-----": a header fenced in dashes.
+_FENCED_HEADER = re.compile(rf"^\s*-{{3,}}\s*On\s.*(?:{_WROTE})\s*[:：]?\s*-{{3,}}\s*$")
+
+# A line of nothing but rule characters: an Outlook separator, or decoration before a
+# signature. "ᐧ" is Gmail's tracking-pixel placeholder.
+DELIMITER = re.compile(r"^\s*(?:[-_=*#~+]{2,}|ᐧ)\s*$")
+_UNDERSCORES = re.compile(r"^\s*_{2,}\s*$")
+_DASH_SIGNATURE = re.compile(r"^\s*--\s*$")
+# "-Abhishek Kona" or "- Lev." on its own line after the message.
+_DASH_NAME = re.compile(r"^\s*-{1,2}\s?[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*(?:\s+[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*){0,2}\s*$")
+
+# Footers added by mobile mail apps; short lines only, so prose that merely starts with
+# "Sent from my desk, ..." stays.
+MOBILE_FOOTER = re.compile(
+    r"^\s*(?:"
+    r"(?:Sent|Envoyé|Envoye|Enviado|Inviato|Verzonden|Verstuurd|Wysłane|Skickat|Sendt|"
+    r"Lähetetty|Отправлено|Надіслано)\s+(?:from|with|from\s+my|via|de|desde|da|met|vanaf|"
+    r"von|z|från|fra|från\s+min|fra\s+min|с|з|depuis|dal|do|mit)\b[^,;:]{0,40}"
+    r"|Von\s+meinem\s+[^,;:]{1,40}\s+gesendet[.!]?"
+    r"|Gesendet\s+(?:von|mit)\s+[^,;:]{1,40}"
+    r"|Get\s+Outlook\s+for\s+(?:iOS|Android)[^,;:]{0,20}"
+    r"|Télécharger\s+Outlook\s+pour\s+(?:iOS|Android)"
+    r"|Outlook\s+(?:for|für|pour|para|per|voor|dla)\s+(?:iOS|Android)\s+\S+(?:\s+\S+)?"
+    r"|发自我的\S+|從我的\S+傳送|iPhoneから送信|iPadから送信|"
+    r"Sent\s+from\s+Yahoo\s+Mail[^,;:]{0,40}|Sent\s+with\s+Sparrow.*"
+    r")\s*$"
+)
+# Sign-offs that open a short trailing signature ("Thanks!\nRoman").
+_SIGN_OFF = re.compile(
+    r"^\s*(?:Thanks|Thank\s+you|Thx|Cheers|Regards|Best(?:\s+regards)?|Kind\s+regards|"
+    r"Best\s+wishes|Sincerely|Cordialement|Grüße|Gruß|Saludos|Saluti|Groeten|Pozdrawiam|"
+    r"Hälsningar|Hilsen|С\s+уважением)\s*[,.!]?\s*$",
+    re.IGNORECASE,
+)
+_SHORT_NAME = re.compile(r"^\s*[A-ZÀ-ÞА-ЯІЇЄ][\w.'’-]*(?:\s+[A-ZÀ-ÞА-ЯІЇЄ][\w.'’-]*){0,2}\s*$")
+
+_MAX_HEADER_CHARS = 400
+
+
+def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
+    """Whether ``candidate`` (one line, or a few joined with spaces) is an attribution line
+    such as ``On <date>, <name> wrote:``. ``before_quote`` relaxes the test when the next
+    non-blank line is a ``>`` quote, where ``Someone wrote:`` alone is enough."""
+    if len(candidate) > _MAX_HEADER_CHARS:
+        return False
+    stripped = candidate.rstrip()
+    if not stripped:
+        return False
+    if _FENCED_HEADER.match(stripped):
+        return True
+    if stripped[-1] not in ":：-" and not stripped.endswith(("작성", "写道")):
+        return False
+    tail = stripped[-60:]
+    if _VERB_END.search(tail):
+        if before_quote:
+            return True
+        return bool(
+            _HAS_DATEISH.search(stripped)
+            or _HAS_ADDRESS.search(stripped)
+            or _INTRO_START.match(stripped)
+        )
+    if stripped[-1] in ":：" and _ADDRESS_COLON_END.search(tail):
+        return bool(_HAS_DATEISH.search(stripped))
+    return False
+
+
+def could_start_header(line: str) -> bool:
+    """Whether ``line`` may be the first line of an attribution wrapped over several lines."""
+    return len(line) <= _MAX_HEADER_CHARS and bool(_INTRO_START.match(line))
+
+
+def is_field_line(line: str) -> bool:
+    """An e-mail header line as Outlook quotes it: ``From:``, ``*Sent:*``, ``Betreff:`` ..."""
+    return bool(_FIELD_LINE_ANY.match(line))
+
+
+def is_from_field(line: str) -> bool:
+    """A ``From:``-type header line (in any supported language)."""
+    return bool(_FIELD_LINE_FROM.match(line))
+
+
+def is_separator(line: str) -> bool:
+    """``-----Original Message-----``, ``---------- Forwarded message ---------`` and the like."""
+    return bool(SEPARATOR.match(line))
+
+
+def is_delimiter(line: str) -> bool:
+    """A line made only of rule characters (``-----``, ``____``, ``====``)."""
+    return bool(DELIMITER.match(line))
+
+
+def opens_signature(line: str) -> bool:
+    """A line after which everything is signature: ``--``, ``-- ``, a line of underscores,
+    or a mobile footer such as ``Sent from my iPhone``."""
+    return bool(
+        _DASH_SIGNATURE.match(line) or _UNDERSCORES.match(line) or MOBILE_FOOTER.match(line)
+    )
+
+
+def is_dash_name(line: str) -> bool:
+    """``-Name`` on its own line, GitHub's short signature form."""
+    return bool(_DASH_NAME.match(line))
+
+
+def is_sign_off(line: str) -> bool:
+    """``Thanks!``, ``Regards,`` and similar closings."""
+    return bool(_SIGN_OFF.match(line))
+
+
+def is_short_name(line: str) -> bool:
+    """One to three capitalised words: a name under a sign-off."""
+    return bool(_SHORT_NAME.match(line))

@@ -1,0 +1,226 @@
+"""Reply trimming and text rendering for HTML mail parts. Pure functions on strings.
+
+``visible_html`` removes what mail clients mark as quoted (Gmail, Apple Mail, Thunderbird,
+Outlook, Yahoo); ``html_to_text`` renders readable plain text.
+
+"Never adds text" here means: the non-whitespace characters of
+``html_to_text(visible_html(x))`` are a subsequence of those of ``html_to_text(x)``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from casebridge_email import quote_patterns as qp
+
+__all__ = ["html_to_text", "visible_html"]
+
+# Elements that are quoted text themselves: removed, what follows stays (interleaved answers).
+_QUOTE_SELECTORS = (
+    "div.gmail_quote",
+    "div.gmail_quote_container",
+    "blockquote.gmail_quote",
+    "blockquote[type=cite]",
+    ".moz-cite-prefix",
+    ".yahoo_quoted",
+    "div.yahoo_quoted",
+    "blockquote[type=\"cite\"]",
+)
+# Elements that start the quoted message: removed together with everything after them.
+_CUT_SELECTORS = (
+    "#divRplyFwdMsg",
+    "#appendonsend",
+    "div.OutlookMessageHeader",
+    "#OLK_SRC_BODY_SECTION",
+    "hr#stopSpelling",
+    "#ecxstopSpelling",
+    "div.gmail_extra > div.gmail_quote",
+)
+_BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
+_BLOCK_CANDIDATES = "div, p"
+_MAX_PASSES = 3
+
+_SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "-comment"})
+_PARAGRAPH_TAGS = frozenset(
+    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "ul", "ol", "table", "hr"}
+)
+_LINE_TAGS = frozenset(
+    {
+        "div", "section", "article", "header", "footer", "aside", "nav", "main", "address",
+        "tr", "li", "dl", "dt", "dd", "figure", "figcaption", "form", "fieldset", "center",
+        "body", "html", "caption", "tbody", "thead", "tfoot", "details", "summary",
+    }
+)
+_CELL_TAGS = frozenset({"td", "th"})
+_SPACES = re.compile(r"[^\S\n]+")
+_MANY_BREAKS = re.compile(r"\n{3,}")
+
+
+def visible_html(html: str) -> str:
+    """Return ``html`` without its quoted part: Gmail ``gmail_quote``, ``<blockquote
+    type=cite>`` (Apple Mail, Thunderbird), ``moz-cite-prefix``, ``yahoo_quoted``, and Outlook's
+    reply separator (``divRplyFwdMsg`` or the ``border-top`` header div) with everything after
+    it, as well as a plain-text attribution (``On ... wrote:``) block and what follows it.
+
+    Returns a full HTML document when something was removed, ``html`` unchanged otherwise, and
+    also ``html`` unchanged when removing the quote would leave no text.
+    """
+    current = html
+    for _ in range(_MAX_PASSES):
+        trimmed = _trim_once(current)
+        if trimmed is None:
+            break
+        current = trimmed
+    return current
+
+
+def _trim_once(html: str) -> str | None:
+    """One trimming pass; ``None`` when nothing was (or could be) removed."""
+    tree = LexborHTMLParser(html)
+    body = tree.body
+    if body is None:
+        return None
+    changed = False
+    for selector in _CUT_SELECTORS:
+        node = tree.css_first(selector)
+        if node is not None:
+            _cut_from(node)
+            changed = True
+    for div in tree.css("div[style]"):
+        style = div.attributes.get("style") or ""
+        if _BORDER_TOP.search(style) and any(
+            qp.is_field_line(line) for line in div.text(separator="\n").splitlines()[:3]
+        ):
+            _cut_from(div)
+            changed = True
+            break
+    for selector in _QUOTE_SELECTORS:
+        for node in tree.css(selector):
+            node.decompose()
+            changed = True
+    header = _first_text_header(tree)
+    if header is not None:
+        _cut_from(header)
+        changed = True
+    if not changed:
+        return None
+    if not html_to_text(tree.html or "").strip():
+        return None
+    return tree.html
+
+
+def _first_text_header(tree: LexborHTMLParser) -> LexborNode | None:
+    """The first small block whose text is an attribution or forwarded-message separator."""
+    for block in tree.css(_BLOCK_CANDIDATES):
+        if block.css_first("div, p, blockquote, table") is not None:
+            continue
+        text = " ".join(block.text(deep=True).split())
+        if not text or len(text) > 400:
+            continue
+        if qp.is_quote_header(text, before_quote=False) or qp.is_separator(text):
+            return block
+    return None
+
+
+def _cut_from(node: LexborNode) -> None:
+    """Remove ``node`` and everything after it in document order (up to ``<body>``)."""
+    current: LexborNode | None = node
+    first = True
+    while current is not None and current.tag not in ("body", "html"):
+        sibling = current.next
+        while sibling is not None:
+            following = sibling.next
+            sibling.decompose()
+            sibling = following
+        parent = current.parent
+        if first:
+            previous = current.prev
+            # Outlook draws an <hr> right above its header block.
+            if previous is not None and previous.tag == "hr":
+                previous.decompose()
+            current.decompose()
+            first = False
+        current = parent
+
+
+def html_to_text(html: str) -> str:
+    """Render ``html`` as readable plain text: block elements start new lines (paragraphs are
+    separated by a blank line), ``<br>`` is a newline, list items start with ``- ``, links
+    read ``text (url)`` when the URL differs from the text, ``<script>``/``<style>`` are
+    dropped, entities are decoded and runs of whitespace collapse to one space."""
+    tree = LexborHTMLParser(html)
+    root = tree.root
+    if root is None:
+        return ""
+    parts: list[str] = []
+    # Iterative walk: a deeply nested message must not hit the recursion limit.
+    stack: list[tuple[LexborNode, bool]] = [(root, True)]
+    pre_depth = 0
+    while stack:
+        node, entering = stack.pop()
+        tag = node.tag or ""
+        if not entering:
+            if tag == "pre":
+                pre_depth -= 1
+            _close(node, tag, parts)
+            continue
+        if tag == "-text":
+            text = node.text_content or ""
+            parts.append(text if pre_depth else _collapse(text))
+            continue
+        if tag in _SKIP_TAGS or node.is_comment_node:
+            continue
+        if tag == "br":
+            parts.append("\n")
+            continue
+        if tag == "pre":
+            pre_depth += 1
+        _open(tag, parts)
+        stack.append((node, False))
+        children = []
+        child = node.child
+        while child is not None:
+            children.append(child)
+            child = child.next
+        stack.extend((c, True) for c in reversed(children))
+    return _finish("".join(parts))
+
+
+def _collapse(text: str) -> str:
+    core = " ".join(text.split())
+    if not core:
+        return " " if text else ""
+    lead = " " if text[0].isspace() else ""
+    trail = " " if text[-1].isspace() else ""
+    return lead + core + trail
+
+
+def _open(tag: str, parts: list[str]) -> None:
+    if tag in _PARAGRAPH_TAGS:
+        parts.append("\n\n")
+    elif tag == "li":
+        parts.append("\n- ")
+    elif tag in _LINE_TAGS:
+        parts.append("\n")
+    elif tag in _CELL_TAGS:
+        parts.append(" ")
+
+
+def _close(node: LexborNode, tag: str, parts: list[str]) -> None:
+    if tag == "a":
+        href = (node.attributes.get("href") or "").strip()
+        label = " ".join(node.text(deep=True).split())
+        if href and not href.startswith("#") and href not in (label, f"mailto:{label}"):
+            parts.append(f" ({href})" if label else href)
+    elif tag in _PARAGRAPH_TAGS:
+        parts.append("\n\n")
+    elif tag in _LINE_TAGS or tag == "li":
+        parts.append("\n")
+
+
+def _finish(text: str) -> str:
+    text = text.replace("\u00a0", " ")
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _MANY_BREAKS.sub("\n\n", "\n".join(lines)).strip()
