@@ -1,0 +1,433 @@
+"""What happens between a message arriving and a case being written, and back.
+
+Every step is an outbox job, so each one survives a crash and is retried on failure:
+
+* ``inbound``   thread a stored message into a session, then hand off, let the assistant
+                answer, or (after handoff) sync it to the case;
+* ``answer``    deliver the assistant's answer on the session's channel;
+* ``handoff``   summarize, map fields, find the contact's open case or create one;
+* ``sync``      write every message of a handed-off session that the case lacks, in order;
+* ``reply``     store a rep's reply and deliver it to the customer;
+* ``closed``    mark the sessions of a closed case closed.
+
+Jobs of one session share an ``order_key`` so they run one at a time, in order. Every
+follow-up job has an idempotency key, so a job re-run after a crash enqueues nothing twice;
+every CRM write records its intent first, so a re-run looks before it writes again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from .errors import PermanentError
+from .logs import log_context
+from .model import (
+    ActivityRequest,
+    Author,
+    CaseLink,
+    CaseRef,
+    CaseRequest,
+    Contact,
+    Delivery,
+    DeliveryState,
+    Direction,
+    HandoffDecision,
+    Message,
+    Reply,
+    Session,
+    SessionStatus,
+    derived_id,
+    utcnow,
+)
+from .store import Job, NewJob
+
+if TYPE_CHECKING:
+    from .bridge import Bridge
+
+log = logging.getLogger(__name__)
+
+
+def is_email(address: str) -> bool:
+    return "@" in address
+
+
+def contact_addresses(address: str) -> tuple[list[str], list[str]]:
+    """(emails, phones) for one sender address."""
+    return ([address.lower()], []) if is_email(address) else ([], [address])
+
+
+class Pipeline:
+    """The job handlers. Holds no state of its own: everything lives in the store."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.store = bridge.store
+        self.hooks = bridge.hooks
+        self.crm = bridge.config.bridge.crm
+
+    @property
+    def handlers(self) -> dict[str, Any]:
+        return {
+            "inbound": self.on_inbound,
+            "answer": self.on_answer,
+            "handoff": self.on_handoff,
+            "sync": self.on_sync,
+            "reply": self.on_reply,
+            "closed": self.on_closed,
+        }
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    @staticmethod
+    def handoff_job(session_id: str, decision: HandoffDecision, trace_id: str = "") -> NewJob:
+        return NewJob(
+            kind="handoff",
+            payload={"session_id": session_id, "reason": decision.reason,
+                     "source": decision.source, "trace_id": trace_id},
+            key=f"handoff:{session_id}",
+            order_key=session_id,
+        )
+
+    @staticmethod
+    def sync_job(session_id: str, cause: str, trace_id: str = "") -> NewJob:
+        return NewJob(
+            kind="sync",
+            payload={"session_id": session_id, "trace_id": trace_id},
+            key=f"sync:{session_id}:{cause}",
+            order_key=session_id,
+        )
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def on_inbound(self, job: Job) -> list[NewJob]:
+        message = await self.store.get_message(job.payload["message_id"])
+        if message is None:
+            raise PermanentError(f"message {job.payload['message_id']} is not in the store")
+        with log_context(trace_id=message.trace_id):
+            if not message.session_id:
+                session = await self.thread(message)
+                message = await self.store.assign_message(message.id, session.id)
+            session = await self._session(message.session_id)
+            with log_context(session_id=session.id):
+                self.bridge.metrics.messages_in.labels(channel=message.channel).inc()
+                if session.status is not SessionStatus.ASSISTANT:
+                    # Handed off: the case gets this message at once.
+                    return [self.sync_job(session.id, message.id, message.trace_id)]
+                return await self.assistant_step(session, message)
+
+    async def thread(self, message: Message) -> Session:
+        """Find the session a new inbound belongs to, or start one."""
+        contact = await self.contact_for(message)
+        candidate = await self._hinted_session(message)
+        if candidate is not None and self._agrees(candidate, contact):
+            return candidate
+        idle = timedelta(hours=self.bridge.config.bridge.session_idle_hours)
+        channel_address = message.recipients[0] if message.recipients else ""
+        session = await self.store.find_open_session(
+            message.channel, contact.id, channel_address, utcnow() - idle
+        )
+        if session is not None:
+            return session
+        session = Session(
+            id=derived_id("session", message.channel, message.external_id),
+            channel=message.channel,
+            contact=contact,
+            status=SessionStatus.ASSISTANT,
+            channel_address=channel_address,
+            subject=message.subject,
+        )
+        log.info("new session %s on %s", session.id, session.channel)
+        return await self.store.create_session(session)
+
+    async def _hinted_session(self, message: Message) -> Session | None:
+        # A verified reply token first, then our own Message-IDs in the thread references.
+        hinted = message.meta.get("session_hint", "")
+        session = await self.store.get_session(hinted) if hinted else None
+        if session is None and message.thread_refs:
+            session = await self.store.find_session_by_external_ids(
+                message.channel, list(message.thread_refs)
+            )
+        if session is None or session.status is SessionStatus.CLOSED:
+            return None
+        return session
+
+    @staticmethod
+    def _agrees(session: Session, contact: Contact) -> bool:
+        # A header can be forged or forwarded: it only counts when the sender is the
+        # session's customer.
+        return session.contact.id == contact.id
+
+    async def contact_for(self, message: Message) -> Contact:
+        emails, phones = contact_addresses(message.sender)
+        contact = await self.store.find_contact(emails, phones)
+        if contact is not None:
+            return contact
+        return await self.store.create_contact(
+            Contact(
+                id=derived_id("contact", message.sender.lower()),
+                name=message.sender_name,
+                emails=tuple(emails),
+                phones=tuple(phones),
+            )
+        )
+
+    async def assistant_step(self, session: Session, message: Message) -> list[NewJob]:
+        transcript = await self.store.transcript(session.id)
+        decision = await self.hooks.handoff_policy(session, transcript)
+        if decision is None:
+            turn = await self.hooks.assistant_turn(session, transcript)
+            if turn is not None and turn.handoff is not None:
+                decision = turn.handoff
+            elif turn is not None and turn.answer:
+                return [
+                    NewJob(
+                        kind="answer",
+                        payload={"session_id": session.id, "text": turn.answer,
+                                 "in_reply_to": message.id, "trace_id": message.trace_id},
+                        key=f"answer:{message.id}",
+                        order_key=session.id,
+                    )
+                ]
+        if decision is None:
+            return []
+        log.info("handoff decided: %s", decision.reason)
+        return [self.handoff_job(session.id, decision, message.trace_id)]
+
+    # -- outbound -------------------------------------------------------------------------
+
+    async def on_answer(self, job: Job) -> list[NewJob]:
+        session = await self._session(job.payload["session_id"])
+        with log_context(session_id=session.id, trace_id=job.payload.get("trace_id", "")):
+            if session.status is not SessionStatus.ASSISTANT:
+                log.info("assistant answer dropped: the session was handed off meanwhile")
+                return []
+            message = self.outbound_message(
+                session,
+                message_id=derived_id("answer", job.payload["in_reply_to"]),
+                author=Author.ASSISTANT,
+                text=job.payload["text"],
+                trace_id=job.payload.get("trace_id", ""),
+            )
+            return await self.deliver(session, message)
+
+    def outbound_message(
+        self, session: Session, *, message_id: str, author: Author, text: str,
+        html: str = "", trace_id: str = "", external_id: str = "", sender: str = "",
+    ) -> Message:
+        recipient = next(iter(session.contact.emails + session.contact.phones), "")
+        if session.channel_address and not is_email(recipient):
+            recipient = next(iter(session.contact.phones), recipient)
+        return Message(
+            id=message_id,
+            channel=session.channel,
+            direction=Direction.OUTBOUND,
+            author=author,
+            external_id=external_id or f"casebridge:{message_id}",
+            sender=sender or session.channel_address,
+            recipients=(recipient,),
+            text=text,
+            original_text=text,
+            html=html,
+            subject=session.subject,
+            session_id=session.id,
+            trace_id=trace_id,
+        )
+
+    async def deliver(self, session: Session, message: Message) -> list[NewJob]:
+        """Store ``message`` in the session and send it; a refusal or permanent failure is
+        recorded on the session (and so on the case) instead of being retried."""
+        await self.store.add_message(message)
+        stored = await self.store.get_message(message.id) or message
+        transcript = await self.store.transcript(session.id)
+        delivery = await self.hooks.deliver_reply(session.channel, session, stored, transcript)
+        self.bridge.metrics.replies_delivered.labels(
+            channel=session.channel, state=delivery.state.value
+        ).inc()
+        follow_ups: list[NewJob] = []
+        if delivery.state is not DeliveryState.SENT:
+            follow_ups += await self.record_failure(session, stored, delivery)
+        elif session.status is SessionStatus.HANDED_OFF and stored.author is not Author.AGENT:
+            follow_ups.append(self.sync_job(session.id, stored.id, stored.trace_id))
+        return follow_ups
+
+    async def record_failure(
+        self, session: Session, message: Message, delivery: Delivery
+    ) -> list[NewJob]:
+        log.warning("delivery %s: %s", delivery.state.value, delivery.detail)
+        note = self.outbound_message(
+            session,
+            message_id=derived_id("delivery", message.id),
+            author=Author.SYSTEM,
+            text=(f"The {message.author.value}'s reply was not delivered to the customer "
+                  f"({delivery.state.value}): {delivery.detail}"),
+            trace_id=message.trace_id,
+        )
+        await self.store.add_message(note)
+        if session.status is SessionStatus.HANDED_OFF:
+            return [self.sync_job(session.id, note.id, message.trace_id)]
+        return []
+
+    # -- handoff --------------------------------------------------------------------------
+
+    async def on_handoff(self, job: Job) -> list[NewJob]:
+        session = await self._session(job.payload["session_id"])
+        trace_id = job.payload.get("trace_id", "")
+        with log_context(session_id=session.id, trace_id=trace_id):
+            if session.status is SessionStatus.CLOSED:
+                log.info("handoff skipped: the session is closed")
+                return []
+            if session.case is not None:
+                return [self.sync_job(session.id, "handoff", trace_id)]
+            # From here on the assistant stays quiet, even while the case is being written.
+            session = await self.store.update_session(session.id, status=SessionStatus.HANDED_OFF)
+            decision = HandoffDecision(job.payload["reason"], job.payload.get("source", ""))
+            case = await self.open_case(session, decision, job)
+            link = CaseLink(self.crm, case.id, case.number, case.url)
+            await self.store.update_session(session.id, case=link)
+            self.bridge.metrics.handoff_latency.observe(
+                (utcnow() - session.created_at).total_seconds()
+            )
+            return [self.sync_job(session.id, "handoff", trace_id)]
+
+    async def open_case(self, session: Session, decision: HandoffDecision, job: Job) -> CaseRef:
+        """The contact's open case (case-append), or a new one: created at most once."""
+        key = derived_id("case", session.id)
+        write = await self.store.record_intent(session.id, "", "case", self.crm, key)
+        if write.crm_id:
+            case = await self.hooks.get_case(self.crm, write.crm_id)
+            if case is not None:
+                return case
+        contact = session.contact
+        if not contact.crm_id:
+            synced = await self.hooks.sync_contact(self.crm, contact)
+            contact = await self.store.set_contact_crm_id(contact.id, synced.crm_id)
+            session = replace(session, contact=contact)
+        maybe_written = job.attempts > 1
+        if not maybe_written:
+            existing = await self.hooks.find_open_case(self.crm, contact)
+            if existing is not None:
+                log.info("appending to the contact's open case %s", existing.number or existing.id)
+                await self.store.record_written(key, existing.id)
+                return existing
+        transcript = await self.store.transcript(session.id)
+        summary = await self.hooks.summarize(session, transcript, decision)
+        summary = replace(
+            summary, subject=self.bridge.templates.case_subject(session, transcript, summary)
+        )
+        fields = await self.hooks.map_fields(session, transcript, summary)
+        case = await self.hooks.create_case(
+            self.crm,
+            CaseRequest(key=key, session=session, contact=contact, summary=summary,
+                        fields=fields, maybe_written=maybe_written),
+        )
+        await self.store.record_written(key, case.id)
+        self.bridge.metrics.cases_created.labels(crm=self.crm).inc()
+        log.info("case %s created", case.number or case.id)
+        return case
+
+    async def on_sync(self, job: Job) -> list[NewJob]:
+        """Write the session's messages that the case lacks, oldest first."""
+        session = await self._session(job.payload["session_id"])
+        with log_context(session_id=session.id, trace_id=job.payload.get("trace_id", "")):
+            if session.case is None:
+                # The handoff job (ordered before this one) has not written the case: it
+                # will enqueue its own sync when it has.
+                return []
+            case = CaseRef(self.crm, session.case.case_id, session.case.number)
+            transcript = await self.store.transcript(session.id)
+            link = self.bridge.session_link(session.id)
+            for index, message in enumerate(transcript):
+                await self.write_activity(session, case, message, first=index == 0, link=link)
+            return []
+
+    async def write_activity(
+        self, session: Session, case: CaseRef, message: Message, *, first: bool, link: str
+    ) -> None:
+        key = derived_id("activity", session.id, message.id)
+        write = await self.store.get_write(key)
+        if write is not None and write.crm_id:
+            return
+        maybe_written = write is not None
+        await self.store.record_intent(session.id, message.id, "activity", self.crm, key)
+        text, html = self.bridge.templates.activity_bodies(
+            message, session, link=link if first else None, trace_id=message.trace_id
+        )
+        activity = await self.hooks.append_activity(
+            self.crm,
+            ActivityRequest(
+                key=key, case=case, session=session, message=message,
+                title=self.activity_title(message, session), body_text=text, body_html=html,
+                first=first, maybe_written=maybe_written,
+            ),
+        )
+        await self.store.record_written(key, activity.id)
+        self.bridge.metrics.activities_appended.labels(crm=self.crm).inc()
+
+    @staticmethod
+    def activity_title(message: Message, session: Session) -> str:
+        who = {
+            Author.CUSTOMER: message.sender_name or message.sender,
+            Author.ASSISTANT: "Assistant",
+            Author.AGENT: "Agent",
+            Author.SYSTEM: "casebridge",
+        }[message.author]
+        subject = " ".join((message.subject or session.subject).split())
+        title = f"{session.channel.upper()} from {who}" + (f": {subject}" if subject else "")
+        return title[:250]
+
+    # -- CRM events -----------------------------------------------------------------------
+
+    async def on_reply(self, job: Job) -> list[NewJob]:
+        reply = Reply(**{k: v for k, v in job.payload.items() if k in Reply.__slots__})
+        session = await self.store.find_session_by_case(reply.crm, reply.case_id)
+        if session is None:
+            log.info("reply on case %s, which no session holds: ignored", reply.case_id)
+            return []
+        with log_context(session_id=session.id, trace_id=job.payload.get("trace_id", "")):
+            message = self.outbound_message(
+                session,
+                message_id=derived_id("reply", reply.crm, reply.activity_id),
+                author=Author.AGENT,
+                text=reply.text,
+                html=reply.html,
+                trace_id=job.payload.get("trace_id", ""),
+            )
+            message = replace(message, sender_name=reply.author_name)
+            # The activity is the rep's own: the case already has it.
+            key = derived_id("activity", session.id, message.id)
+            await self.store.record_intent(session.id, message.id, "activity", reply.crm, key)
+            await self.store.record_written(key, reply.activity_id)
+            return await self.deliver(session, message)
+
+    async def on_closed(self, job: Job) -> list[NewJob]:
+        session = await self.store.find_session_by_case(job.payload["crm"],
+                                                        job.payload["case_id"])
+        if session is not None and session.status is not SessionStatus.CLOSED:
+            await self.store.update_session(session.id, status=SessionStatus.CLOSED)
+            log.info("session %s closed with its case", session.id)
+        return []
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _session(self, session_id: str) -> Session:
+        session = await self.store.get_session(session_id)
+        if session is None:
+            raise PermanentError(f"session {session_id} is not in the store")
+        return session
+
+
+def reply_job(reply: Reply, trace_id: str) -> NewJob:
+    payload = {
+        "crm": reply.crm, "activity_id": reply.activity_id, "case_id": reply.case_id,
+        "text": reply.text, "html": reply.html, "author_name": reply.author_name,
+        "trace_id": trace_id,
+    }
+    return NewJob(kind="reply", payload=payload, key=f"reply:{reply.crm}:{reply.activity_id}")
+
+
+def closed_job(crm: str, case_id: str) -> NewJob:
+    return NewJob(kind="closed", payload={"crm": crm, "case_id": case_id},
+                  key=f"closed:{crm}:{case_id}")
