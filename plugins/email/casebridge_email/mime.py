@@ -1,0 +1,460 @@
+"""Parse raw RFC 5322 bytes into a :class:`ParsedEmail`, whatever the sender got wrong.
+
+:func:`parse_email` never raises: a broken header falls back to its raw value, an unreadable
+charset to detection, damaged base64 to whatever could be decoded. Each such repair is
+recorded in ``ParsedEmail.notes`` so the rep and the logs can see it. Nothing here does I/O.
+
+The body is the message's own text: a forwarded message (``message/rfc822``) is kept whole as
+an ``.eml`` attachment and its text does not become the body. HTML is returned raw (sanitize
+it before showing it) and no HTML-to-text conversion happens here.
+"""
+
+from __future__ import annotations
+
+import codecs
+import mimetypes
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+
+import charset_normalizer
+
+# A message nested deeper than this is not walked further (a zip-bomb of multiparts).
+MAX_DEPTH = 40
+MAX_FILENAME = 180
+_SURROGATES = re.compile("[\udc80-\udcff]")
+_MSGID = re.compile(r"<([^<>\s]+)>")
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedPart:
+    """One attachment or inline image, decoded to its bytes. ``name`` is safe as a file name."""
+
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
+    content_id: str = ""
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEmail:
+    """What a message says, with every header decoded and every address lower-cased.
+
+    Message ids (``message_id``, ``in_reply_to``, ``references``) carry no angle brackets.
+    ``text`` and ``html`` are the message's own body ("" when it has none of that kind);
+    ``html`` is unsanitized. The guard headers (``auto_submitted`` ... ``content_type``) are
+    lower-cased, stripped values, "" when absent. ``size`` is the raw message's byte count.
+    """
+
+    from_addr: str = ""
+    from_name: str = ""
+    reply_to: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    date: datetime | None = None
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    attachments: tuple[ExtractedPart, ...] = ()
+    auto_submitted: str = ""
+    precedence: str = ""
+    x_autoreply: str = ""
+    x_autorespond: str = ""
+    x_failed_recipients: str = ""
+    list_id: str = ""
+    return_path: str = ""
+    content_type: str = ""
+    notes: tuple[str, ...] = ()
+    size: int = 0
+
+
+def parse_email(data: bytes) -> ParsedEmail:
+    """Parse one message. Never raises; repairs are listed in ``notes``."""
+    notes: list[str] = []
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(data)
+    except (Exception, RecursionError) as exc:
+        # The parser gives up only on pathological input; keep the bytes as plain text.
+        notes.append(f"message could not be parsed ({type(exc).__name__}); kept as plain text")
+        text, note = decode_text(data, None)
+        return ParsedEmail(text=text, notes=(*notes, *_opt(note)), size=len(data))
+
+    headers = _Headers(msg, notes)
+    from_pairs = headers.addresses("From")
+    from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
+    body = _Body(notes)
+    body.walk(msg)
+    return ParsedEmail(
+        from_addr=from_addr,
+        from_name=from_name,
+        reply_to=tuple(addr for _, addr in headers.addresses("Reply-To")),
+        to=tuple(addr for _, addr in headers.addresses("To")),
+        cc=tuple(addr for _, addr in headers.addresses("Cc")),
+        date=_parse_date(headers.text("Date")),
+        message_id=first_message_id(headers.text("Message-ID")),
+        in_reply_to=first_message_id(headers.text("In-Reply-To")),
+        references=message_ids(headers.text("References")),
+        subject=headers.text("Subject"),
+        text=body.text(),
+        html=body.html(),
+        attachments=tuple(body.attachments),
+        auto_submitted=headers.flag("Auto-Submitted"),
+        precedence=headers.flag("Precedence"),
+        x_autoreply=headers.flag("X-Autoreply"),
+        x_autorespond=headers.flag("X-Autorespond"),
+        x_failed_recipients=headers.flag("X-Failed-Recipients"),
+        list_id=headers.flag("List-Id"),
+        return_path=headers.flag("Return-Path"),
+        content_type=_content_type(msg),
+        notes=tuple(dict.fromkeys(notes)),
+        size=len(data),
+    )
+
+
+def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
+    """Decode body bytes: the declared charset, then UTF-8, then detection, then UTF-8 with
+    replacement characters. Returns the text and a note when the declared charset failed."""
+    declared = (charset or "").strip().strip('"').lower()
+    codec = _codec(declared) if declared else "ascii"
+    if codec:
+        try:
+            return data.decode(codec), None
+        except UnicodeError:
+            pass
+    label = declared or "us-ascii"
+    try:
+        return data.decode("utf-8"), f"charset {label!r} unreadable; decoded as utf-8"
+    except UnicodeError:
+        pass
+    try:
+        best = charset_normalizer.from_bytes(data).best()
+    except Exception:  # detection is a heuristic; never let it take the parse down
+        best = None
+    if best is not None and best.encoding:
+        return str(best), f"charset {label!r} unreadable; decoded as {best.encoding}"
+    text = data.decode("utf-8", errors="replace")
+    return text, f"charset {label!r} unreadable; decoded as utf-8 with replacement characters"
+
+
+def first_message_id(value: str) -> str:
+    """The first message id in a header value, without angle brackets ("" if none)."""
+    ids = message_ids(value)
+    return ids[0] if ids else ""
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    """Every message id in a header value, in order, without angle brackets.
+
+    Ids written without brackets (some clients do) are split on whitespace instead.
+    """
+    found = _MSGID.findall(value)
+    if not found:
+        found = [part.strip("<>,;") for part in value.split()]
+    return tuple(dict.fromkeys(i for i in found if i))
+
+
+def safe_filename(name: str, content_type: str = "application/octet-stream") -> str:
+    """A file name that is safe to show and to save: no path, no control characters."""
+    name = unicodedata.normalize("NFC", _fix_surrogates(name))
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME.sub("_", name).strip().lstrip(".").strip()
+    if len(name) > MAX_FILENAME:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 16:
+            name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME]
+    if not name:
+        ext = mimetypes.guess_extension(content_type, strict=False) or ".bin"
+        name = "attachment" + ext
+    return name
+
+
+def _opt(note: str | None) -> tuple[str, ...]:
+    return (note,) if note else ()
+
+
+def _codec(label: str) -> str | None:
+    """The Python codec for a MIME charset label, or None if it is unknown or not a text
+    codec (``base64``, ``rot13`` and friends are codecs too, but not charsets)."""
+    try:
+        info = codecs.lookup(label)
+    except (LookupError, ValueError):
+        return None
+    if not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def _fix_surrogates(value: str) -> str:
+    """Headers with raw 8-bit bytes come back with surrogate escapes: decode those bytes."""
+    if not _SURROGATES.search(value):
+        return value
+    raw = value.encode("utf-8", errors="surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text, _ = decode_text(raw, "windows-1252")
+        return text
+
+
+def _decode_words(raw: str) -> str:
+    """RFC 2047 decoding for a raw header value, falling back to the value as it is."""
+    try:
+        return str(make_header(decode_header(raw)))
+    except Exception:
+        return raw
+
+
+def _unfold(value: str) -> str:
+    return " ".join(value.split())
+
+
+class _Headers:
+    """Header access that cannot fail: the policy's parse, else the raw value."""
+
+    def __init__(self, msg: Message, notes: list[str]) -> None:
+        self._msg = msg
+        self._notes = notes
+
+    def _raw(self, name: str) -> str | None:
+        for key, value in self._msg.raw_items():
+            if key.lower() == name.lower():
+                return str(value)
+        return None
+
+    def text(self, name: str) -> str:
+        try:
+            value = self._msg.get(name)
+            if value is None:
+                return ""
+            return _unfold(_fix_surrogates(str(value)))
+        except Exception:
+            raw = self._raw(name)
+            if raw is None:
+                return ""
+            self._notes.append(f"header {name} malformed; used as written")
+            return _unfold(_fix_surrogates(_decode_words(raw)))
+
+    def flag(self, name: str) -> str:
+        return self.text(name).lower()
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """(display name, lower-cased address) pairs; unparseable entries are left out."""
+        raw = self._raw(name)
+        if raw is None:
+            return []
+        raw = _unfold(_fix_surrogates(raw))
+        try:
+            pairs = getaddresses([raw])
+        except Exception:
+            pairs = []
+        result = []
+        for display, addr in pairs:
+            addr = addr.strip().lower()
+            if "@" not in addr:
+                continue
+            result.append((_decode_words(display).strip(), addr))
+        if not result and raw.strip():
+            self._notes.append(f"header {name} has no readable address")
+        return result
+
+
+def _parse_date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type().lower()
+    except Exception:
+        return "application/octet-stream"
+
+
+class _Body:
+    """Walks the MIME tree once, collecting body text, body HTML and attachments."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+        self.attachments: list[ExtractedPart] = []
+        self._texts: list[str] = []
+        self._htmls: list[str] = []
+
+    def text(self) -> str:
+        return "\n".join(t for t in self._texts if t.strip())
+
+    def html(self) -> str:
+        return "\n".join(h for h in self._htmls if h.strip())
+
+    def walk(self, msg: Message) -> None:
+        try:
+            texts, htmls = self._part(msg, 0, in_related=False)
+        except RecursionError:
+            self.notes.append("message nested too deeply; body incomplete")
+            return
+        self._texts, self._htmls = texts, htmls
+
+    def _part(self, part: Message, depth: int, *, in_related: bool) -> tuple[list[str], list[str]]:
+        if depth > MAX_DEPTH:
+            self.notes.append(f"MIME parts nested deeper than {MAX_DEPTH} levels were skipped")
+            return [], []
+        ctype = _content_type(part)
+        maintype = ctype.split("/", 1)[0]
+        if maintype == "message" or (
+            isinstance(part.get_payload(), list) and maintype != "multipart"
+        ):
+            self._attach_message(part, ctype)
+            return [], []
+        if maintype == "multipart":
+            return self._multipart(part, ctype, depth)
+        disposition = _disposition(part)
+        filename = _filename(part)
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            text = self._decode_body(part)
+            return ([text], []) if ctype == "text/plain" else ([], [text])
+        self._attach(part, ctype, disposition, filename, in_related=in_related)
+        return [], []
+
+    def _multipart(self, part: Message, ctype: str, depth: int) -> tuple[list[str], list[str]]:
+        children = part.get_payload()
+        if not isinstance(children, list):
+            # A multipart without a usable boundary: the parser leaves the body as a string.
+            self.notes.append(f"{ctype} without parts (missing boundary?); read as text")
+            text = self._decode_body(part)
+            return ([text] if text.strip() else []), []
+        if part.defects:
+            self.notes.append(
+                f"{ctype} is damaged (truncated or bad boundary); read what was there"
+            )
+        related = ctype == "multipart/related"
+        results = [self._part(c, depth + 1, in_related=related) for c in children]
+        if ctype == "multipart/alternative":
+            # Alternatives say the same thing; the last one of each kind is the preferred one.
+            texts = next((t for t, _ in reversed(results) if t), [])
+            htmls = next((h for _, h in reversed(results) if h), [])
+            return texts, htmls
+        return [t for ts, _ in results for t in ts], [h for _, hs in results for h in hs]
+
+    def _decode_body(self, part: Message) -> str:
+        data = self._payload(part)
+        try:
+            charset = part.get_content_charset()
+        except Exception:
+            charset = None
+        text, note = decode_text(data, charset)
+        if note:
+            self.notes.append(note)
+        return text
+
+    def _payload(self, part: Message) -> bytes:
+        before = len(part.defects)
+        try:
+            data = part.get_payload(decode=True)
+        except Exception:
+            data = None
+        if data is None:
+            raw = part.get_payload()
+            data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+            self.notes.append(f"{_content_type(part)} part could not be decoded; kept as sent")
+        elif len(part.defects) > before:
+            self.notes.append(
+                f"{_content_type(part)} part has damaged encoding; decoded what was readable"
+            )
+        return data
+
+    def _attach(
+        self, part: Message, ctype: str, disposition: str | None, filename: str, *, in_related: bool
+    ) -> None:
+        content_id = _content_id(part)
+        # Apple Mail sends images inline with no Content-Disposition at all.
+        inline = disposition == "inline" or (
+            disposition is None and (bool(content_id and in_related) or ctype.startswith("image/"))
+        )
+        self.attachments.append(
+            ExtractedPart(
+                name=safe_filename(filename, ctype),
+                content_type=ctype,
+                data=self._payload(part),
+                content_id=content_id,
+                inline=inline,
+            )
+        )
+
+    def _attach_message(self, part: Message, ctype: str) -> None:
+        inner = part.get_payload()
+        data = b""
+        subject = ""
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            try:
+                data = inner[0].as_bytes(policy=policy.compat32)
+            except Exception:
+                self.notes.append(f"attached {ctype} could not be re-serialized; kept empty")
+            try:
+                subject = str(inner[0].get("Subject") or "")
+            except Exception:
+                subject = ""
+        else:
+            data = self._payload(part)
+        subject = subject.strip()
+        name = _filename(part)
+        if not name and ctype == "message/rfc822":
+            name = f"{subject}.eml" if subject else "message.eml"
+        self.attachments.append(
+            ExtractedPart(
+                name=safe_filename(name, "text/plain"),
+                content_type=ctype,
+                data=data,
+                content_id=_content_id(part),
+                inline=False,
+            )
+        )
+
+
+def _disposition(part: Message) -> str | None:
+    try:
+        value = part.get_content_disposition()
+    except Exception:
+        return None
+    return value.lower() if isinstance(value, str) else None
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename() or ""
+    except Exception:
+        name = ""
+    name = _fix_surrogates(str(name))
+    if "=?" in name:
+        # Outlook writes RFC 2047 inside the parameter, which RFC 2231 does not cover.
+        name = _decode_words(name)
+    return name.strip()
+
+
+def _content_id(part: Message) -> str:
+    try:
+        value = part.get("Content-ID")
+    except Exception:
+        return ""
+    return first_message_id(_fix_surrogates(str(value))) if value else ""
