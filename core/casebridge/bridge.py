@@ -1,0 +1,230 @@
+"""The runner: one configuration, one PluginManager, one store, one outbox, one web app.
+
+Plugins receive the :class:`Bridge` in ``configure``, ``services`` and ``http_routes``; the
+methods they may use are the public ones below (``receive``, ``settings``, ``store``,
+``data_dir``, ``public_url``, ``session_link``, ``metrics``, ``templates``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pluggy
+from anyio.abc import TaskStatus
+
+from . import config as configuration
+from .backoff import BackoffPolicy
+from .errors import PermanentError
+from .links import sign_session_link
+from .logs import log_context, new_trace_id
+from .metrics import BridgeMetrics, Registry
+from .model import Inbound, RawInbound, utcnow
+from .outbox import Outbox
+from .pipeline import Pipeline
+from .plugins import Hooks, LoadReport, load_entry_points, new_manager
+from .sqlite_store import SqliteStore
+from .store import NewJob, Store
+from .templates import Templates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What became of one raw inbound: stored (``message_id``), a duplicate, or dropped."""
+
+    message_id: str = ""
+    duplicate: bool = False
+    dropped: str = ""
+
+
+class Bridge:
+    """Everything one runner owns. Build with :meth:`from_config`."""
+
+    def __init__(
+        self, config: configuration.Config, pm: pluggy.PluginManager, report: LoadReport
+    ) -> None:
+        self.config = config
+        self.pm = pm
+        self.load_report = report
+        self.hooks = Hooks(pm, prefer=config.fields.prefer)
+        self.data_dir = config.data_dir
+        self.public_url = config.bridge.public_url.rstrip("/")
+        self.registry = Registry()
+        self.metrics = BridgeMetrics(self.registry)
+        self.store: Store = SqliteStore(self.data_dir / config.store.path)
+        override = config.templates.dir
+        self.templates = Templates(config.base_dir / override if override else None)
+        self._settings: dict[str, Any] = {}
+        self.pipeline = Pipeline(self)
+        out = config.outbox
+        self.outbox = Outbox(
+            self.store,
+            self.pipeline.handlers,
+            workers=out.workers,
+            lease=timedelta(seconds=out.lease_seconds),
+            policy=BackoffPolicy(
+                base=out.backoff_base, factor=out.backoff_factor, cap=out.backoff_cap,
+                jitter=out.jitter, max_attempts=out.max_attempts,
+            ),
+            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+            poll_interval=out.poll_seconds,
+            metrics=self.metrics,
+        )
+
+    @classmethod
+    def from_config(cls, path: Path, *, strict: bool | None = None) -> Bridge:
+        """Load the TOML, the enabled plugins and their settings; open nothing yet."""
+        config = configuration.load(path)
+        pm = new_manager()
+        report = load_entry_points(
+            pm,
+            enabled=config.enabled,
+            strict=config.bridge.strict if strict is None else strict,
+        )
+        bridge = cls(config, pm, report)
+        bridge.configure_plugins()
+        return bridge
+
+    def configure_plugins(self) -> None:
+        sections = self.hooks.config_sections()
+        unclaimed = sorted(set(self.config.plugin_tables) - set(sections))
+        for name in unclaimed:
+            if self.pm.get_plugin(name) is None:
+                log.warning("[plugins.%s] is set but the plugin is not enabled: ignored", name)
+            else:
+                raise configuration.ConfigError(
+                    f"{self.config.path}: [plugins.{name}]: plugin {name!r} takes no settings"
+                )
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            section = sections.get(name)
+            settings = None
+            if section is not None:
+                settings = configuration.build(
+                    section.schema, self.config.plugin_tables.get(name, {}),
+                    path=self.config.path, where=f"plugins.{name}",
+                )
+            self._settings[name] = settings
+            self.hooks.configure(name, self, settings)
+
+    # -- what plugins use -----------------------------------------------------------------
+
+    def settings(self, plugin: str) -> Any:
+        return self._settings.get(plugin)
+
+    def plugin_names(self) -> list[str]:
+        return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
+
+    @property
+    def link_secret(self) -> bytes:
+        configured = self.config.bridge.link_secret
+        if configured:
+            return configured.reveal().encode()
+        return self._generated_secret()
+
+    def _generated_secret(self) -> bytes:
+        # With no secret configured, one is made on first use and kept beside the data, so
+        # links stay valid across restarts.
+        path = self.data_dir / "link.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+    def session_link(self, session_id: str) -> str:
+        expires = utcnow() + timedelta(days=self.config.bridge.link_ttl_days)
+        return sign_session_link(self.public_url, session_id, self.link_secret,
+                                 expires_at=expires)
+
+    async def receive(self, raw: RawInbound) -> Received:
+        """Parse a raw inbound with its channel's ``ingest`` and make it durable.
+
+        Returns once the message (or the reason it was dropped) is committed: the channel
+        may acknowledge its transport after this and not before.
+        """
+        trace_id = new_trace_id()
+        with log_context(trace_id=trace_id):
+            inbound: Inbound = await self.hooks.ingest(raw.channel, raw)
+            if inbound.message is None:
+                await self.store.record_dropped(
+                    raw.channel, _drop_id(raw), raw.envelope_from or raw.fields.get("From", ""),
+                    inbound.dropped or "dropped", raw.received_at,
+                )
+                self.metrics.messages_dropped.labels(
+                    channel=raw.channel, reason=(inbound.dropped or "dropped")[:40]
+                ).inc()
+                log.info("inbound dropped: %s", inbound.dropped)
+                return Received(dropped=inbound.dropped or "dropped")
+            message = inbound.message
+            if not message.trace_id:
+                message = replace(message, trace_id=trace_id)
+            if not message.sender_name and inbound.contact_name:
+                message = replace(message, sender_name=inbound.contact_name)
+            job = NewJob(
+                kind="inbound",
+                payload={"message_id": message.id, "trace_id": message.trace_id},
+                key=f"inbound:{message.id}",
+                order_key=f"from:{message.channel}:{message.sender.lower()}",
+                trace_id=message.trace_id,
+            )
+            stored = await self.store.accept_inbound(message, job)
+            if stored:
+                self.outbox.wake()
+            else:
+                log.info("duplicate inbound %s dropped", message.external_id)
+            return Received(message_id=message.id, duplicate=not stored)
+
+    async def enqueue(self, *jobs: NewJob) -> None:
+        await self.store.enqueue(list(jobs))
+        self.outbox.wake()
+
+    # -- running --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled: the web app, every plugin service and the outbox."""
+        from .web import create_app, serve
+
+        await self.open()
+        try:
+            async with anyio.create_task_group() as tg:
+                for service in self.hooks.services(self):
+                    log.info("starting %s", service.name)
+                    await tg.start(service.run)
+                await tg.start(serve, create_app(self), self.config.http.host,
+                               self.config.http.port)
+                await tg.start(self.outbox.run)
+                log.info("casebridge is running (HTTP on %s:%s)", self.config.http.host,
+                         self.config.http.port)
+                task_status.started()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+
+
+def _drop_id(raw: RawInbound) -> str:
+    for key in ("MessageSid", "SmsSid", "id"):
+        if raw.fields.get(key):
+            return raw.fields[key]
+    if raw.payload:
+        return "sha256:" + hashlib.sha256(raw.payload).hexdigest()
+    raise PermanentError("an inbound with neither an id nor a payload cannot be recorded")

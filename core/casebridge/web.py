@@ -1,0 +1,205 @@
+"""The bridge's HTTP face: health, metrics, the handoff API, CRM webhooks, the session view,
+and every route plugins contribute. Served by uvicorn inside the runner's task group."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import html
+import json
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .errors import CasebridgeError, WebhookRefused
+from .links import verify_session_link
+from .logs import log_context, new_trace_id
+from .model import HandoffDecision, SessionStatus, WebhookRequest, utcnow
+from .pipeline import closed_job, reply_job
+
+if TYPE_CHECKING:
+    from .bridge import Bridge
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(CasebridgeError):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(bridge: Bridge) -> Starlette:
+    limit = bridge.config.http.max_body_bytes
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await bridge.store.ping()
+        except Exception as exc:
+            return JSONResponse({"ready": False, "store": str(exc)}, status_code=503)
+        return JSONResponse({"ready": True, "plugins": bridge.plugin_names()})
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(bridge.registry.render(),
+                                 media_type="text/plain; version=0.0.4")
+
+    async def handoff(request: Request) -> Response:
+        token = bridge.config.http.api_token
+        if not token:
+            return JSONResponse({"error": "the handoff API is off: set [http] api_token"}, 403)
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.reveal().encode()):
+            log.warning("handoff API call with a wrong or missing token refused")
+            return JSONResponse({"error": "missing or wrong bearer token"}, 401)
+        session_id = request.path_params["session_id"]
+        try:
+            body = await read_body(request, limit)
+            reason = _reason(body)
+        except (BodyTooLarge, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, 400 if isinstance(exc, ValueError) else 413)
+        session = await bridge.store.get_session(session_id)
+        if session is None:
+            return JSONResponse({"error": f"no session {session_id}"}, 404)
+        if session.status is SessionStatus.CLOSED:
+            return JSONResponse({"error": f"session {session_id} is closed"}, 409)
+        await bridge.enqueue(bridge.pipeline.handoff_job(
+            session_id, HandoffDecision(reason, "api"), new_trace_id()))
+        return JSONResponse({"session": session_id, "handoff": "queued"}, 202)
+
+    async def webhook(request: Request) -> Response:
+        crm = request.path_params["crm"]
+        if crm != bridge.config.bridge.crm:
+            return JSONResponse({"error": "not found"}, 404)
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, 413)
+        trace_id = new_trace_id()
+        with log_context(trace_id=trace_id):
+            call = WebhookRequest(
+                path_token=request.path_params["token"], headers=dict(request.headers),
+                body=body, remote=request.client.host if request.client else "",
+            )
+            try:
+                events = await bridge.hooks.read_webhook(crm, call)
+            except WebhookRefused as exc:
+                log.warning("%s webhook refused: %s", crm, exc)
+                return JSONResponse({"error": str(exc)}, exc.status)
+            jobs = [
+                reply_job(e.reply, trace_id) if e.reply is not None else closed_job(crm, e.case_id)
+                for e in events
+                if e.kind == "case_closed" or e.reply is not None
+            ]
+            await bridge.enqueue(*jobs)
+            return JSONResponse({"accepted": len(jobs)})
+
+    async def session_page(request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        try:
+            verify_session_link(
+                session_id, request.query_params.get("exp", ""),
+                request.query_params.get("sig", ""), bridge.link_secret, now=utcnow(),
+            )
+        except CasebridgeError as exc:
+            return HTMLResponse(f"<h1>Link not valid</h1><p>{_escape(str(exc))}</p>", 403)
+        session = await bridge.store.get_session(session_id)
+        if session is None:
+            return HTMLResponse("<h1>No such session</h1>", 404)
+        transcript = await bridge.store.transcript(session_id)
+        page = bridge.templates.session_page(
+            session, transcript, session.case.url if session.case else None, utcnow()
+        )
+        return HTMLResponse(page, headers={"Cache-Control": "no-store",
+                                           "Referrer-Policy": "no-referrer"})
+
+    routes: list[Any] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/api/sessions/{session_id}/handoff", handoff, methods=["POST"]),
+        Route("/webhooks/{crm}/{token}", webhook, methods=["POST"]),
+        Route("/sessions/{session_id}", session_page),
+        *bridge.hooks.http_routes(bridge),
+    ]
+    app = Starlette(routes=routes)
+    app.state.bridge = bridge
+    return app
+
+
+def _reason(body: bytes) -> str:
+    if not body.strip():
+        return "handed off through the API"
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ValueError("the body must be JSON like {\"reason\": \"...\"}") from None
+    reason = data.get("reason") if isinstance(data, dict) else None
+    if reason is not None and not isinstance(reason, str):
+        raise ValueError("'reason' must be a string")
+    return reason or "handed off through the API"
+
+
+def _escape(text: str) -> str:
+    return html.escape(text)
+
+
+class _Server(uvicorn.Server):
+    # The runner owns signals (and stops by cancellation); uvicorn must not take them.
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; raises OSError naming the address when it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    app: Starlette, host: str, port: int, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Run uvicorn on the current event loop until cancelled; reports the bound port."""
+    sock = bind(host, port)
+    config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False)
+    server = _Server(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        while not server.started:
+            await anyio.sleep(0.01)
+        task_status.started(sock.getsockname()[1])
+        try:
+            await anyio.sleep_forever()
+        finally:
+            server.should_exit = True
