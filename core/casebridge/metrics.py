@@ -304,45 +304,47 @@ class Registry:
 class BridgeMetrics:
     """The bridge's own metrics, registered on ``registry`` under the ``casebridge_`` prefix.
 
-    Record with e.g. ``metrics.messages_in_total.labels(channel="email").inc()`` or
-    ``metrics.job_duration_seconds.labels(kind="create_case").observe(seconds)``.
+    Attributes are the metric names without prefix and unit suffix: ``messages_in`` is
+    ``casebridge_messages_in_total``, ``job_duration`` is ``casebridge_job_duration_seconds``.
+    Record with e.g. ``metrics.messages_in.labels(channel="email").inc()`` or
+    ``metrics.job_duration.labels(kind="create_case").observe(seconds)``.
     """
 
     def __init__(self, registry: Registry, *, prefix: str = "casebridge_") -> None:
         self.registry = registry
         p = prefix
-        self.messages_in_total = registry.counter(
+        self.messages_in = registry.counter(
             f"{p}messages_in_total", "Inbound messages accepted, by channel.", ["channel"]
         )
-        self.messages_dropped_total = registry.counter(
+        self.messages_dropped = registry.counter(
             f"{p}messages_dropped_total",
             "Inbound messages dropped (duplicate, auto-reply, opt-out...), by channel and reason.",
             ["channel", "reason"],
         )
-        self.cases_created_total = registry.counter(
+        self.cases_created = registry.counter(
             f"{p}cases_created_total", "Cases created in the CRM.", ["crm"]
         )
-        self.activities_appended_total = registry.counter(
+        self.activities_appended = registry.counter(
             f"{p}activities_appended_total", "Activities appended to CRM cases.", ["crm"]
         )
-        self.replies_delivered_total = registry.counter(
+        self.replies_delivered = registry.counter(
             f"{p}replies_delivered_total",
             "Agent replies handed to a channel, by channel and final state.",
             ["channel", "state"],
         )
-        self.job_retries_total = registry.counter(
+        self.job_retries = registry.counter(
             f"{p}job_retries_total", "Outbox job attempts that will be retried.", ["kind"]
         )
-        self.dead_letters_total = registry.counter(
+        self.dead_letters = registry.counter(
             f"{p}dead_letters_total", "Outbox jobs moved to the dead-letter state.", ["kind"]
         )
-        self.job_duration_seconds = registry.histogram(
+        self.job_duration = registry.histogram(
             f"{p}job_duration_seconds", "Duration of one outbox job attempt.", ["kind"]
         )
-        self.handoff_latency_seconds = registry.histogram(
+        self.handoff_latency = registry.histogram(
             f"{p}handoff_latency_seconds",
             "From the handoff decision to the case and its first activity written.",
         )
-        self.ai_tokens_total = registry.counter(
+        self.ai_tokens = registry.counter(
             f"{p}ai_tokens_total", "Tokens spent on AI calls, by kind.", ["kind"]
         )

@@ -200,16 +200,16 @@ def test_help_round_trip(help_text: str) -> None:
 def test_bridge_metrics_render() -> None:
     registry = Registry()
     metrics = BridgeMetrics(registry)
-    metrics.messages_in_total.labels(channel="email").inc()
-    metrics.messages_dropped_total.labels(channel="sms", reason="opt-out").inc()
-    metrics.cases_created_total.labels(crm="creatio").inc()
-    metrics.activities_appended_total.labels(crm="creatio").inc(3)
-    metrics.replies_delivered_total.labels(channel="email", state="sent").inc()
-    metrics.job_retries_total.labels(kind="create_case").inc()
-    metrics.dead_letters_total.labels(kind="deliver_reply").inc()
-    metrics.job_duration_seconds.labels(kind="create_case").observe(0.2)
-    metrics.handoff_latency_seconds.observe(1.5)
-    metrics.ai_tokens_total.labels(kind="summarize").inc(812)
+    metrics.messages_in.labels(channel="email").inc()
+    metrics.messages_dropped.labels(channel="sms", reason="opt-out").inc()
+    metrics.cases_created.labels(crm="creatio").inc()
+    metrics.activities_appended.labels(crm="creatio").inc(3)
+    metrics.replies_delivered.labels(channel="email", state="sent").inc()
+    metrics.job_retries.labels(kind="create_case").inc()
+    metrics.dead_letters.labels(kind="deliver_reply").inc()
+    metrics.job_duration.labels(kind="create_case").observe(0.2)
+    metrics.handoff_latency.observe(1.5)
+    metrics.ai_tokens.labels(kind="summarize").inc(812)
     families = parse(registry.render())
     assert sample(families, "casebridge_messages_in_total", channel="email") == 1
     assert (
@@ -229,7 +229,7 @@ def test_bridge_metrics_render() -> None:
 
 def test_registries_are_independent() -> None:
     one, two = Registry(), Registry()
-    BridgeMetrics(one).messages_in_total.labels(channel="sms").inc()
+    BridgeMetrics(one).messages_in.labels(channel="sms").inc()
     BridgeMetrics(two)
     assert 'channel="sms"' in one.render()
     assert 'channel="sms"' not in two.render()
