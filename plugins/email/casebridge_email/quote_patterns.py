@@ -25,7 +25,7 @@ _WROTE = (
 # Words a wrapped quote header typically starts with, in the languages above.
 _INTRO = (
     r"On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne|At|"
-    r"\d|[A-Za-zÀ-ÿА-Яа-яІіЇїЄє]{2,4}[.,]|\S+\s+<|[\"«]|"
+    r"\d|(?:\S{1,12}\s+){1,3}\d|[A-Za-zÀ-ÿА-Яа-яІіЇїЄє]{2,4}[.,]|\S+\s+<|[\"«]|"
     r"在|于|於"
 )
 _VERB_END = re.compile(rf"(?:^|[\s,)>»\"'])(?:{_WROTE})\s*[:：]?\s*-*$", re.IGNORECASE)
@@ -40,6 +40,8 @@ _ADDRESS_COLON_END = re.compile(r"(?:>|@[\w.\-]+\)?|\"|»)\s*[:：]$")
 SPLIT_HEADER = re.compile(r"(?:(?<=[a-z.!?)])|(?<=\s)|(?<=-))On\s+(?=\S)")
 
 QUOTE_LINE = re.compile(r"^\s*>")
+# The tail of an address wrapped onto its own line: "<a@b.c\n>:".
+WRAPPED_ADDRESS_END = re.compile(rf"^\s*>\s*(?:{_WROTE})?\s*[:：]\s*$", re.IGNORECASE)
 
 _FIELD_NAMES_FROM = (
     r"From|Von|De|Da|Van|Od|Från|Fra|От|Від|Від кого|Kimden|Lähettäjä|Feladó|Odesílatel|"
@@ -48,12 +50,14 @@ _FIELD_NAMES_FROM = (
 )
 _FIELD_NAMES_OTHER = (
     r"Sent|Date|To|Cc|Bcc|Subject|Reply-To|Gesendet|Datum|An|Betreff|Kopie|Envoyé|Envoye|À|A|"
-    r"Objet|Copie\s+à|Cc\s*|Enviado|Enviada|Fecha|Para|Asunto|CC|Inviato|Data|Oggetto|Assunto|"
+    r"Objet|Sujet|Message\s+du|Copie\s+à|Cc\s*|Enviado|Enviada|Fecha|Para|Asunto|CC|Inviato|Data|Oggetto|Assunto|"
     r"Verzonden|Verstuurd|Aan|Onderwerp|Wysłano|Wysłane|Do|Temat|DW|Skickat|Till|Ämne|Sendt|"
     r"Dato|Til|Emne|Отправлено|Дата|Кому|Тема|Копия|Надіслано|Відправлено|Копія|"
     r"发送时间|發送時間|日期|收件人|抄送|主题|主旨|送信日時|日付|宛先|件名|보낸\s*날짜|받는\s*사람|"
     r"참조|제목|Tárgy|Předmět|Konu|Gönderildi|Tarih"
 )
+_FIELD_NAMES_TO = r"To|An|À|A|Para|Aan|Do|Till|Til|Кому|收件人|宛先|받는\s*사람|Címzett|Komu|Kime"
+_FIELD_LINE_TO = re.compile(rf"^\s*[*_]{{0,2}}(?:{_FIELD_NAMES_TO})[*_]{{0,2}}\s*[:：]")
 _FIELD_LINE_FROM = re.compile(rf"^\s*[*_]{{0,2}}(?:{_FIELD_NAMES_FROM})[*_]{{0,2}}\s*[:：]")
 _FIELD_LINE_ANY = re.compile(
     rf"^\s*[*_]{{0,2}}(?:{_FIELD_NAMES_FROM}|{_FIELD_NAMES_OTHER})[*_]{{0,2}}\s*[:：]"
@@ -62,13 +66,14 @@ _FIELD_LINE_ANY = re.compile(
 # "-----Original Message-----", forwarded-message separators and their translations.
 _SEPARATOR_PHRASES = (
     r"Original\s+Message|Forwarded\s+message|Forwarded\s+Message|Ursprüngliche\s+Nachricht|"
-    r"Weitergeleitete\s+Nachricht|Message\s+d['’]origine|Message\s+transféré|"
+    r"Weitergeleitete\s+Nachricht|Antwort\s+Nachricht|Message\s+d['’]origine|Message\s+transféré|"
     r"Mensaje\s+original|Mensaje\s+reenviado|Messaggio\s+originale|Messaggio\s+inoltrato|"
     r"Mensagem\s+original|Mensagem\s+encaminhada|Mensagem\s+reencaminhada|"
     r"Oorspronkelijk\s+bericht|Origineel\s+bericht|Doorgestuurd\s+bericht|"
     r"Oryginalna\s+wiadomość|Wiadomość\s+oryginalna|Przekazana\s+wiadomość|"
     r"Ursprungligt\s+meddelande|Originalmeddelande|Vidarebefordrat\s+meddelande|"
-    r"Oprindelig\s+meddelelse|Videresendt\s+meddelelse|Opprinnelig\s+melding|"
+    r"Oprindelig\s+meddelelse|Oprindelig\s+besked|Videresendt\s+meddelelse|"
+    r"Opprinnelig\s+melding|Originalnachricht|"
     r"Videresendt\s+melding|Alkuperäinen\s+viesti|Välitetty\s+viesti|"
     r"Исходное\s+сообщение|Пересылаемое\s+сообщение|Пересланное\s+сообщение|"
     r"Оригінальне\s+повідомлення|Вихідне\s+повідомлення|Переслане\s+повідомлення|"
@@ -86,6 +91,18 @@ SEPARATOR = re.compile(
     r"Начало\s+переадресованного\s+сообщения|Forwarded\s+message)\s*[:：]\s*$",
     re.IGNORECASE,
 )
+_FORWARD_WORD = re.compile(
+    r"forward|weitergeleitet|transféré|réexpédié|reenviado|inoltrato|encaminhada|doorgestuurd|"
+    r"przekazan|vidarebefordrat|videresendt|välitetty|пересыла|переслан|переадрес|转发|轉寄|"
+    r"転送|전달",
+    re.IGNORECASE,
+)
+# Gmail's attribution without a verb: "2016-03-03 17:21 GMT+01:00 Name" or
+# "2011/4/7 Name <a@b.c>".
+_GMAIL_DATE_HEADER = re.compile(
+    r"^\s*\d{4}-\d\d-\d\d \d{1,2}:\d\d GMT[+-]\d\d:\d\d\s+\S"
+    r"|^\s*\d{4}[/-]\d{1,2}[/-]\d{1,2}\s.*<[^<>\s]+@[^<>\s]+>\s*$"
+)
 # "------On 12/29/1987 17:32 PM, Julius Caesar wrote-----": a header fenced in dashes.
 _FENCED_HEADER = re.compile(rf"^\s*-{{3,}}\s*On\s.*(?:{_WROTE})\s*[:：]?\s*-{{3,}}\s*$")
 
@@ -93,25 +110,29 @@ _FENCED_HEADER = re.compile(rf"^\s*-{{3,}}\s*On\s.*(?:{_WROTE})\s*[:：]?\s*-{{3
 # signature. "ᐧ" is Gmail's tracking-pixel placeholder.
 DELIMITER = re.compile(r"^\s*(?:[-_=*#~+]{2,}|ᐧ)\s*$")
 _UNDERSCORES = re.compile(r"^\s*_{2,}\s*$")
+_DASH_WORD = re.compile(r"^\s*-{1,2}[^\W\d_][\w.'’]*\s*$")
 _DASH_SIGNATURE = re.compile(r"^\s*--\s*$")
 # "-Abhishek Kona" or "- Lev." on its own line after the message.
-_DASH_NAME = re.compile(r"^\s*-{1,2}\s?[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*(?:\s+[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*){0,2}\s*$")
+_DASH_NAME = re.compile(
+    r"^\s*-{1,2}\s?[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*(?:\s+[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*){0,2}\s*$"
+)
 
 # Footers added by mobile mail apps; short lines only, so prose that merely starts with
 # "Sent from my desk, ..." stays.
 MOBILE_FOOTER = re.compile(
     r"^\s*(?:"
+    r"Sent\s+wirelessly\s+from\s+my\s+[^,;:<]{1,60}|"
     r"(?:Sent|Envoyé|Envoye|Enviado|Inviato|Verzonden|Verstuurd|Wysłane|Skickat|Sendt|"
     r"Lähetetty|Отправлено|Надіслано)\s+(?:from|with|from\s+my|via|de|desde|da|met|vanaf|"
-    r"von|z|från|fra|från\s+min|fra\s+min|с|з|depuis|dal|do|mit)\b[^,;:]{0,40}"
+    r"von|z|från|fra|från\s+min|fra\s+min|с|з|depuis|dal|do|mit|à\s+partir\s+de)\b[^,;:<]{0,40}"
     r"|Von\s+meinem\s+[^,;:]{1,40}\s+gesendet[.!]?"
-    r"|Gesendet\s+(?:von|mit)\s+[^,;:]{1,40}"
+    r"|Gesendet\s+(?:von|mit)\s+[^,;:<]{1,40}"
     r"|Get\s+Outlook\s+for\s+(?:iOS|Android)[^,;:]{0,20}"
     r"|Télécharger\s+Outlook\s+pour\s+(?:iOS|Android)"
     r"|Outlook\s+(?:for|für|pour|para|per|voor|dla)\s+(?:iOS|Android)\s+\S+(?:\s+\S+)?"
     r"|发自我的\S+|從我的\S+傳送|iPhoneから送信|iPadから送信|"
     r"Sent\s+from\s+Yahoo\s+Mail[^,;:]{0,40}|Sent\s+with\s+Sparrow.*"
-    r")\s*$"
+    r")\s*(?:<[^<>\s]*>)?\s*$"
 )
 # Sign-offs that open a short trailing signature ("Thanks!\nRoman").
 _SIGN_OFF = re.compile(
@@ -134,11 +155,17 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
     stripped = candidate.rstrip()
     if not stripped:
         return False
-    if _FENCED_HEADER.match(stripped):
+    if _FENCED_HEADER.match(stripped) or _GMAIL_DATE_HEADER.match(stripped):
         return True
-    if stripped[-1] not in ":：-" and not stripped.endswith(("작성", "写道")):
-        return False
     tail = stripped[-60:]
+    if stripped[-1] not in ":：-" and not stripped.endswith(("작성", "写道")):
+        # "On <date> <name> <address> wrote" without its colon (Zoho, some webmails).
+        return bool(
+            _VERB_END.search(tail)
+            and _INTRO_START.match(stripped)
+            and _HAS_DATEISH.search(stripped)
+            and _HAS_ADDRESS.search(stripped)
+        )
     if _VERB_END.search(tail):
         if before_quote:
             return True
@@ -165,6 +192,21 @@ def is_field_line(line: str) -> bool:
 def is_from_field(line: str) -> bool:
     """A ``From:``-type header line (in any supported language)."""
     return bool(_FIELD_LINE_FROM.match(line))
+
+
+def is_to_field(line: str) -> bool:
+    """A ``To:``-type header line (in any supported language)."""
+    return bool(_FIELD_LINE_TO.match(line))
+
+
+def is_forward_separator(line: str) -> bool:
+    """A separator that introduces a forwarded (not a replied-to) message."""
+    return bool(SEPARATOR.match(line)) and bool(_FORWARD_WORD.search(line))
+
+
+def is_last_dash_word(line: str) -> bool:
+    """``-roman``: a one-word dash signature, recognised only as the last line."""
+    return bool(_DASH_WORD.match(line))
 
 
 def is_separator(line: str) -> bool:

@@ -21,10 +21,17 @@ __all__ = ["html_to_text", "normalize_lines", "visible_html", "visible_text"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Joined header candidates: an attribution wraps over at most this many lines.
-_MAX_HEADER_LINES = 3
+_MAX_HEADER_LINES = 4
+_HEADER_WINDOW = 6
 _OUTLOOK_WINDOW = 7
 # Trimming one pass can expose another marker (lines brought together); repeat until stable.
 _MAX_PASSES = 4
+# A quoted line this long was probably wrapped by the client (see wrapped_quote_end).
+_WRAP_WIDTH = 60
+# A sign-off ("Regards,") counts as a signature when a name and at most this many more
+# lines of at most this width follow it before the end.
+_SIGN_OFF_LINES = 3
+_SIGN_OFF_WIDTH = 40
 
 
 def normalize_lines(text: str) -> list[str]:
@@ -85,36 +92,46 @@ class _Scan:
         return i < self.n and bool(qp.QUOTE_LINE.match(self.lines[i]))
 
     def header_span(self, i: int) -> int:
-        """Number of lines of the attribution header starting at ``i``, or 0."""
+        """Number of lines of the attribution header starting at ``i``, or 0. A header may be
+        wrapped over a few lines, with blank lines in between (Polymail, Discourse)."""
         lines = self.lines
         candidate = lines[i]
-        for span in range(1, _MAX_HEADER_LINES + 1):
-            if span > 1:
-                if i + span - 1 >= self.n or not lines[i + span - 1]:
-                    return 0
-                if not qp.could_start_header(lines[i]):
-                    return 0
-                if self.is_quote(i + span - 1):
-                    return 0
-                candidate = candidate + " " + lines[i + span - 1].strip()
-            before_quote = self.is_quote(self.nxt[min(i + span, self.n)])
+        joined = 1
+        k = i
+        while True:
+            before_quote = self.is_quote(self.nxt[k + 1])
             if qp.is_quote_header(candidate, before_quote=before_quote):
-                return span
-            if candidate.rstrip().endswith((":", "：")):
+                return k + 1 - i
+            if candidate.endswith((":", "：")) or joined == _MAX_HEADER_LINES:
                 return 0
-        return 0
+            if joined == 1 and not qp.could_start_header(candidate):
+                return 0
+            k = self.nxt[k + 1]
+            if k >= self.n or k - i >= _HEADER_WINDOW:
+                return 0
+            if self.is_quote(k) and not qp.WRAPPED_ADDRESS_END.match(lines[k]):
+                return 0
+            candidate = candidate + " " + lines[k].strip()
+            joined += 1
 
     def is_outlook_block(self, i: int) -> bool:
         """A run of quoted mail header lines (From:, Sent:, To:, Subject:) starting at ``i``."""
         if not qp.is_field_line(self.lines[i]):
             return False
         fields = 0
-        has_from = False
+        has_party = False
         for line in self.lines[i : i + _OUTLOOK_WINDOW]:
             if qp.is_field_line(line):
                 fields += 1
-                has_from = has_from or qp.is_from_field(line)
-        return fields >= 2 and has_from
+                has_party = has_party or qp.is_from_field(line) or qp.is_to_field(line)
+        return fields >= 2 and has_party
+
+    def field_block_end(self, i: int) -> int:
+        """Index after the header lines (and their wrapped continuations) starting at ``i``."""
+        k = i
+        while k < self.n and self.lines[k]:
+            k += 1
+        return k
 
     def ends_here(self, i: int) -> bool:
         """Whether nothing but blank lines, quotes or cut markers follow line ``i``."""
@@ -133,20 +150,43 @@ class _Scan:
     def signature_starts(self, i: int, prev_blank: bool) -> bool:
         line = self.lines[i]
         if qp.opens_signature(line):
-            if qp.MOBILE_FOOTER.match(line):
-                return self.ends_here(i)
+            return True
+        following = self.nxt[i + 1]
+        if qp.is_last_dash_word(line) and following >= self.n:
             return True
         if prev_blank and qp.is_dash_name(line):
-            following = self.nxt[i + 1]
             return following >= self.n or not qp.is_dash_name(self.lines[following])
-        if qp.is_sign_off(line):
-            j = i + 1
-            names = 0
-            while j < self.n and self.lines[j] and names < 2 and qp.is_short_name(self.lines[j]):
-                names += 1
-                j += 1
-            return names > 0 and self.ends_here(j - 1)
+        if qp.is_sign_off(line) and following < self.n:
+            return qp.is_short_name(self.lines[following]) and self.short_tail(following)
+        if qp.is_delimiter(line) and following < self.n:
+            return self.short_tail(following)
         return False
+
+    def short_tail(self, j: int) -> bool:
+        """Whether a few short lines starting at ``j`` end the message (a signature block)."""
+        for _ in range(_SIGN_OFF_LINES):
+            if len(self.lines[j]) > _SIGN_OFF_WIDTH:
+                return False
+            j = self.nxt[j + 1]
+            if j >= self.n:
+                return True
+        return False
+
+    def wrapped_quote_end(self, i: int) -> int:
+        """Lines a mail client wrapped out of a ``>`` quote lose their marker: unquoted lines
+        right after a long quoted line and right before another quoted line. Returns the
+        index after such a run starting at ``i``, or ``i``."""
+        if i == 0 or not self.is_quote(i - 1):
+            return i
+        line = self.lines[i]
+        if len(self.lines[i - 1]) < _WRAP_WIDTH and not (
+            self.is_quote(i + 1) and (line[0].isspace() or " " not in line)
+        ):
+            return i
+        k = i
+        while k < self.n and self.lines[k] and not self.is_quote(k):
+            k += 1
+        return k if self.is_quote(k) else i
 
 
 def _split_prefix(line: str) -> str:
@@ -162,27 +202,40 @@ def _trim_pass(lines: list[str], keep_signature: bool) -> list[str]:
     scan = _Scan(lines)
     out: list[str] = []
     has_text = False
+    # Blank lines right after removed quote material go with it.
+    after_removed = False
     i = 0
     while i < scan.n:
         line = lines[i]
         if not line:
-            out.append(line)
+            if not after_removed:
+                out.append(line)
             i += 1
             continue
         if qp.QUOTE_LINE.match(line):
+            after_removed = True
             i += 1
+            continue
+        wrapped_end = scan.wrapped_quote_end(i)
+        if wrapped_end > i:
+            i = wrapped_end
             continue
         span = scan.header_span(i)
         if span:
-            if scan.is_quote(scan.nxt[min(i + span, scan.n)]):
+            prefix = _split_prefix(line) if span == 1 else ""
+            if prefix:
+                out.append(prefix)
+            if scan.is_quote(scan.nxt[i + span]):
+                after_removed = True
                 i += span
                 continue
-            if span == 1:
-                prefix = _split_prefix(line)
-                if prefix:
-                    out.append(prefix)
             break
         if qp.is_separator(line) or scan.is_outlook_block(i):
+            if not has_text and qp.is_forward_separator(line):
+                # A message that is only a forward: its content is the forwarded body.
+                i = scan.field_block_end(i + 1 if scan.is_outlook_block(i + 1) else i)
+                after_removed = True
+                continue
             break
         if not keep_signature and has_text:
             prev_blank = not out or not out[-1]
@@ -190,6 +243,7 @@ def _trim_pass(lines: list[str], keep_signature: bool) -> list[str]:
                 break
         out.append(line)
         has_text = True
+        after_removed = False
         i += 1
     return _tidy(out)
 

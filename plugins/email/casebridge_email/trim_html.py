@@ -26,7 +26,7 @@ _QUOTE_SELECTORS = (
     ".moz-cite-prefix",
     ".yahoo_quoted",
     "div.yahoo_quoted",
-    "blockquote[type=\"cite\"]",
+    'blockquote[type="cite"]',
 )
 # Elements that start the quoted message: removed together with everything after them.
 _CUT_SELECTORS = (
@@ -48,9 +48,33 @@ _PARAGRAPH_TAGS = frozenset(
 )
 _LINE_TAGS = frozenset(
     {
-        "div", "section", "article", "header", "footer", "aside", "nav", "main", "address",
-        "tr", "li", "dl", "dt", "dd", "figure", "figcaption", "form", "fieldset", "center",
-        "body", "html", "caption", "tbody", "thead", "tfoot", "details", "summary",
+        "div",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "aside",
+        "nav",
+        "main",
+        "address",
+        "tr",
+        "li",
+        "dl",
+        "dt",
+        "dd",
+        "figure",
+        "figcaption",
+        "form",
+        "fieldset",
+        "center",
+        "body",
+        "html",
+        "caption",
+        "tbody",
+        "thead",
+        "tfoot",
+        "details",
+        "summary",
     }
 )
 _CELL_TAGS = frozenset({"td", "th"})
