@@ -25,8 +25,11 @@ _WROTE = (
 # Words a wrapped quote header typically starts with, in the languages above.
 _INTRO = (
     r"On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne|At|"
-    r"\d|(?:\S{1,12}\s+){1,3}\d|[A-Za-zÀ-ÿА-Яа-яІіЇїЄє]{2,4}[.,]|\S+\s+<|[\"«]|"
+    r"\d|\w{1,4}\.?\s+\d|[A-Za-zÀ-ÿА-Яа-яІіЇїЄє]{2,4}[.,]\s+\d|(?:\S+\s+){1,3}<|[\"«]|"
     r"在|于|於"
+)
+_STRONG_INTRO = re.compile(
+    r"^\s*(?:On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne)\s|^\s*\d"
 )
 _VERB_END = re.compile(rf"(?:^|[\s,)>»\"'])(?:{_WROTE})\s*[:：]?\s*-*$", re.IGNORECASE)
 _INTRO_START = re.compile(rf"^\s*(?:[-*_>]+\s*)?(?:{_INTRO})", re.IGNORECASE)
@@ -108,6 +111,7 @@ _FENCED_HEADER = re.compile(rf"^\s*-{{3,}}\s*On\s.*(?:{_WROTE})\s*[:：]?\s*-{{3
 
 # A line of nothing but rule characters: an Outlook separator, or decoration before a
 # signature. "ᐧ" is Gmail's tracking-pixel placeholder.
+_DASH_RULE = re.compile(r"^\s*[-_]{3,}\s*$")
 DELIMITER = re.compile(r"^\s*(?:[-_=*#~+]{2,}|ᐧ)\s*$")
 _UNDERSCORES = re.compile(r"^\s*_{2,}\s*$")
 _DASH_WORD = re.compile(r"^\s*-{1,2}[^\W\d_][\w.'’]*\s*$")
@@ -184,6 +188,11 @@ def could_start_header(line: str) -> bool:
     return len(line) <= _MAX_HEADER_CHARS and bool(_INTRO_START.match(line))
 
 
+def starts_new_header(line: str) -> bool:
+    """Whether ``line`` opens an attribution of its own (so it does not continue one)."""
+    return bool(_STRONG_INTRO.match(line))
+
+
 def is_field_line(line: str) -> bool:
     """An e-mail header line as Outlook quotes it: ``From:``, ``*Sent:*``, ``Betreff:`` ..."""
     return bool(_FIELD_LINE_ANY.match(line))
@@ -212,6 +221,11 @@ def is_last_dash_word(line: str) -> bool:
 def is_separator(line: str) -> bool:
     """``-----Original Message-----``, ``---------- Forwarded message ---------`` and the like."""
     return bool(SEPARATOR.match(line))
+
+
+def is_dash_rule(line: str) -> bool:
+    """A line of three or more dashes or underscores."""
+    return bool(_DASH_RULE.match(line))
 
 
 def is_delimiter(line: str) -> bool:

@@ -107,7 +107,7 @@ class _Scan:
             if joined == 1 and not qp.could_start_header(candidate):
                 return 0
             k = self.nxt[k + 1]
-            if k >= self.n or k - i >= _HEADER_WINDOW:
+            if k >= self.n or k - i >= _HEADER_WINDOW or qp.starts_new_header(lines[k]):
                 return 0
             if self.is_quote(k) and not qp.WRAPPED_ADDRESS_END.match(lines[k]):
                 return 0
@@ -158,18 +158,19 @@ class _Scan:
             return following >= self.n or not qp.is_dash_name(self.lines[following])
         if qp.is_sign_off(line) and following < self.n:
             return qp.is_short_name(self.lines[following]) and self.short_tail(following)
-        if qp.is_delimiter(line) and following < self.n:
+        if qp.is_dash_rule(line) and following < self.n:
             return self.short_tail(following)
         return False
 
     def short_tail(self, j: int) -> bool:
-        """Whether a few short lines starting at ``j`` end the message (a signature block)."""
+        """Whether a few short lines starting at ``j`` end the message or run into quoted
+        material (a signature block)."""
         for _ in range(_SIGN_OFF_LINES):
             if len(self.lines[j]) > _SIGN_OFF_WIDTH:
                 return False
-            j = self.nxt[j + 1]
-            if j >= self.n:
+            if self.ends_here(j):
                 return True
+            j = self.nxt[j + 1]
         return False
 
     def wrapped_quote_end(self, i: int) -> int:
