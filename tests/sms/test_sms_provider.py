@@ -1,0 +1,249 @@
+"""TwilioProvider end to end against the sandbox and small failing servers on loopback."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import httpx
+import pytest
+from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.secrets import Secret
+from casebridge_sms.provider import TwilioProvider
+from casebridge_sms.sandbox import SandboxState, create_sandbox_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "tok-s3cr3t-do-not-print"
+SID = "AC" + "1" * 32
+US = "+14155550100"
+OTHER = "+14155550199"
+FROM = "+15005550006"
+
+
+class Sleeps:
+    """Records the waits a provider asks for instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def provider(url: str, sleeps: Sleeps | None = None, **kwargs: object) -> TwilioProvider:
+    return TwilioProvider(url, SID, Secret(TOKEN), sleep=sleeps or Sleeps(), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def state() -> SandboxState:
+    return SandboxState(account_sid=SID, auth_token=Secret(TOKEN), callback_statuses=())
+
+
+async def test_send_list_and_fetch(serve, state: SandboxState) -> None:
+    with serve(create_sandbox_app(state)) as url:
+        async with provider(url) as sms:
+            sent = await sms.send(US, "Hello from casebridge", from_=FROM)
+            assert re.fullmatch(r"SM[0-9a-f]{32}", sent.sid)
+            assert (sent.to, sent.from_, sent.body, sent.status) == (
+                US,
+                FROM,
+                "Hello from casebridge",
+                "queued",
+            )
+            assert sent.num_segments == 1
+            assert sent.date_created is not None
+            assert sent.date_created.tzinfo is not None
+
+            long = await sms.send(OTHER, "x" * 200, messaging_service_sid="MG" + "2" * 32)
+            assert long.num_segments == 2
+            assert long.messaging_service_sid == "MG" + "2" * 32
+
+            assert [m["sid"] for m in state.messages] == [sent.sid, long.sid]
+            assert (await sms.get_message(sent.sid)).body == "Hello from casebridge"
+
+            since = datetime.now(UTC) - timedelta(minutes=5)
+            found = await sms.recent_messages(US, since)
+            assert [m.sid for m in found] == [sent.sid]
+            assert await sms.recent_messages(US, datetime.now(UTC) + timedelta(days=2)) == []
+
+
+async def test_recent_messages_follows_pages(serve, state: SandboxState) -> None:
+    with serve(create_sandbox_app(state)) as url:
+        async with provider(url, page_size=2) as sms:
+            sids = {(await sms.send(US, f"message {i}", from_=FROM)).sid for i in range(5)}
+            await sms.send(OTHER, "not for US", from_=FROM)
+            found = await sms.recent_messages(US, datetime.now(UTC) - timedelta(hours=1))
+    assert {m.sid for m in found} == sids
+    assert len(found) == 5
+
+
+async def test_provider_errors_are_permanent_with_the_providers_message(
+    serve, state: SandboxState, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with serve(create_sandbox_app(state)) as url:
+        async with provider(url) as sms:
+            with pytest.raises(PermanentError, match=r"21602.*Message body is required"):
+                await sms.send(US, "", from_=FROM)
+            with pytest.raises(PermanentError, match=r"21211.*Invalid 'To'"):
+                await sms.send("not-a-number", "hi", from_=FROM)
+            with pytest.raises(PermanentError, match="20404"):
+                await sms.get_message("SM" + "0" * 32)
+        wrong = TwilioProvider(url, SID, Secret("wrong-token"), sleep=Sleeps())
+        with pytest.raises(PermanentError, match=r"401.*Authenticate") as info:
+            await wrong.send(US, "hi", from_=FROM)
+        await wrong.aclose()
+    assert "wrong-token" not in str(info.value)
+    assert TOKEN not in caplog.text
+    assert state.messages == []
+
+
+async def test_retries_429_with_retry_after_then_500_then_succeeds(
+    serve, state: SandboxState
+) -> None:
+    state.fail_next(429, retry_after=7)
+    state.fail_next(500)
+    sleeps = Sleeps()
+    with serve(create_sandbox_app(state)) as url:
+        async with provider(url, sleeps, backoff_base=0.5) as sms:
+            sent = await sms.send(US, "third time lucky", from_=FROM)
+    assert [m["sid"] for m in state.messages] == [sent.sid]
+    assert sleeps.delays[0] == 7
+    # Second wait: exponential backoff for try 2 (0.5 * 2) with equal jitter.
+    assert 0.5 <= sleeps.delays[1] <= 1.0
+    assert len(sleeps.delays) == 2
+
+
+async def test_gives_up_after_the_budget_with_retry_after(serve, state: SandboxState) -> None:
+    state.fail_next(429, retry_after=3, times=10)
+    sleeps = Sleeps()
+    with serve(create_sandbox_app(state)) as url:
+        async with provider(url, sleeps, max_attempts=3) as sms:
+            with pytest.raises(TransientError, match="3 attempts") as info:
+                await sms.send(US, "hi", from_=FROM)
+    assert info.value.retry_after == 3
+    assert sleeps.delays == [3, 3]
+    assert len(state.failures) == 7
+
+
+async def test_5xx_budget_then_transient_without_hint(serve, state: SandboxState) -> None:
+    state.fail_next(503, times=4)
+    sleeps = Sleeps()
+    with serve(create_sandbox_app(state)) as url:
+        async with provider(url, sleeps, max_attempts=4, backoff_base=1, backoff_cap=2) as sms:
+            with pytest.raises(TransientError, match="503") as info:
+                await sms.send(US, "hi", from_=FROM)
+    assert info.value.retry_after is None
+    assert not isinstance(info.value, AmbiguousWriteError)
+    # Backoff doubles up to the cap; equal jitter keeps each wait in [ceiling/2, ceiling].
+    for delay, ceiling in zip(sleeps.delays, [1, 2, 2], strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+
+
+async def test_long_retry_after_is_handed_to_the_caller(serve, state: SandboxState) -> None:
+    state.fail_next(429, retry_after=120, times=2)
+    sleeps = Sleeps()
+    with serve(create_sandbox_app(state)) as url:
+        async with provider(url, sleeps, max_retry_after=30) as sms:
+            with pytest.raises(TransientError) as info:
+                await sms.send(US, "hi", from_=FROM)
+    assert info.value.retry_after == 120
+    assert sleeps.delays == []
+    assert len(state.failures) == 1
+
+
+async def test_connection_refused_is_retried_then_transient(closed_port: int) -> None:
+    sleeps = Sleeps()
+    async with provider(f"http://127.0.0.1:{closed_port}", sleeps, max_attempts=3) as sms:
+        with pytest.raises(TransientError, match="cannot connect") as info:
+            await sms.send(US, "hi", from_=FROM)
+    assert not isinstance(info.value, AmbiguousWriteError)
+    assert len(sleeps.delays) == 2
+    assert TOKEN not in str(info.value)
+
+
+async def test_timeout_after_sending_is_ambiguous_for_writes_only(serve) -> None:
+    release = threading.Event()
+    hits: list[str] = []
+
+    async def slow(request: Request) -> Response:
+        hits.append(request.method)
+        await anyio.to_thread.run_sync(release.wait, 10)
+        return JSONResponse({"messages": []})
+
+    path = f"/2010-04-01/Accounts/{SID}/Messages.json"
+    app = Starlette(routes=[Route(path, slow, methods=["GET", "POST"])])
+    sleeps = Sleeps()
+    try:
+        with serve(app) as url:
+            async with provider(url, sleeps, timeout=0.3, max_attempts=2) as sms:
+                with pytest.raises(AmbiguousWriteError, match="may have been sent"):
+                    await sms.send(US, "hi", from_=FROM)
+                assert hits == ["POST"]
+                with pytest.raises(TransientError) as info:
+                    await sms.recent_messages(US, datetime.now(UTC))
+                assert not isinstance(info.value, AmbiguousWriteError)
+                assert hits == ["POST", "GET", "GET"]
+            release.set()
+    finally:
+        release.set()
+
+
+async def test_status_callbacks_are_posted_and_signed(serve, state: SandboxState) -> None:
+    from casebridge_sms.signature import verify_signature
+
+    state.callback_statuses = ("sent", "delivered")
+    received: list[tuple[dict[str, str], bool]] = []
+    callback_url = ""
+
+    async def callback(request: Request) -> Response:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        signature = request.headers.get("X-Twilio-Signature", "")
+        received.append((form, verify_signature(TOKEN, callback_url, form, signature)))
+        return Response(status_code=204)
+
+    receiver = Starlette(routes=[Route("/status", callback, methods=["POST"])])
+    with serve(receiver) as receiver_url, serve(create_sandbox_app(state)) as url:
+        callback_url = f"{receiver_url}/status?tenant=t1"
+        async with provider(url) as sms:
+            sent = await sms.send(US, "track me", from_=FROM, status_callback=callback_url)
+            # The sandbox records callbacks from its own thread: poll, bounded.
+            with anyio.fail_after(10):
+                while len(state.callbacks) < 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            assert (await sms.get_message(sent.sid)).status == "delivered"
+    assert [form["MessageStatus"] for form, _ in received] == ["sent", "delivered"]
+    assert all(ok for _, ok in received)
+    assert all(form["MessageSid"] == sent.sid for form, _ in received)
+    assert [c["http_status"] for c in state.callbacks] == [204, 204]
+
+
+def test_repr_and_errors_hide_the_token() -> None:
+    sms = TwilioProvider("https://api.example.test", SID, Secret(TOKEN))
+    assert TOKEN not in repr(sms)
+    with pytest.raises(ValueError, match="Secret"):
+        TwilioProvider("https://api.example.test", SID, TOKEN)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exactly one"):
+        anyio.run(lambda: sms.send(US, "hi"))
+
+
+async def test_sandbox_refuses_requests_without_credentials(serve, state: SandboxState) -> None:
+    with serve(create_sandbox_app(state)) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            path = f"/2010-04-01/Accounts/{SID}/Messages.json"
+            bare = await client.post(path, data={"To": US, "From": FROM, "Body": "x"})
+            wrong = await client.get(path, auth=(SID, "nope"))
+            other = await client.get(path.replace(SID, "AC" + "9" * 32), auth=(SID, TOKEN))
+    assert bare.status_code == 401
+    assert bare.json()["code"] == 20003
+    assert wrong.status_code == 401
+    assert other.status_code == 404
+    assert state.messages == []
