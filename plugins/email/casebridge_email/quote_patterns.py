@@ -85,7 +85,7 @@ _SEPARATOR_PHRASES = (
 )
 SEPARATOR = re.compile(
     rf"^\s*[-=_*]{{2,}}\s*(?:{_SEPARATOR_PHRASES})\s*[-=_*]{{2,}}\s*$"
-    rf"|^\s*(?:{_SEPARATOR_PHRASES})\s*[:：]?\s*$"
+    rf"|^\s*(?:{_SEPARATOR_PHRASES})\s*[:：]\s*$"
     r"|^\s*(?:Begin\s+forwarded\s+message|Début\s+du\s+message\s+réexpédié|"
     r"Anfang\s+der\s+weitergeleiteten\s+Nachricht|Inicio\s+del\s+mensaje\s+reenviado|"
     r"Inizio\s+messaggio\s+inoltrato|Início\s+da\s+mensagem\s+reencaminhada|"

@@ -116,7 +116,7 @@ class _Scan:
 
     def is_outlook_block(self, i: int) -> bool:
         """A run of quoted mail header lines (From:, Sent:, To:, Subject:) starting at ``i``."""
-        if not qp.is_field_line(self.lines[i]):
+        if i >= self.n or not qp.is_field_line(self.lines[i]):
             return False
         fields = 0
         has_party = False
