@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -82,10 +83,22 @@ class Bridge:
         )
 
     @classmethod
-    def from_config(cls, path: Path, *, strict: bool | None = None) -> Bridge:
-        """Load the TOML, the enabled plugins and their settings; open nothing yet."""
+    def from_config(
+        cls, path: Path, *, strict: bool | None = None, plugins: Mapping[str, object] | None = None
+    ) -> Bridge:
+        """Load the TOML, the enabled plugins and their settings; open nothing yet.
+
+        ``plugins`` are registered in-process under their names before the entry points (an
+        application embedding casebridge, or a test); the TOML must still enable them.
+        """
         config = configuration.load(path)
         pm = new_manager()
+        for name, plugin in (plugins or {}).items():
+            if name not in config.enabled:
+                raise configuration.ConfigError(
+                    f"{path}: plugin {name!r} is given in-process but the TOML does not enable it"
+                )
+            pm.register(plugin, name=name)
         report = load_entry_points(
             pm,
             enabled=config.enabled,

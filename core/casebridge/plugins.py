@@ -127,7 +127,7 @@ def validate(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
+        raise PluginError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from None
     for name in dir(pm.hook):
         if name.startswith("_"):
             continue

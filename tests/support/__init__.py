@@ -1,0 +1,1 @@
+"""In-process plugins and helpers the tests share."""
