@@ -1,0 +1,316 @@
+"""The texts the bridge writes: case subject and description, activity bodies, e-mail replies
+and the session page, rendered from Jinja templates.
+
+Templates ship in the package (``casebridge/templates/``); a folder named in the TOML
+overrides any of them by path (``activity/default.html.j2``...) and may add more specific ones
+(``activity/customer.sms.txt.j2``). Everything runs in Jinja's immutable sandbox with strict
+undefined variables. ``.html.j2`` templates autoescape; ``.txt.j2`` ones do not. Customer text
+is only ever passed in as data, never compiled, so ``{{ 7*7 }}`` in a message stays literal.
+
+Filters available to templates: ``nl2br`` (escape, then line breaks as ``<br>``), ``when``
+(a datetime as ``YYYY-MM-DD HH:MM UTC``), ``safe_url`` (http/https URLs only, else ``#``),
+``sanitize`` (HTML through nh3's allow-list) and Jinja's ``filesizeformat``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+import nh3
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup, escape
+
+from .errors import ConfigError, PermanentError
+from .model import Author, HandoffDecision, Message, Session, Summary
+
+__all__ = ["TemplateError", "TemplateSecurityError", "Templates"]
+
+SUBJECT_MAX = 200
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_AUTHOR_LABELS = {
+    Author.ASSISTANT: "Assistant",
+    Author.AGENT: "Agent",
+    Author.SYSTEM: "casebridge",
+}
+_CHANNEL_LABELS = {"email": "email", "sms": "SMS"}
+
+
+class TemplateError(PermanentError):
+    """A template is missing, does not compile or fails to render; the message names it.
+
+    Permanent: retrying the job renders the same template the same way. Fix the template and
+    replay the dead-lettered job.
+    """
+
+
+class TemplateSecurityError(TemplateError):
+    """A template tried to reach outside the sandbox (``__class__``, mutating a list...)."""
+
+
+def _nl2br(text: object) -> Markup:
+    lines = _LINE_BREAK.split(str(text))
+    return Markup("<br>\n").join(escape(line) for line in lines)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _safe_url(value: object) -> str:
+    url = str(value or "").strip()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return "#"
+    return url if scheme in {"http", "https"} else "#"
+
+
+def _sanitize(html: object) -> Markup:
+    # nh3's defaults drop scripts, event handlers, styles and javascript: URLs.
+    return Markup(nh3.clean(str(html)))  # noqa: S704 - the point of this filter
+
+
+def _one_line(text: str, limit: int) -> str:
+    # Control and separator characters (CR, LF, U+2028, NUL...) become spaces, runs collapse.
+    cleaned = "".join(" " if unicodedata.category(c) in {"Cc", "Zl", "Zp"} else c for c in text)
+    line = " ".join(cleaned.split())
+    if len(line) > limit:
+        line = line[: limit - 1].rstrip() + "…"
+    return line
+
+
+def _attachment_rows(message: Message) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": a.name or "(unnamed)",
+            "content_type": a.content_type or "application/octet-stream",
+            "size": a.size,
+            "inline": a.inline,
+            "refused": a.refused,
+        }
+        for a in message.attachments
+    ]
+
+
+def _author_label(message: Message, session: Session) -> str:
+    if message.author is Author.CUSTOMER:
+        name = message.sender_name or session.contact.name
+        if name and message.sender and name != message.sender:
+            return f"{name} <{message.sender}>"
+        return name or message.sender or "Customer"
+    if message.author is Author.AGENT and message.sender_name:
+        return f"{message.sender_name} (agent)"
+    return _AUTHOR_LABELS.get(message.author, str(message.author))
+
+
+def _opening(transcript: Sequence[Message]) -> str:
+    for message in transcript:
+        if message.author is Author.CUSTOMER:
+            for line in message.text.splitlines():
+                if line.strip():
+                    return line.strip()
+    return ""
+
+
+class Templates:
+    """The bridge's template set: packaged templates, overridden from ``override_dir``.
+
+    Raises :class:`~casebridge.errors.ConfigError` when ``override_dir`` is given but is not a
+    folder. Every render method raises :class:`TemplateError` (or
+    :class:`TemplateSecurityError`) naming the template when rendering fails.
+    """
+
+    def __init__(self, override_dir: Path | None = None, *, subject_max: int = SUBJECT_MAX):
+        loaders: list[jinja2.BaseLoader] = []
+        if override_dir is not None:
+            if not Path(override_dir).is_dir():
+                raise ConfigError(f"templates.dir: {override_dir} is not a folder")
+            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+        loaders.append(jinja2.PackageLoader("casebridge", "templates"))
+        self.override_dir = override_dir
+        self.subject_max = subject_max
+        self.env = ImmutableSandboxedEnvironment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html.j2", "html"),
+                disabled_extensions=("txt.j2", "txt"),
+                default_for_string=False,
+                default=False,
+            ),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(nl2br=_nl2br, when=_when, safe_url=_safe_url, sanitize=_sanitize)
+
+    def _load(self, names: Sequence[str]) -> jinja2.Template:
+        try:
+            return self.env.select_template(list(names))
+        except jinja2.TemplatesNotFound:
+            where = (
+                f"{self.override_dir} or the packaged templates"
+                if self.override_dir
+                else ("the packaged templates")
+            )
+            raise TemplateError(f"no template {' or '.join(names)} in {where}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template {exc.name or names[0]} line {exc.lineno}: {exc.message}"
+            ) from None
+
+    def _render(self, names: Sequence[str], context: dict[str, Any]) -> str:
+        template = self._load(names)
+        name = template.name or names[0]
+        try:
+            return template.render(context)
+        except SecurityError as exc:
+            raise TemplateSecurityError(
+                f"template {name} tried an unsafe operation: {exc}"
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:  # an {% include %} that does not compile
+            raise TemplateError(
+                f"template {exc.name or name} line {exc.lineno}: {exc.message}"
+            ) from None
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {name} includes missing {exc.name}") from None
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"template {name}: {exc.message}") from None
+        except (TypeError, ValueError, OverflowError, ArithmeticError, LookupError) as exc:
+            raise TemplateError(f"template {name} failed: {type(exc).__name__}: {exc}") from None
+
+    def render(self, name: str, /, **context: Any) -> str:
+        """Render the template at ``name`` (e.g. ``"email/reply.txt.j2"``) with ``context``."""
+        return self._render([name], context)
+
+    def case_subject(
+        self, session: Session, transcript: Sequence[Message], summary: Summary | None
+    ) -> str:
+        """The case subject: one line, no control characters, at most ``subject_max`` chars.
+
+        ``case/subject.txt.j2`` picks the summary's subject, else the session's, else the
+        customer's opening line, else "Conversation with <contact>".
+        """
+        text = self._render(
+            ["case/subject.txt.j2"],
+            {
+                "session": session,
+                "transcript": list(transcript),
+                "summary": summary,
+                "opening": _opening(transcript),
+                "contact_name": session.contact.name or _contact_address(session),
+            },
+        )
+        return _one_line(text, self.subject_max) or _one_line(
+            f"Conversation with {_contact_address(session) or session.id}", self.subject_max
+        )
+
+    def case_description(
+        self,
+        summary: Summary,
+        session: Session,
+        decision: HandoffDecision | None,
+        link: str | None,
+    ) -> str:
+        """The case description (plain text): the summary, why it was handed off, the contact,
+        and the session link when given (``case/description.txt.j2``)."""
+        return self._render(
+            ["case/description.txt.j2"],
+            {
+                "summary": summary,
+                "session": session,
+                "decision": decision,
+                "link": link,
+                "contact": session.contact,
+                "channel_label": _CHANNEL_LABELS.get(session.channel, session.channel),
+            },
+        )
+
+    def activity_bodies(
+        self, message: Message, session: Session, *, link: str | None, trace_id: str
+    ) -> tuple[str, str]:
+        """The text and HTML bodies of the activity for ``message``.
+
+        Looks for ``activity/{author}.{channel}``, then ``activity/{author}``, then
+        ``activity/default`` (each ``.txt.j2`` and ``.html.j2``). ``link`` (the signed session
+        link, given for the first activity only) adds a "View session" link; ``trace_id`` goes
+        in a footer so a rep's question can be traced in the logs.
+        """
+        context = {
+            "message": message,
+            "session": session,
+            "link": link,
+            "trace_id": trace_id,
+            "author_label": _author_label(message, session),
+            "channel_label": _CHANNEL_LABELS.get(message.channel, message.channel),
+            "attachments": _attachment_rows(message),
+        }
+        author = str(message.author)
+        bases = [f"activity/{author}.{message.channel}", f"activity/{author}", "activity/default"]
+        text = self._render([f"{base}.txt.j2" for base in bases], context)
+        html = self._render([f"{base}.html.j2" for base in bases], context)
+        return text, html
+
+    def reply_bodies(self, message: Message, session: Session) -> tuple[str, str]:
+        """The text and HTML parts of an outbound e-mail reply (``email/reply.*.j2``).
+
+        The HTML part uses ``message.html`` passed through the sanitizer when there is one,
+        else the text with its line breaks.
+        """
+        context = {
+            "message": message,
+            "session": session,
+            "author_label": _author_label(message, session),
+            "attachments": _attachment_rows(message),
+        }
+        return (
+            self._render(["email/reply.txt.j2"], context),
+            self._render(["email/reply.html.j2"], context),
+        )
+
+    def session_page(
+        self,
+        session: Session,
+        transcript: Sequence[Message],
+        case_url: str | None,
+        now: datetime,
+    ) -> str:
+        """The session view (``session.html.j2``): every message with its author, time,
+        attachments and notes, the original text folded under each trimmed one, and the case
+        link. A self-contained page: inline CSS, no scripts, readable on a phone."""
+        entries = [
+            {
+                "message": m,
+                "author_label": _author_label(m, session),
+                "attachments": _attachment_rows(m),
+                "show_original": bool(m.original_text) and m.original_text != m.text,
+            }
+            for m in transcript
+        ]
+        return self._render(
+            ["session.html.j2"],
+            {
+                "session": session,
+                "entries": entries,
+                "case_url": case_url,
+                "now": now,
+                "contact": session.contact,
+                "contact_label": session.contact.name or _contact_address(session),
+                "channel_label": _CHANNEL_LABELS.get(session.channel, session.channel),
+            },
+        )
+
+
+def _contact_address(session: Session) -> str:
+    contact = session.contact
+    return next(iter(contact.emails), "") or next(iter(contact.phones), "")

@@ -1,0 +1,432 @@
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from casebridge.errors import ConfigError, PermanentError
+from casebridge.model import (
+    Attachment,
+    Author,
+    CaseLink,
+    Contact,
+    Direction,
+    HandoffDecision,
+    Message,
+    Session,
+    SessionStatus,
+    Summary,
+)
+from casebridge.templates import TemplateError, Templates, TemplateSecurityError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from selectolax.lexbor import LexborHTMLParser as LexborParser
+
+WHEN = datetime(2030, 5, 6, 7, 8, tzinfo=UTC)
+LINK = "https://bridge.example.test/sessions/s1?exp=1900000000&sig=abc"
+NASTY = [
+    "<script>alert(1)</script>",
+    "{{ 7*7 }}",
+    "{% raw %}",
+    "{% endraw %}",
+    "{# c #}",
+    "\"'`",
+    "\r\n",
+    "\r",
+    "\n",
+    "<img src=x onerror=alert(1)>",
+    "</div></body>",
+    "<!--",
+    "]]>",
+    "&amp;",
+    "&#x3c;",
+    "é漢字🙂",
+    "\u2028",
+    "\x00",
+    "<a href='javascript:x'>",
+    "${x}",
+]
+customer_strings = st.one_of(
+    st.text(max_size=60),
+    st.lists(st.one_of(st.sampled_from(NASTY), st.text(max_size=8)), max_size=8).map("".join),
+)
+
+CONTACT = Contact(id="c1", name="Jane Roe", emails=("jane@example.com",), phones=("+15551234567",))
+SESSION = Session(
+    id="s1",
+    channel="email",
+    contact=CONTACT,
+    status=SessionStatus.HANDED_OFF,
+    subject="Printer on fire",
+    case=CaseLink(crm="creatio", case_id="case-1", number="SR00042"),
+    created_at=WHEN,
+)
+
+
+def message(text: str = "Hello", **changes: object) -> Message:
+    base = Message(
+        id="m1",
+        channel="email",
+        direction=Direction.INBOUND,
+        author=Author.CUSTOMER,
+        external_id="<m1@example.com>",
+        sender="jane@example.com",
+        recipients=("support@example.test",),
+        text=text,
+        original_text=text + "\n> quoted",
+        subject="Help",
+        sender_name="Jane Roe",
+        attachments=(
+            Attachment(name="photo.jpg", content_type="image/jpeg", size=2_500_000, sha256="a"),
+            Attachment(
+                name="huge.iso",
+                content_type="application/x-iso",
+                size=9,
+                sha256="b",
+                refused="larger than 25 MB",
+            ),
+        ),
+        sent_at=WHEN,
+        received_at=WHEN,
+        notes=("decoded as windows-1252",),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+class Structure(HTMLParser):
+    """Collects every element with its attributes, and the text content."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "br":  # one per line break of the text, which varies
+            self.elements.append((tag, tuple(attrs)))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> Structure:
+    parser = Structure()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def lines(text: str) -> str:
+    return re.sub(r"\r\n|\r", "\n", text)
+
+
+def assert_no_injection(html: str, baseline: str) -> None:
+    got, expected = parse(html), parse(baseline)
+    assert got.elements == expected.elements
+    tree = LexborParser(html)
+    assert tree.css("script") == []
+    for node in tree.css("*"):
+        assert not any(name.lower().startswith("on") for name in node.attributes)
+
+
+def neutral(value: str) -> str:
+    return "x" if value else ""
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates()
+
+
+@settings(max_examples=150)
+@given(
+    text=customer_strings,
+    subject=customer_strings,
+    name=customer_strings,
+    filename=customer_strings,
+)
+def test_activity_bodies_keep_text_and_never_inject(
+    templates: Templates, text: str, subject: str, name: str, filename: str
+) -> None:
+    attachments = (Attachment(name=filename, content_type="text/plain", size=10, sha256="s"),)
+    msg = message(text, subject=subject, sender_name=name, attachments=attachments)
+    body_text, body_html = templates.activity_bodies(msg, SESSION, link=LINK, trace_id="t1")
+    assert text in body_text
+    base = message(
+        "x",
+        subject=neutral(subject),
+        sender_name=neutral(name),
+        attachments=(replace(attachments[0], name=neutral(filename)),),
+    )
+    _, baseline = templates.activity_bodies(base, SESSION, link=LINK, trace_id="t1")
+    assert_no_injection(body_html, baseline)
+    assert lines(text) in lines("".join(parse(body_html).text))
+
+
+@settings(max_examples=100)
+@given(text=customer_strings, original=customer_strings)
+def test_session_page_keeps_text_and_never_injects(
+    templates: Templates, text: str, original: str
+) -> None:
+    msg = message(text, original_text=original)
+    page = templates.session_page(SESSION, [msg], "https://crm.example.test/case/1", WHEN)
+    base = message(
+        "x",
+        original_text="" if original in ("", text) else "y",
+    )
+    baseline = templates.session_page(SESSION, [base], "https://crm.example.test/case/1", WHEN)
+    assert_no_injection(page, baseline)
+    content = lines("".join(parse(page).text))
+    assert lines(text) in content
+    if original and original != text:
+        assert lines(original) in content
+        assert LexborParser(page).css_first("details pre") is not None
+
+
+@settings(max_examples=100)
+@given(text=customer_strings)
+def test_reply_bodies_keep_text_and_never_inject(templates: Templates, text: str) -> None:
+    reply = message(text, author=Author.AGENT, direction=Direction.OUTBOUND, html="")
+    body_text, body_html = templates.reply_bodies(reply, SESSION)
+    assert text in body_text
+    _, baseline = templates.reply_bodies(replace(reply, text="x"), SESSION)
+    assert_no_injection(body_html, baseline)
+    assert lines(text) in lines("".join(parse(body_html).text))
+
+
+def test_customer_text_is_not_evaluated(templates: Templates) -> None:
+    msg = message("{{ 7*7 }} {% if true %}yes{% endif %} {{ config }}")
+    body_text, body_html = templates.activity_bodies(msg, SESSION, link=None, trace_id="t")
+    assert "{{ 7*7 }} {% if true %}yes{% endif %} {{ config }}" in body_text
+    assert "49" not in body_text + body_html
+
+
+@settings(max_examples=150)
+@given(subject=customer_strings, opening=customer_strings)
+def test_case_subject_is_one_capped_line(templates: Templates, subject: str, opening: str) -> None:
+    session = replace(SESSION, subject="")
+    result = templates.case_subject(
+        session, [message(opening)], Summary(subject=subject, description="d")
+    )
+    assert result
+    assert len(result) <= templates.subject_max
+    assert not any(c in result for c in "\r\n\x00\u2028\u2029\x85")
+    assert result == result.strip()
+    words = " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", " ", subject).split())
+    if words and len(words) <= templates.subject_max:
+        assert result == words
+
+
+def test_case_subject_fallbacks(templates: Templates) -> None:
+    transcript = [message("\n\n  My invoice is wrong \nplease help")]
+    summary = Summary(subject="", description="d")
+    assert templates.case_subject(SESSION, transcript, summary) == "Printer on fire"
+    no_subject = replace(SESSION, subject="")
+    assert templates.case_subject(no_subject, transcript, summary) == "My invoice is wrong"
+    assert templates.case_subject(no_subject, [], None) == "Conversation with Jane Roe"
+    long = Summary(subject="word " * 100, description="d")
+    capped = templates.case_subject(SESSION, transcript, long)
+    assert len(capped) == templates.subject_max - 1 or len(capped) == templates.subject_max
+    assert capped.endswith("…")
+
+
+def test_case_description(templates: Templates) -> None:
+    text = templates.case_description(
+        Summary(subject="s", description="Cannot log in since Monday."),
+        SESSION,
+        HandoffDecision(reason="customer asked for a human", source="keyword"),
+        LINK,
+    )
+    assert text.startswith("Cannot log in since Monday.\n")
+    assert "Handed off: customer asked for a human" in text
+    assert "Jane Roe, jane@example.com, +15551234567" in text
+    assert f"View session: {LINK}" in text
+    bare = templates.case_description(Summary(subject="s", description="D"), SESSION, None, None)
+    assert "Handed off" not in bare
+    assert "View session" not in bare
+
+
+def test_activity_bodies_content(templates: Templates) -> None:
+    body_text, body_html = templates.activity_bodies(
+        message("Line one\nLine two"), SESSION, link=LINK, trace_id="9f8e7d6c5b4a3210"
+    )
+    assert f"View session: {LINK}" in body_text
+    assert "casebridge trace 9f8e7d6c5b4a3210" in body_text
+    assert "- photo.jpg (image/jpeg, 2.5 MB)" in body_text
+    assert "- huge.iso (application/x-iso, 9 Bytes) - not kept: larger than 25 MB" in body_text
+    assert "decoded as windows-1252" in body_text
+    assert "2030-05-06 07:08 UTC" in body_text
+    tree = LexborParser(body_html)
+    (anchor,) = tree.css("a")
+    assert anchor.attributes["href"] == LINK
+    assert anchor.text() == "View session"
+    assert "casebridge trace 9f8e7d6c5b4a3210" in tree.body.text()
+    assert [li.text() for li in tree.css("li")][:1] == ["photo.jpg (image/jpeg, 2.5 MB)"]
+    later_text, later_html = templates.activity_bodies(
+        message("more"), SESSION, link=None, trace_id="t2"
+    )
+    assert "View session" not in later_text + later_html
+    assert "casebridge trace t2" in later_text
+
+
+def test_only_http_links_are_linked(templates: Templates) -> None:
+    _, body_html = templates.activity_bodies(
+        message(), SESSION, link="javascript:alert(1)", trace_id="t"
+    )
+    assert LexborParser(body_html).css_first("a").attributes["href"] == "#"
+    page = templates.session_page(SESSION, [], "data:text/html,<script>x</script>", WHEN)
+    assert LexborParser(page).css_first("header a").attributes["href"] == "#"
+
+
+def test_reply_html_is_sanitized(templates: Templates) -> None:
+    reply = message(
+        "We're on it.",
+        author=Author.AGENT,
+        html='<p onclick="steal()">We\'re <b>on</b> it.<script>bad()</script>'
+        '<a href="javascript:x()">x</a></p>',
+    )
+    body_text, body_html = templates.reply_bodies(reply, SESSION)
+    assert body_text.strip() == "We're on it."
+    tree = LexborParser(body_html)
+    assert tree.css("script") == []
+    assert tree.css_first("b").text() == "on"
+    assert "onclick" not in body_html
+    assert "javascript:" not in body_html
+
+
+def test_session_page_shows_the_conversation(templates: Templates) -> None:
+    agent = message(
+        "Sorry about that.",
+        id="m2",
+        author=Author.AGENT,
+        sender_name="Sam",
+        original_text="",
+        attachments=(),
+        notes=(),
+        subject="",
+    )
+    page = templates.session_page(SESSION, [message("My printer"), agent], "https://crm/c/1", WHEN)
+    tree = LexborParser(page)
+    assert tree.css_first('meta[name="viewport"]') is not None
+    assert tree.css("script") == []
+    articles = tree.css("article")
+    assert [a.attributes["class"] for a in articles] == ["msg customer", "msg agent"]
+    assert "Jane Roe <jane@example.com>" in articles[0].text()
+    assert "Sam (agent)" in articles[1].text()
+    assert tree.css_first("time").attributes["datetime"] == WHEN.isoformat()
+    assert "> quoted" in articles[0].css_first("details").text()
+    assert articles[1].css_first("details") is None
+    link = tree.css_first("header a")
+    assert link.attributes["href"] == "https://crm/c/1"
+    assert "SR00042" in link.text()
+    empty = LexborParser(templates.session_page(SESSION, [], None, WHEN))
+    assert "No messages yet." in empty.body.text()
+    assert "SR00042" in empty.body.text()
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_override_wins_and_missing_override_falls_back(tmp_path: Path) -> None:
+    write(tmp_path, "activity/default.txt.j2", "CUSTOM {{ message.text }} {{ trace_id }}")
+    templates = Templates(tmp_path)
+    body_text, body_html = templates.activity_bodies(
+        message("hi"), SESSION, link=None, trace_id="t7"
+    )
+    assert body_text == "CUSTOM hi t7"
+    assert 'class="casebridge-activity"' in body_html  # not overridden: the packaged one
+    assert templates.render("email/reply.txt.j2", message=message("yo")) == "yo"
+
+
+def test_activity_template_lookup_order(tmp_path: Path) -> None:
+    write(tmp_path, "activity/customer.sms.txt.j2", "SMS {{ message.text }}")
+    write(tmp_path, "activity/customer.txt.j2", "CUSTOMER {{ message.text }}")
+    templates = Templates(tmp_path)
+    sms = message("a", channel="sms")
+    assert templates.activity_bodies(sms, SESSION, link=None, trace_id="t")[0] == "SMS a"
+    assert templates.activity_bodies(message("b"), SESSION, link=None, trace_id="t")[0] == (
+        "CUSTOMER b"
+    )
+    agent = message("c", author=Author.AGENT, sender_name="Sam")
+    assert templates.activity_bodies(agent, SESSION, link=None, trace_id="t")[0].startswith(
+        "Sam (agent) via email"
+    )
+
+
+def test_html_overrides_autoescape_and_text_ones_do_not(tmp_path: Path) -> None:
+    write(tmp_path, "x.html.j2", "<p>{{ value }}</p>")
+    write(tmp_path, "x.txt.j2", "{{ value }}")
+    templates = Templates(tmp_path)
+    assert templates.render("x.html.j2", value="<b>") == "<p>&lt;b&gt;</p>"
+    assert templates.render("x.txt.j2", value="<b>") == "<b>"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ message.__class__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ lipsum.__globals__ }}",
+        "{{ message.attachments.__len__() }}",
+        "{{ [1].append(2) }}",
+        "{{ {}.update(a=1) }}",
+        "{{ '{0.__class__}'.format(message) }}",
+    ],
+)
+def test_sandbox_escapes_fail_clearly(tmp_path: Path, source: str) -> None:
+    write(tmp_path, "activity/default.txt.j2", source)
+    templates = Templates(tmp_path)
+    with pytest.raises(TemplateSecurityError, match=r"template activity/default\.txt\.j2"):
+        templates.activity_bodies(message(), SESSION, link=None, trace_id="t")
+
+
+def test_template_mistakes_are_named(tmp_path: Path) -> None:
+    write(tmp_path, "broken.txt.j2", "{% if %}")
+    write(tmp_path, "undefined.txt.j2", "{{ nothing_here }}")
+    write(tmp_path, "huge.txt.j2", "{{ range(10**9) | list | length }}")
+    templates = Templates(tmp_path)
+    with pytest.raises(TemplateError, match=r"broken\.txt\.j2 line 1"):
+        templates.render("broken.txt.j2")
+    with pytest.raises(TemplateError, match=r"undefined\.txt\.j2: 'nothing_here' is undefined"):
+        templates.render("undefined.txt.j2")
+    with pytest.raises(TemplateError, match=r"huge\.txt\.j2"):
+        templates.render("huge.txt.j2")
+    with pytest.raises(TemplateError, match=r"no template missing\.txt\.j2"):
+        templates.render("missing.txt.j2")
+    assert issubclass(TemplateError, PermanentError)
+
+
+def test_shipped_templates_are_strict(templates: Templates) -> None:
+    with pytest.raises(TemplateError, match="is undefined"):
+        templates.render("email/reply.txt.j2")
+
+
+def test_override_dir_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a folder"):
+        Templates(tmp_path / "nope")
+
+
+def test_packaged_templates_are_package_data() -> None:
+    import casebridge
+
+    folder = Path(casebridge.__file__).parent / "templates"
+    shipped = {p.relative_to(folder).as_posix() for p in folder.rglob("*.j2")}
+    assert {
+        "case/subject.txt.j2",
+        "case/description.txt.j2",
+        "activity/default.txt.j2",
+        "activity/default.html.j2",
+        "email/reply.txt.j2",
+        "email/reply.html.j2",
+        "session.html.j2",
+    } <= shipped
