@@ -66,6 +66,7 @@ def _configure_sandbox(parser: argparse.ArgumentParser) -> None:
 
 
 async def _run_sandbox(args: argparse.Namespace) -> int:
+    # Imported here so the other commands do not pay for loading the web stack.
     import uvicorn
 
     from casebridge_sms.sandbox import SandboxState, create_sandbox_app
