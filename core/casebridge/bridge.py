@@ -29,7 +29,7 @@ from .links import sign_session_link
 from .logs import log_context, new_trace_id
 from .metrics import BridgeMetrics, Registry
 from .model import Inbound, RawInbound, utcnow
-from .outbox import Outbox
+from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
 from .plugins import Hooks, LoadReport, load_entry_points, new_manager
 from .sqlite_store import SqliteStore
@@ -79,8 +79,19 @@ class Bridge:
             ),
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
             poll_interval=out.poll_seconds,
-            metrics=self.metrics,
+            on_event=self._job_event,
         )
+
+    def _job_event(self, event: OutboxEvent) -> None:
+        kind = event.job.kind
+        if event.kind == "retry":
+            self.metrics.job_retries.labels(kind=kind).inc()
+        elif event.kind == "dead":
+            self.metrics.dead_letters.labels(kind=kind).inc()
+            log.error("job %s (%s) dead after %d attempts: %s", event.job.id, kind,
+                      event.job.attempts, event.error)
+        if event.kind in ("done", "retry", "dead"):
+            self.metrics.job_duration.labels(kind=kind).observe(event.duration)
 
     @classmethod
     def from_config(

@@ -192,9 +192,10 @@ class Hooks:
             raise PluginError(f"plugin {plugin!r} does not implement the {hook} hook")
         others = [p for name, p in self.pm.list_name_plugin() if name != plugin and p is not None]
         results = self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
-        if len(results) != 1:
+        # pluggy leaves None results out of the list.
+        if len(results) > 1:
             raise PluginError(f"plugin {plugin!r} gave {len(results)} results for {hook}")
-        return results[0]
+        return results[0] if results else None
 
     async def _routed_async(self, hook: str, plugin: str, **kwargs: Any) -> Any:
         return await _resolve(self._routed(hook, plugin, **kwargs))

@@ -1,0 +1,202 @@
+"""The whole pipeline in-process: a loopback channel, a scripted assistant, and the example
+JSON-lines CRM installed by its entry point — the same path a third-party plugin takes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from support.bridges import (
+    API_TOKEN,
+    HOOK_TOKEN,
+    inbound,
+    install_jsonl,
+    jsonl_records,
+    only_session,
+    settle,
+    write_config,
+)
+from support.plugins import LoopChannel, ScriptedAssistant
+
+from casebridge.bridge import Bridge
+from casebridge.model import Author, SessionStatus
+from casebridge.web import create_app
+
+
+@pytest.fixture
+async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    install_jsonl(monkeypatch, tmp_path)
+    path = write_config(tmp_path, bridge={"plugins": ["assistant"]})
+    loop, assistant = LoopChannel(), ScriptedAssistant()
+    bridge = Bridge.from_config(path, plugins={"loop": loop, "assistant": assistant})
+    await bridge.open()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(bridge)),
+                               base_url="http://bridge")
+    try:
+        yield bridge, loop, client
+    finally:
+        await client.aclose()
+        await bridge.close()
+
+
+async def webhook(client: httpx.AsyncClient, body: dict, token: str = HOOK_TOKEN):
+    return await client.post(f"/webhooks/jsonl/{token}", content=json.dumps(body))
+
+
+async def test_a_conversation_from_first_message_to_closed_case(world) -> None:
+    bridge, loop, client = world
+
+    # Two assistant turns: the customer gets answers, nothing reaches the CRM.
+    await bridge.receive(inbound("My printer prints blank pages.", msg_id="m1"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    assert session.status is SessionStatus.ASSISTANT
+    assert [m.text for m in loop.sent] == ["Answer 1 for loop"]
+    assert jsonl_records(bridge, "case") == []
+
+    # The assistant hands off: one case, one activity per message, in order.
+    await bridge.receive(inbound("Then I want a refund.", msg_id="m2"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    assert session.status is SessionStatus.HANDED_OFF and session.case is not None
+    [case] = jsonl_records(bridge, "case")
+    assert case["id"] == session.case.case_id
+    assert "Ann Example" in case["description"] and "refunds need a person" in case["description"]
+    assert "My printer prints blank pages." in case["description"]
+    activities = jsonl_records(bridge, "activity")
+    assert [a["author"] for a in activities] == ["customer", "assistant", "customer"]
+    assert "My printer prints blank pages." in activities[0]["body"]
+    assert activities[0]["first"] and f"/sessions/{session.id}?exp=" in activities[0]["body"]
+    assert not any(a["first"] for a in activities[1:])
+
+    # After handoff the assistant is quiet and every new message is appended at once.
+    await bridge.receive(inbound("Any news?", msg_id="m3"))
+    await settle(bridge)
+    assert len(loop.sent) == 1
+    assert [a["body"] for a in jsonl_records(bridge, "activity")][3].count("Any news?") == 1
+
+    # A rep replies in the CRM: delivered on the channel, stored as an agent message,
+    # and not written back to the case it came from.
+    reply = {"event_type": "new_activity", "caseId": case["id"], "activityId": "rep-1",
+             "text": "We have sent a replacement.", "author": "Rita Rep"}
+    assert (await webhook(client, reply)).status_code == 200
+    assert (await webhook(client, reply)).status_code == 200  # Creatio may call twice
+    await settle(bridge)
+    assert [m.text for m in loop.sent][-1] == "We have sent a replacement."
+    assert sum(m.author is Author.AGENT for m in loop.sent) == 1
+    transcript = await bridge.store.transcript(session.id)
+    assert transcript[-1].author is Author.AGENT and transcript[-1].sender_name == "Rita Rep"
+    assert len(jsonl_records(bridge, "activity")) == 4
+
+    # The case is closed: the next message starts a new session and a new case.
+    closed = {"event_type": "case_closed", "caseId": case["id"]}
+    assert (await webhook(client, closed)).status_code == 200
+    await settle(bridge)
+    assert (await bridge.store.get_session(session.id)).status is SessionStatus.CLOSED
+    await bridge.receive(inbound("It broke again, I need a refund.", msg_id="m4"))
+    await settle(bridge)
+    new = await only_session(bridge, SessionStatus.HANDED_OFF)
+    assert new.id != session.id
+    cases = jsonl_records(bridge, "case")
+    assert len(cases) == 2 and new.case.case_id == cases[1]["id"] != case["id"]
+
+
+async def test_hook_find_open_case_appends_a_returning_contact(world) -> None:
+    bridge, loop, client = world
+    await bridge.receive(inbound("refund please", msg_id="a1"))
+    await settle(bridge)
+    first = await only_session(bridge)
+    # Same customer, a new conversation (another of our addresses): the open case is reused.
+    await bridge.receive(inbound("and a refund for the second order", msg_id="a2", to="desk2"))
+    await settle(bridge)
+    sessions = await bridge.store.list_sessions()
+    assert len(sessions) == 2
+    assert {s.case.case_id for s in sessions} == {first.case.case_id}
+    assert len(jsonl_records(bridge, "case")) == 1
+    assert len(jsonl_records(bridge, "activity")) == 2
+
+
+async def test_hook_ingest_duplicates_and_drops_are_recorded_once(world) -> None:
+    bridge, loop, _ = world
+    first = await bridge.receive(inbound("hello", msg_id="d1"))
+    again = await bridge.receive(inbound("hello", msg_id="d1"))
+    assert first.message_id and not first.duplicate and again.duplicate
+    dropped = await bridge.receive(inbound("STOP", msg_id="d2"))
+    assert dropped.dropped == "opt-out keyword"
+    await settle(bridge)
+    assert len(await bridge.store.transcript((await only_session(bridge)).id)) == 2
+    assert [d.reason for d in await bridge.store.list_dropped(10)] == ["opt-out keyword"]
+    assert loop.calls.count("ingest") == 3
+
+
+async def test_hook_deliver_reply_refusal_is_recorded_on_the_case(world) -> None:
+    bridge, loop, client = world
+    await bridge.receive(inbound("refund", msg_id="r1", sender="bob@example.com"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    loop.refused.add("bob@example.com")
+    reply = {"event_type": "new_activity", "caseId": session.case.case_id,
+             "activityId": "rep-9", "text": "Hello Bob"}
+    await webhook(client, reply)
+    await settle(bridge)
+    assert loop.sent == []
+    activities = jsonl_records(bridge, "activity")
+    assert "not delivered" in activities[-1]["body"] and "opted out" in activities[-1]["body"]
+    assert activities[-1]["author"] == "system"
+
+
+async def test_hook_read_webhook_refuses_a_wrong_token(world) -> None:
+    bridge, _, client = world
+    response = await webhook(client, {"event_type": "case_closed", "caseId": "x"}, "guess")
+    assert response.status_code == 403
+    assert HOOK_TOKEN not in response.text
+    assert await bridge.store.job_counts() == {} or not any(
+        (await bridge.store.job_counts()).values())
+
+
+async def test_manual_handoff_through_the_api_is_token_protected(world) -> None:
+    bridge, loop, client = world
+    await bridge.receive(inbound("my order is late", msg_id="h1"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    url = f"/api/sessions/{session.id}/handoff"
+    assert (await client.post(url)).status_code == 401
+    assert (await client.post(url, headers={"Authorization": "Bearer nope"})).status_code == 401
+    missing = await client.post("/api/sessions/nope/handoff",
+                                headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert missing.status_code == 404
+    ok = await client.post(url, json={"reason": "VIP customer"},
+                           headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert ok.status_code == 202
+    await settle(bridge)
+    [case] = jsonl_records(bridge, "case")
+    assert "VIP customer" in case["description"]
+    assert (await bridge.store.get_session(session.id)).status is SessionStatus.HANDED_OFF
+
+
+async def test_session_page_needs_a_valid_signed_link(world) -> None:
+    bridge, _, client = world
+    await bridge.receive(inbound("<script>alert(1)</script> help", msg_id="p1"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    link = bridge.session_link(session.id)
+    page = await client.get(link.removeprefix(bridge.public_url))
+    assert page.status_code == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; help" in page.text
+    assert "<script>alert(1)" not in page.text
+    forged = link.removeprefix(bridge.public_url).replace("sig=", "sig=A")
+    assert (await client.get(forged)).status_code == 403
+    assert (await client.get(f"/sessions/{session.id}")).status_code == 403
+
+
+async def test_health_readiness_and_metrics(world) -> None:
+    bridge, _, client = world
+    await bridge.receive(inbound("hi", msg_id="x1"))
+    await settle(bridge)
+    assert (await client.get("/healthz")).text == "ok"
+    ready = (await client.get("/readyz")).json()
+    assert ready["ready"] and "jsonl" in ready["plugins"]
+    metrics = (await client.get("/metrics")).text
+    assert 'casebridge_messages_in_total{channel="loop"} 1' in metrics
