@@ -38,7 +38,7 @@ class Fault:
     ``after`` raises once the server has processed the request (a lost answer)."""
 
     match: Callable[[httpx.Request], bool]
-    answer: httpx.Response | Exception | None = None
+    answer: httpx.Response | Exception | Callable[[httpx.Request], httpx.Response] | None = None
     after: Exception | None = None
     times: int = 1
 
@@ -102,6 +102,8 @@ class FakeCreatio:
                 if fault.answer is not None:
                     if isinstance(fault.answer, Exception):
                         raise fault.answer
+                    if callable(fault.answer):
+                        return fault.answer(request)
                     return fault.answer
                 self.serve(request)
                 assert fault.after is not None

@@ -1,0 +1,561 @@
+"""What casebridge does in Creatio: contacts, cases, activities, attachments, replies.
+
+Every record the bridge writes carries a client-chosen Id (the request's key), so a retried
+write is recognised instead of repeated, and a case and its activities can go in one
+``$batch``. Lookups resolve display values to GUIDs through :class:`LookupCache`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import phonenumbers
+from casebridge.errors import AmbiguousWriteError
+from casebridge.model import (
+    ActivityRef,
+    ActivityRequest,
+    Author,
+    CaseRef,
+    CaseRequest,
+    Contact,
+    derived_id,
+)
+
+from . import odata
+from .client import BatchRequest, CreatioClient, CreatioError
+from .lookups import LookupCache, LookupNotFound, StatusCache
+from .odata import Guid
+from .settings import (
+    ACTIVITY_CATEGORY_EMAIL,
+    ACTIVITY_CATEGORY_TODO,
+    ACTIVITY_PRIORITY_MEDIUM,
+    ACTIVITY_STATUS_COMPLETED,
+    ACTIVITY_TYPE_EMAIL,
+    COMMUNICATION_EMAIL,
+    COMMUNICATION_MOBILE,
+    FILE_TYPE_FILE,
+    MESSAGE_TYPE_INCOMING,
+    MESSAGE_TYPE_OUTGOING,
+    CreatioSettings,
+)
+
+log = logging.getLogger("casebridge.creatio")
+
+CRM = "creatio"
+MARKER_PREFIX = "casebridge:"
+_TITLE_MAX = 500
+# Ids per "Id eq .. or Id eq .." query, to keep URLs well under common limits.
+_IDS_PER_QUERY = 40
+_PHONE_CANDIDATES = 50
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def search_number(e164: str) -> str:
+    """Creatio's ``SearchNumber`` form of a number: its digits reversed."""
+    return digits(e164)[::-1]
+
+
+def _national(e164: str) -> tuple[str, str, str]:
+    """(all digits, national significant number, national prefix) of an E.164 number."""
+    full = digits(e164)
+    try:
+        parsed = phonenumbers.parse(e164 if e164.startswith("+") else f"+{full}")
+    except phonenumbers.NumberParseException:
+        return full, full, ""
+    nsn = phonenumbers.national_significant_number(parsed)
+    region = phonenumbers.region_code_for_number(parsed)
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region or "", None)
+    prefix = (meta.national_prefix if meta else None) or ""
+    return full, nsn or full, prefix
+
+
+def phone_matches(e164: str, candidate: str) -> bool:
+    """Whether ``candidate`` (formatted any way, with or without the country code) is the
+    same number as ``e164``: digits are compared, never formatting."""
+    have = digits(candidate)
+    if not have:
+        return False
+    full, nsn, prefix = _national(e164)
+    if have in (full, nsn):
+        return True
+    if not have.endswith(nsn):
+        return False
+    lead = have[: -len(nsn)]
+    country = full[: -len(nsn)]
+    return lead in {prefix, "0", f"00{country}", f"011{country}"} - {""}
+
+
+def marker(key: str) -> str:
+    """What the bridge writes into ``marker_column`` of its own activities."""
+    return f"{MARKER_PREFIX}{key}"
+
+
+def _clip(text: str, limit: int = _TITLE_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- operations --------------------------------------------------------------------------------
+
+
+class CreatioOperations:
+    """casebridge's CRM operations on one Creatio instance (see the hook contract)."""
+
+    def __init__(self, client: CreatioClient, settings: CreatioSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.lookups = LookupCache(client, settings.lookup_entities)
+        self.statuses = StatusCache(client, settings)
+        self._origins: dict[str, str | None] = {
+            channel.lower(): guid.lower() for channel, guid in settings.origin_ids.items()
+        }
+        self._authors: dict[str, str] = {}
+
+    async def prepare(self) -> None:
+        """Load the case statuses and resolve origin names once (at start-up); every
+        operation also does this lazily."""
+        await self.statuses.statuses()
+        for channel in self.settings.origin_names:
+            await self._origin_id(channel)
+
+    # -- contacts ----------------------------------------------------------------------------
+
+    async def sync_contact(self, contact: Contact) -> Contact:
+        """The contact with ``crm_id`` set: found by e-mail or phone, or created."""
+        known = contact.crm_id if odata.is_guid(contact.crm_id) else ""
+        if known and await self.client.get("Contact", known, select=["Id"]) is not None:
+            return contact
+        found = await self._find_contact(contact)
+        if found is None:
+            found = await self._create_contact(contact)
+        return replace(contact, crm_id=found)
+
+    async def _find_contact(self, contact: Contact) -> str | None:
+        emails = [e.strip() for e in contact.emails if e.strip()]
+        if emails:
+            rows = await self.client.query(
+                "Contact",
+                filter=odata.any_of("Email", emails),
+                select=["Id"],
+                orderby="CreatedOn",
+                top=1,
+            )
+            if rows:
+                return str(rows[0]["Id"])
+            rows = await self.client.query(
+                "ContactCommunication",
+                filter=odata.any_of("Number", emails),
+                select=["ContactId"],
+                orderby="CreatedOn",
+                top=1,
+            )
+            if rows and rows[0].get("ContactId"):
+                return str(rows[0]["ContactId"])
+        for phone in contact.phones:
+            found = await self._find_by_phone(phone)
+            if found:
+                return found
+        return None
+
+    async def _find_by_phone(self, phone: str) -> str | None:
+        _, nsn, _ = _national(phone)
+        if len(nsn) < 4:
+            return None
+        rows = await self.client.query(
+            "ContactCommunication",
+            filter=odata.startswith("SearchNumber", nsn[::-1]),
+            select=["ContactId", "Number"],
+            orderby="CreatedOn",
+            top=_PHONE_CANDIDATES,
+        )
+        for row in rows:
+            if row.get("ContactId") and phone_matches(phone, str(row.get("Number") or "")):
+                return str(row["ContactId"])
+        # Creatio keeps SearchNumber itself; the columns below catch instances where the
+        # communication rows are missing. Only the last digits can be matched in OData.
+        tail = nsn[-4:]
+        rows = await self.client.query(
+            "Contact",
+            filter=odata.endswith("MobilePhone", tail) | odata.endswith("Phone", tail),
+            select=["Id", "MobilePhone", "Phone"],
+            orderby="CreatedOn",
+            top=_PHONE_CANDIDATES,
+        )
+        for row in rows:
+            for column in ("MobilePhone", "Phone"):
+                if phone_matches(phone, str(row.get(column) or "")):
+                    return str(row["Id"])
+        return None
+
+    async def _create_contact(self, contact: Contact) -> str:
+        emails = [e for e in contact.emails if e]
+        phones = [p for p in contact.phones if p]
+        name = (
+            contact.name.strip() or (emails[0] if emails else "") or (phones[0] if phones else "")
+        )
+        contact_id = derived_id("creatio", "contact", contact.id)
+        body: dict[str, Any] = {"Id": contact_id, "Name": _clip(name or "Unknown customer", 250)}
+        if emails:
+            body["Email"] = emails[0]
+        if phones:
+            body["MobilePhone"] = phones[0]
+        created = await self.client.create("Contact", body)
+        crm_id = str(created.get("Id") or contact_id)
+        # Creatio copies the contact's Email and MobilePhone into its communication rows
+        # itself; only the further addresses need rows of their own.
+        extra = [(COMMUNICATION_EMAIL, e) for e in emails[1:]]
+        extra += [(COMMUNICATION_MOBILE, p) for p in phones[1:]]
+        for kind, number in extra:
+            await self.client.create(
+                "ContactCommunication",
+                {
+                    "Id": derived_id("creatio", "communication", contact.id, number),
+                    "ContactId": crm_id,
+                    "CommunicationTypeId": kind,
+                    "Number": number,
+                },
+            )
+        log.info("created Creatio contact %s", crm_id)
+        return crm_id
+
+    # -- cases -------------------------------------------------------------------------------
+
+    async def get_case(self, case_id: str) -> CaseRef | None:
+        """The case with this id, its status and whether it is open; None if absent."""
+        row = await self.client.get("Case", case_id, select=["Id", "Number", "StatusId"])
+        return None if row is None else await self._case_ref(row)
+
+    async def _case_ref(self, row: dict[str, Any]) -> CaseRef:
+        case_id = str(row["Id"]).lower()
+        status = str(row.get("StatusId") or "")
+        is_open = await self.statuses.is_open(status) if status else True
+        return CaseRef(
+            crm=CRM,
+            id=case_id,
+            number=str(row.get("Number") or ""),
+            status=status,
+            is_open=is_open,
+            url=self.settings.case_url(case_id),
+        )
+
+    async def find_open_case(self, contact: Contact) -> CaseRef | None:
+        """The contact's newest case whose status is open, or None."""
+        if not contact.crm_id:
+            raise ValueError("find_open_case needs a contact with crm_id (sync_contact first)")
+        open_ids = await self.statuses.open_ids()
+        if not open_ids:
+            return None
+        where = odata.eq("ContactId", Guid(contact.crm_id)) & odata.any_of(
+            "StatusId", [Guid(s) for s in open_ids]
+        )
+        rows = await self.client.query(
+            "Case",
+            filter=where,
+            select=["Id", "Number", "StatusId"],
+            orderby="CreatedOn desc",
+            top=1,
+        )
+        return await self._case_ref(rows[0]) if rows else None
+
+    async def create_case(self, request: CaseRequest) -> CaseRef:
+        """Create the case once per ``request.key`` (its Id) and return it with its Number."""
+        key = Guid(request.key).value
+        if request.maybe_written:
+            existing = await self.get_case(key)
+            if existing is not None:
+                return existing
+        created = await self.client.create("Case", await self.case_body(request))
+        if str(created.get("Id", key)).lower() != key:
+            log.warning("Creatio gave case %s another Id (%s)", key, created.get("Id"))
+        return await self._case_ref(created)
+
+    async def case_body(self, request: CaseRequest) -> dict[str, Any]:
+        """The Case record for ``request``: defaults, then the mapped fields."""
+        settings = self.settings
+        contact_id = request.contact.crm_id or request.session.contact.crm_id
+        if not contact_id:
+            raise ValueError("create_case needs a contact with crm_id (sync_contact first)")
+        body: dict[str, Any] = {
+            "Id": Guid(request.key).value,
+            "Subject": _clip(request.summary.subject or "(no subject)"),
+            "Symptoms": request.summary.description,
+            "StatusId": settings.new_status_id,
+            "PriorityId": settings.priority_id,
+            "ContactId": Guid(contact_id).value,
+        }
+        origin = await self._origin_id(request.session.channel)
+        if origin:
+            body["OriginId"] = origin
+        if settings.owner_id:
+            body["OwnerId"] = settings.owner_id
+        if settings.group_id:
+            body["GroupId"] = settings.group_id
+        unset: list[str] = []
+        for column, field in request.fields.items():
+            if not odata.is_guid(column) and not column.replace("_", "a").isalnum():
+                raise ValueError(f"{column!r} is not a Creatio column name")
+            if column == "Id":
+                raise ValueError("a mapped field cannot set the case's Id")
+            if field.kind != "lookup":
+                body[column] = field.value
+                continue
+            try:
+                body[column] = await self.lookups.resolve(column, field.value)
+            except (LookupNotFound, ValueError) as exc:
+                if settings.strict_lookups:
+                    raise
+                log.warning("case %s: %s; column left unset", request.key, exc)
+                unset.append(str(exc))
+        if unset:
+            note = "casebridge could not set: " + "; ".join(unset)
+            body["Notes"] = f"{body['Notes']}\n{note}" if body.get("Notes") else note
+        return body
+
+    async def _origin_id(self, channel: str) -> str | None:
+        channel = channel.lower()
+        if channel in self._origins:
+            return self._origins[channel]
+        name = self.settings.origin_names.get(channel)
+        origin: str | None = None
+        if name:
+            try:
+                origin = await self.lookups.resolve("CaseOrigin", name)
+            except LookupNotFound:
+                log.warning("no CaseOrigin named %r for channel %s; cases get none", name, channel)
+        self._origins[channel] = origin
+        return origin
+
+    async def resolve_case(self, case_id: str) -> None:
+        """Set the configured resolved status, unless the case is already resolved or final."""
+        case = await self.get_case(case_id)
+        if case is None:
+            raise CreatioError("Case", "resolve", 404, f"no case {case_id}")
+        target = self.settings.resolved_status_id.lower()
+        if case.status.lower() == target or not case.is_open:
+            return
+        await self.client.update("Case", case.id, {"StatusId": target})
+
+    # -- activities --------------------------------------------------------------------------
+
+    async def append_activity(self, request: ActivityRequest) -> ActivityRef:
+        """Add the message as an activity once per ``request.key`` (its Id)."""
+        key = Guid(request.key).value
+        if request.maybe_written:
+            existing = await self._existing_activity(key, request.case.id)
+            if existing is not None:
+                return existing
+        created = await self.client.create("Activity", self.activity_body(request))
+        return ActivityRef(CRM, str(created.get("Id") or key).lower(), request.case.id)
+
+    async def _existing_activity(self, key: str, case_id: str) -> ActivityRef | None:
+        row = await self.client.get("Activity", key, select=["Id", "CaseId"])
+        if row is None and self.settings.marker_column:
+            rows = await self.client.query(
+                "Activity",
+                filter=odata.eq(self.settings.marker_column, marker(key)),
+                select=["Id", "CaseId"],
+                top=1,
+            )
+            row = rows[0] if rows else None
+        if row is None:
+            return None
+        return ActivityRef(CRM, str(row["Id"]).lower(), str(row.get("CaseId") or case_id).lower())
+
+    def activity_body(self, request: ActivityRequest, case_id: str | None = None) -> dict[str, Any]:
+        """The Activity record for one message of a case."""
+        message = request.message
+        is_email = message.channel.lower() == "email"
+        sent = odata.format_datetime(message.sent_at)
+        sender = message.sender
+        if is_email and message.sender_name:
+            sender = f'"{message.sender_name}" <{message.sender}>'
+        body: dict[str, Any] = {
+            "Id": Guid(request.key).value,
+            "Title": _clip(request.title or message.subject or "(no subject)"),
+            "Body": request.body_html or request.body_text,
+            "IsHtmlBody": bool(request.body_html),
+            "TypeId": ACTIVITY_TYPE_EMAIL if is_email else self.settings.sms_activity_type_id,
+            "ActivityCategoryId": ACTIVITY_CATEGORY_EMAIL if is_email else ACTIVITY_CATEGORY_TODO,
+            "MessageTypeId": (
+                MESSAGE_TYPE_INCOMING
+                if message.author == Author.CUSTOMER
+                else MESSAGE_TYPE_OUTGOING
+            ),
+            "Sender": sender,
+            "Recepient": "; ".join(message.recipients),
+            "StartDate": sent,
+            "DueDate": sent,
+            "StatusId": ACTIVITY_STATUS_COMPLETED,
+            "PriorityId": ACTIVITY_PRIORITY_MEDIUM,
+            "CaseId": Guid(case_id or request.case.id).value,
+        }
+        contact_id = request.session.contact.crm_id
+        if contact_id and odata.is_guid(contact_id):
+            body["ContactId"] = contact_id.lower()
+        if self.settings.marker_column:
+            body[self.settings.marker_column] = marker(body["Id"])
+        return body
+
+    async def write_case_with_activities(
+        self, case_request: CaseRequest, activity_requests: Sequence[ActivityRequest]
+    ) -> tuple[CaseRef, list[ActivityRef]]:
+        """Create a case and its first activities together, in ``$batch`` calls of up to 100.
+
+        Records that already exist (a retry) are not written again. When a batch fails part
+        way, or its answer is lost, the records still missing are written one by one.
+        """
+        if not self.settings.use_batch:
+            case = await self.create_case(case_request)
+            refs = [await self.append_activity(replace(a, case=case)) for a in activity_requests]
+            return case, refs
+        case_id = Guid(case_request.key).value
+        keys = [Guid(a.key).value for a in activity_requests]
+        retry = case_request.maybe_written or any(a.maybe_written for a in activity_requests)
+        have_case = retry and await self._existing_ids("Case", [case_id])
+        have = await self._existing_ids("Activity", keys) if retry else set()
+        requests: list[BatchRequest] = []
+        if not have_case:
+            requests.append(
+                BatchRequest("POST", "Case", await self.case_body(case_request), id="case")
+            )
+        for index, request in enumerate(activity_requests):
+            if keys[index] not in have:
+                body = self.activity_body(request, case_id)
+                requests.append(BatchRequest("POST", "Activity", body, id=f"a{index}"))
+        complete = True
+        try:
+            answers = await self.client.batch(requests) if requests else []
+            complete = len(answers) == len(requests) and all(a.ok for a in answers)
+        except AmbiguousWriteError:
+            complete = False
+        if not complete:
+            log.warning("case %s: $batch incomplete; writing what is missing one by one", case_id)
+            await self._write_missing(case_request, activity_requests, case_id, keys)
+        case = await self.get_case(case_id)
+        if case is None:
+            raise CreatioError("Case", "read back", 404, f"case {case_id} is missing after writing")
+        return case, [ActivityRef(CRM, k, case_id) for k in keys]
+
+    async def _write_missing(
+        self,
+        case_request: CaseRequest,
+        activity_requests: Sequence[ActivityRequest],
+        case_id: str,
+        keys: list[str],
+    ) -> None:
+        if not await self._existing_ids("Case", [case_id]):
+            await self.client.create("Case", await self.case_body(case_request))
+        have = await self._existing_ids("Activity", keys)
+        for key, request in zip(keys, activity_requests, strict=True):
+            if key not in have:
+                await self.client.create("Activity", self.activity_body(request, case_id))
+
+    async def _existing_ids(self, entity: str, ids: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = [Guid(i) for i in wanted[start : start + _IDS_PER_QUERY]]
+            rows = await self.client.query(
+                entity, filter=odata.any_of("Id", chunk), select=["Id"], top=len(chunk)
+            )
+            found.update(str(r["Id"]).lower() for r in rows if r.get("Id"))
+        return found
+
+    async def read_activity(self, activity_id: str) -> dict[str, Any] | None:
+        """An activity as the reply webhook needs it, or None when it does not exist.
+
+        Keys: ``id, case_id, title, body, is_html, type_id, message_type_id, sender,
+        recipients, author_id, author_name, created_on, written_by_bridge`` (True for the
+        activities the bridge wrote itself, which are not agent replies).
+        """
+        columns = [
+            "Id",
+            "Title",
+            "Body",
+            "IsHtmlBody",
+            "TypeId",
+            "MessageTypeId",
+            "Sender",
+            "Recepient",
+            "CaseId",
+            "CreatedById",
+            "CreatedOn",
+        ]
+        if self.settings.marker_column:
+            columns.append(self.settings.marker_column)
+        row = await self.client.get("Activity", activity_id, select=columns)
+        if row is None:
+            return None
+        author_id = str(row.get("CreatedById") or "").lower()
+        mark = (
+            str(row.get(self.settings.marker_column) or "") if self.settings.marker_column else ""
+        )
+        return {
+            "id": str(row.get("Id") or activity_id).lower(),
+            "case_id": str(row.get("CaseId") or "").lower(),
+            "title": str(row.get("Title") or ""),
+            "body": str(row.get("Body") or ""),
+            "is_html": bool(row.get("IsHtmlBody")),
+            "type_id": str(row.get("TypeId") or "").lower(),
+            "message_type_id": str(row.get("MessageTypeId") or "").lower(),
+            "sender": str(row.get("Sender") or ""),
+            "recipients": str(row.get("Recepient") or ""),
+            "author_id": author_id,
+            "author_name": await self._author_name(author_id),
+            "created_on": str(row.get("CreatedOn") or ""),
+            "written_by_bridge": mark.startswith(MARKER_PREFIX),
+        }
+
+    async def _author_name(self, contact_id: str) -> str:
+        if not odata.is_guid(contact_id):
+            return ""
+        if contact_id not in self._authors:
+            row = await self.client.get("Contact", contact_id, select=["Name"])
+            self._authors[contact_id] = str(row.get("Name") or "") if row else ""
+        return self._authors[contact_id]
+
+    # -- attachments -------------------------------------------------------------------------
+
+    async def upload_attachment(
+        self, case_id: str, name: str, content_type: str, data: bytes, key: str
+    ) -> str:
+        """Attach a file to the case (a CaseFile row with Id ``key``, then its bytes).
+
+        The row is deleted again when the upload fails, so a rep never sees an empty file.
+        Returns the CaseFile id.
+        """
+        file_id = Guid(key).value
+        case = Guid(case_id).value
+        row = {
+            "Id": file_id,
+            "Name": _clip(name or "attachment", 250),
+            "CaseId": case,
+            "Size": len(data),
+            "TypeId": FILE_TYPE_FILE,
+        }
+        await self.client.create("CaseFile", row)
+        try:
+            await self.client.upload_file(
+                entity="CaseFile",
+                file_id=file_id,
+                parent_column="Case",
+                parent_id=case,
+                name=row["Name"],
+                content_type=content_type,
+                data=data,
+            )
+        except Exception:
+            try:
+                await self.client.delete("CaseFile", file_id)
+            except Exception as exc:  # the upload's own error matters more
+                log.warning("could not delete CaseFile %s after a failed upload: %s", file_id, exc)
+            raise
+        return file_id
