@@ -23,13 +23,13 @@ How a case is run:
 from __future__ import annotations
 
 import argparse
-import warnings
 import email
 import email.policy
 import json
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -38,6 +38,8 @@ from pathlib import Path
 from casebridge_email.trim import html_to_text, visible_html, visible_text
 
 _WS = re.compile(r"\s+")
+# Expectation kinds whose libraries keep signatures (talon, quotequail).
+_KEEPS_SIGNATURE = ("extract_from_plain", "text_top", "visible part")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,7 @@ def load_cases(corpus: Path) -> list[Case]:
                     expected=_read(folder / entry["expected_file"]),
                     expected_is_html=entry["expected_file"].endswith(".html"),
                     comparison=entry["comparison"],
-                    keep_signature=kind.startswith(("extract_from_plain", "text_top", "visible part")),
+                    keep_signature=kind.startswith(_KEEPS_SIGNATURE),
                     signature_task=kind == "text_without_signature",
                     languages=tuple(options["languages"]) if "languages" in options else None,
                 )
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds (best is kept)")
     args = parser.parse_args(argv)
     if not (args.corpus / "INDEX.json").is_file():
-        print(f"error: {args.corpus} has no INDEX.json; is it the reply-trim corpus?", file=sys.stderr)
+        print(f"error: {args.corpus} has no INDEX.json (not a reply-trim corpus)", file=sys.stderr)
         return 2
     cases = load_cases(args.corpus)
     warnings.simplefilter("ignore")  # peers' parsers warn about Outlook's XML namespaces
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             failures = failed
 
     sources = sorted({c.source for c in cases})
-    width = max(len(s) for s in sources + ["overall"]) + 2
+    width = max(len(s) for s in [*sources, "overall"]) + 2
     header = f"{'source':<{width}}{'cases':>6}" + "".join(f"{n:>20}" for n in impls)
     print(header)
     print("-" * len(header))

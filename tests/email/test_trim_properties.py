@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
+from casebridge_email.trim import html_to_text, normalize_lines, visible_html, visible_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from casebridge_email.trim import html_to_text, normalize_lines, visible_html, visible_text
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 

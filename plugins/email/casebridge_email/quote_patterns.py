@@ -28,6 +28,15 @@ _INTRO = (
     r"\d|\w{1,4}\.?\s+\d|[A-Za-zÀ-ÿА-Яа-яІіЇїЄє]{2,4}[.,]\s+\d|(?:\S+\s+){1,3}<|[\"«]|"
     r"在|于|於"
 )
+# CJK verbs follow the date or name without a space: "于2025年1月6日 09:14写道："
+_CJK_VERB_END = re.compile(r"(?:写道|寫道|のメッセージ|작성)\s*[:：]?$")
+# The verb before the date: "Ann <a@b.c> schrieb am Mo., 6. Jan. 2025, 09:14:"
+_VERB_THEN_DATE = re.compile(
+    r"(?:^|\s)(?:wrote|schrieb|a\s+écrit|escribió|escreveu|ha\s+scritto|schreef|skrev|"
+    r"napisał\(a\)|napisał|написал\(а\)|написал|написала)\s+(?:am|on|le|el|em|il|op|den|"
+    r"dnia|в)\s+[^:：]{0,40}\d.{0,20}[:：]$",
+    re.IGNORECASE,
+)
 _STRONG_INTRO = re.compile(
     r"^\s*(?:On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne)\s|^\s*\d"
 )
@@ -170,6 +179,10 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
             and _HAS_DATEISH.search(stripped)
             and _HAS_ADDRESS.search(stripped)
         )
+    if _CJK_VERB_END.search(tail):
+        return before_quote or bool(_HAS_ADDRESS.search(stripped) or _HAS_DATEISH.search(stripped))
+    if _VERB_THEN_DATE.search(tail) and _HAS_ADDRESS.search(stripped):
+        return True
     if _VERB_END.search(tail):
         if before_quote:
             return True

@@ -40,6 +40,7 @@ _CUT_SELECTORS = (
 )
 _BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
 _BLOCK_CANDIDATES = "div, p"
+_CONTAINER_TAGS = frozenset({"div", "p", "blockquote", "table"})
 _MAX_PASSES = 3
 
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "-comment"})
@@ -58,7 +59,6 @@ _LINE_TAGS = frozenset(
         "main",
         "address",
         "tr",
-        "li",
         "dl",
         "dt",
         "dd",
@@ -138,7 +138,7 @@ def _trim_once(html: str) -> str | None:
 def _first_text_header(tree: LexborHTMLParser) -> LexborNode | None:
     """The first small block whose text is an attribution or forwarded-message separator."""
     for block in tree.css(_BLOCK_CANDIDATES):
-        if block.css_first("div, p, blockquote, table") is not None:
+        if any(child.tag in _CONTAINER_TAGS for child in block.iter()):
             continue
         text = " ".join(block.text(deep=True).split())
         if not text or len(text) > 400:
@@ -240,7 +240,7 @@ def _close(node: LexborNode, tag: str, parts: list[str]) -> None:
             parts.append(f" ({href})" if label else href)
     elif tag in _PARAGRAPH_TAGS:
         parts.append("\n\n")
-    elif tag in _LINE_TAGS or tag == "li":
+    elif tag in _LINE_TAGS:
         parts.append("\n")
 
 

@@ -1,0 +1,279 @@
+"""Example replies per language and mail client (our own fixtures)."""
+
+from __future__ import annotations
+
+import pytest
+from casebridge_email.trim import html_to_text, visible_html, visible_text
+
+REPLY = "Thanks, the new password works.\nCan you also reset Maria's?"
+QUOTE = "> Hello,\n> please try the new password.\n> Support"
+
+# (case id, attribution line(s) a client writes above the quote)
+HEADERS = [
+    ("en-gmail", "On Mon, Jan 6, 2025 at 9:14 AM Ann Lee <ann@example.com> wrote:"),
+    ("en-apple", "On 6 Jan 2025, at 09:14, Ann Lee <ann@example.com> wrote:"),
+    ("en-wrapped", "On Mon, Jan 6, 2025 at 9:14 AM Ann Lee <\nann@example.com> wrote:"),
+    ("en-wrapped-name", "On Mon, Jan 6, 2025 at 9:14 AM Ann Lee from Support\n<ann@example.com> wrote:"),
+    ("de", "Am 06.01.2025 um 09:14 schrieb Ann Lee <ann@example.com>:"),
+    ("de-gmail", "Ann Lee <ann@example.com> schrieb am Mo., 6. Jan. 2025, 09:14:"),
+    ("fr", "Le lun. 6 janv. 2025 à 09:14, Ann Lee <ann@example.com> a écrit :"),
+    ("es", "El lun, 6 ene 2025 a las 9:14, Ann Lee (<ann@example.com>) escribió:"),
+    ("it", "Il giorno lun 6 gen 2025 alle ore 09:14 Ann Lee <ann@example.com> ha scritto:"),
+    ("pt", "Em seg., 6 de jan. de 2025 às 09:14, Ann Lee <ann@example.com> escreveu:"),
+    ("nl", "Op ma 6 jan. 2025 om 09:14 schreef Ann Lee <ann@example.com>:"),
+    ("pl", "W dniu 6.01.2025 o 09:14, Ann Lee <ann@example.com> pisze:"),
+    ("pl-gmail", "pon., 6 sty 2025 o 09:14 Ann Lee <ann@example.com> napisał(a):"),
+    ("sv", "Den mån 6 jan. 2025 kl 09:14 skrev Ann Lee <ann@example.com>:"),
+    ("da", "Den man. 6. jan. 2025 kl. 09.14 skrev Ann Lee <ann@example.com>:"),
+    ("no", "man. 6. jan. 2025 kl. 09:14 skrev Ann Lee <ann@example.com>:"),
+    ("ru", "пн, 6 янв. 2025 г. в 09:14, Анна Ли <ann@example.com>:"),
+    ("ru-verb", "6 января 2025 г., 09:14 пользователь Анна <ann@example.com> написал:"),
+    ("uk", "пн, 6 січ. 2025 р. о 09:14 Анна <ann@example.com> пише:"),
+    ("zh", "Ann Lee <ann@example.com> 于2025年1月6日周一 09:14写道："),
+    ("ja", "2025年1月6日(月) 9:14 Ann Lee <ann@example.com>:"),
+    ("ja-apple", "2025/01/06 9:14、Ann Lee <ann@example.com> のメッセージ:"),
+    ("ko", "2025년 1월 6일 (월) 오전 9:14, Ann Lee <ann@example.com>님이 작성:"),
+]
+
+
+@pytest.mark.parametrize(("header"), [h for _, h in HEADERS], ids=[i for i, _ in HEADERS])
+def test_attribution_and_quote_are_removed(header: str) -> None:
+    assert visible_text(f"{REPLY}\n\n{header}\n\n{QUOTE}\n") == REPLY
+
+
+@pytest.mark.parametrize(("header"), [h for _, h in HEADERS], ids=[i for i, _ in HEADERS])
+def test_attribution_without_quote_markers_cuts_the_rest(header: str) -> None:
+    unmarked = QUOTE.replace("> ", "")
+    assert visible_text(f"{REPLY}\n\n{header}\n\n{unmarked}\n") == REPLY
+
+
+# (case id, first line, field names: from, sent, to, subject)
+OUTLOOK = [
+    ("en", "From", "Sent", "To", "Subject"),
+    ("de", "Von", "Gesendet", "An", "Betreff"),
+    ("fr", "De", "Envoyé", "À", "Objet"),
+    ("es", "De", "Enviado", "Para", "Asunto"),
+    ("it", "Da", "Inviato", "A", "Oggetto"),
+    ("pt", "De", "Enviada", "Para", "Assunto"),
+    ("nl", "Van", "Verzonden", "Aan", "Onderwerp"),
+    ("pl", "Od", "Wysłano", "Do", "Temat"),
+    ("sv", "Från", "Skickat", "Till", "Ämne"),
+    ("da", "Fra", "Sendt", "Til", "Emne"),
+    ("no", "Fra", "Sendt", "Til", "Emne"),
+    ("ru", "От", "Отправлено", "Кому", "Тема"),
+    ("uk", "Від", "Надіслано", "Кому", "Тема"),
+    ("zh", "发件人", "发送时间", "收件人", "主题"),
+    ("ja", "差出人", "送信日時", "宛先", "件名"),
+    ("ko", "보낸 사람", "보낸 날짜", "받는 사람", "제목"),
+]
+
+
+@pytest.mark.parametrize(("lang", "frm", "sent", "to", "subject"), OUTLOOK)
+@pytest.mark.parametrize("bold", [False, True])
+def test_outlook_header_block_cuts_the_rest(
+    lang: str, frm: str, sent: str, to: str, subject: str, bold: bool
+) -> None:
+    def field(name: str, value: str) -> str:
+        return f"*{name}:* {value}" if bold else f"{name}: {value}"
+
+    block = "\n".join(
+        [
+            "________________________________",
+            field(frm, "Ann Lee <ann@example.com>"),
+            field(sent, "06.01.2025 09:14"),
+            field(to, "support@example.com"),
+            field(subject, "Re: password"),
+        ]
+    )
+    text = f"{REPLY}\n\n{block}\n\nHello,\nplease try the new password.\n"
+    assert visible_text(text) == REPLY, lang
+
+
+ORIGINAL_MESSAGE = [
+    "-----Original Message-----",
+    "-----Ursprüngliche Nachricht-----",
+    "-----Message d'origine-----",
+    "-----Mensaje original-----",
+    "-----Messaggio originale-----",
+    "-----Mensagem original-----",
+    "-----Oorspronkelijk bericht-----",
+    "-----Oryginalna wiadomość-----",
+    "-----Ursprungligt meddelande-----",
+    "-----Oprindelig meddelelse-----",
+    "-----Opprinnelig melding-----",
+    "-----Исходное сообщение-----",
+    "-----Оригінальне повідомлення-----",
+    "-----原始邮件-----",
+    "-----元のメッセージ-----",
+    "-----원본 메시지-----",
+    "---------- Forwarded message ---------",
+    "Begin forwarded message:",
+]
+
+
+@pytest.mark.parametrize("separator", ORIGINAL_MESSAGE)
+def test_original_message_separator_cuts_the_rest(separator: str) -> None:
+    text = f"{REPLY}\n\n{separator}\nAnn wrote something long ago.\n"
+    assert visible_text(text) == REPLY
+
+
+FOOTERS = [
+    "Sent from my iPhone",
+    "Sent from my iPad",
+    "Sent from my Samsung Galaxy smartphone.",
+    "Sent from my BlackBerry 10 smartphone",
+    "Sent from Mail for Windows",
+    "Sent from Yahoo Mail for iPhone",
+    "Get Outlook for iOS",
+    "Get Outlook for Android<https://aka.ms/ghei36>",
+    "Von meinem iPhone gesendet",
+    "Envoyé de mon iPhone",
+    "Enviado desde mi iPhone",
+    "Inviato da iPhone",
+    "Verzonden vanaf mijn iPhone",
+    "Wysłane z iPhone'a",
+    "Skickat från min iPhone",
+    "Sendt fra min iPhone",
+    "Отправлено с iPhone",
+    "发自我的iPhone",
+    "iPhoneから送信",
+]
+
+
+@pytest.mark.parametrize("footer", FOOTERS)
+def test_mobile_footers_are_signatures(footer: str) -> None:
+    text = f"{REPLY}\n\n{footer}\n"
+    assert visible_text(text) == REPLY
+    assert visible_text(text, keep_signature=True) == f"{REPLY}\n\n{footer}"
+
+
+def test_prose_that_starts_like_a_footer_stays() -> None:
+    text = "See you soon.\n\nSent from my desk, which is easier than my phone."
+    assert visible_text(text) == text
+
+
+@pytest.mark.parametrize("delimiter", ["-- ", "--"])
+def test_dash_dash_signature(delimiter: str) -> None:
+    text = f"{REPLY}\n{delimiter}\nAnn Lee\nACME Support\n+1 555 0100\n"
+    assert visible_text(text) == REPLY
+    assert visible_text(text, keep_signature=True).endswith("+1 555 0100")
+
+
+def test_signature_before_quote_kept_or_dropped() -> None:
+    header = "On Mon, Jan 6, 2025 at 9:14 AM Ann <ann@example.com> wrote:"
+    text = f"{REPLY}\n\nSent from my iPhone\n\n{header}\n{QUOTE}"
+    assert visible_text(text) == REPLY
+    assert visible_text(text, keep_signature=True) == f"{REPLY}\n\nSent from my iPhone"
+
+
+def test_interleaved_answers_are_kept() -> None:
+    text = (
+        "On Mon, Jan 6, 2025 at 9:14 AM Ann <ann@example.com> wrote:\n"
+        "> Which plan are you on?\n"
+        "\n"
+        "Business.\n"
+        "\n"
+        "> And how many seats?\n"
+        "\n"
+        "Twelve.\n"
+    )
+    assert visible_text(text) == "Business.\n\nTwelve."
+
+
+def test_quote_header_sharing_a_line_with_the_reply() -> None:
+    text = "Works now, thanks!On Mon, Jan 6, 2025 at 9:14 AM Ann <ann@example.com> wrote:\n> Try"
+    assert visible_text(text) == "Works now, thanks!"
+
+
+def test_message_that_is_only_a_quote_is_kept() -> None:
+    text = "> Hello\n> are you there?\n"
+    assert visible_text(text) == "> Hello\n> are you there?"
+
+
+def test_crlf_and_trailing_whitespace() -> None:
+    text = "Hi  \r\n\r\nsee below\r\n> old\r\n"
+    assert visible_text(text) == "Hi\n\nsee below"
+
+
+def test_large_text_is_handled() -> None:
+    paragraph = "This is a line of a long reply that goes on for a while.\n" * 20_000
+    text = f"{paragraph}\nOn Mon, Jan 6, 2025 at 9:14 AM Ann <ann@example.com> wrote:\n{QUOTE}"
+    assert visible_text(text) == paragraph.rstrip("\n")
+
+
+# --- HTML ------------------------------------------------------------------------------
+
+HTML_CLIENTS = [
+    (
+        "gmail",
+        '<div dir="ltr">Works now.</div><br><div class="gmail_quote"><div class="gmail_attr">'
+        "On Mon, Jan 6, 2025 Ann wrote:<br></div><blockquote class=\"gmail_quote\">Try"
+        "</blockquote></div>",
+    ),
+    (
+        "apple",
+        "<div>Works now.</div><div><br><blockquote type=\"cite\"><div>On 6 Jan 2025, at 09:14, "
+        "Ann wrote:</div><div>Try</div></blockquote></div>",
+    ),
+    (
+        "thunderbird",
+        '<p>Works now.</p><div class="moz-cite-prefix">On 06/01/2025 09:14, Ann wrote:<br></div>'
+        '<blockquote type="cite">Try</blockquote>',
+    ),
+    (
+        "outlook",
+        '<div>Works now.</div><hr style="display:inline-block;width:98%"><div id="divRplyFwdMsg">'
+        "<b>From:</b> Ann<br><b>Sent:</b> Monday</div><div>Try</div>",
+    ),
+    (
+        "outlook-desktop",
+        '<div class="WordSection1"><p>Works now.</p><div><div style="border:none;border-top:'
+        'solid #E1E1E1 1.0pt;padding:3.0pt 0in 0in 0in"><p><b>From:</b> Ann<br><b>Sent:</b> '
+        "Monday</p></div></div><p>Try</p></div>",
+    ),
+    (
+        "yahoo",
+        '<div>Works now.</div><div class="yahoo_quoted"><div>On Monday, Ann wrote:</div>'
+        "<div>Try</div></div>",
+    ),
+    (
+        "plain-attribution",
+        "<div>Works now.</div><div>On Mon, Jan 6, 2025 at 9:14 AM Ann &lt;ann@example.com&gt; "
+        "wrote:</div><blockquote>Try</blockquote>",
+    ),
+]
+
+
+@pytest.mark.parametrize("html", [h for _, h in HTML_CLIENTS], ids=[c for c, _ in HTML_CLIENTS])
+def test_visible_html_removes_client_quotes(html: str) -> None:
+    assert html_to_text(visible_html(html)) == "Works now."
+
+
+def test_visible_html_keeps_interleaved_answers() -> None:
+    html = '<blockquote type="cite">Which plan?</blockquote><p>Business.</p>'
+    assert html_to_text(visible_html(html)) == "Business."
+
+
+def test_visible_html_keeps_quote_only_message() -> None:
+    html = '<div class="gmail_quote">Only the quote</div>'
+    assert visible_html(html) == html
+
+
+def test_html_to_text_rendering() -> None:
+    html = (
+        "<html><head><title>t</title><style>p{}</style></head><body>"
+        "<p>Hello&nbsp;&amp;   welcome</p><p>line one<br>line two</p>"
+        "<ul><li>first</li><li>second</li></ul>"
+        '<p><a href="https://example.com/x">the docs</a> and '
+        '<a href="https://example.com">https://example.com</a></p>'
+        "<script>alert(1)</script></body></html>"
+    )
+    assert html_to_text(html) == (
+        "Hello & welcome\n\nline one\nline two\n\n- first\n- second\n\n"
+        "the docs (https://example.com/x) and https://example.com"
+    )
+
+
+def test_html_to_text_handles_deep_nesting() -> None:
+    html = "<div>" * 5000 + "deep" + "</div>" * 5000
+    assert html_to_text(html) == "deep"
