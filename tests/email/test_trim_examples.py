@@ -13,7 +13,10 @@ HEADERS = [
     ("en-gmail", "On Mon, Jan 6, 2025 at 9:14 AM Ann Lee <ann@example.com> wrote:"),
     ("en-apple", "On 6 Jan 2025, at 09:14, Ann Lee <ann@example.com> wrote:"),
     ("en-wrapped", "On Mon, Jan 6, 2025 at 9:14 AM Ann Lee <\nann@example.com> wrote:"),
-    ("en-wrapped-name", "On Mon, Jan 6, 2025 at 9:14 AM Ann Lee from Support\n<ann@example.com> wrote:"),
+    (
+        "en-wrapped-name",
+        "On Mon, Jan 6, 2025 at 9:14 AM Ann Lee from Support\n<ann@example.com> wrote:",
+    ),
     ("de", "Am 06.01.2025 um 09:14 schrieb Ann Lee <ann@example.com>:"),
     ("de-gmail", "Ann Lee <ann@example.com> schrieb am Mo., 6. Jan. 2025, 09:14:"),
     ("fr", "Le lun. 6 janv. 2025 à 09:14, Ann Lee <ann@example.com> a écrit :"),
