@@ -41,6 +41,8 @@ class BridgeSection:
             raise ValueError("link_ttl_days must be at least 1")
         if self.session_idle_hours <= 0:
             raise ValueError("session_idle_hours must be positive")
+        if self.link_secret is not None and len(self.link_secret.reveal().encode()) < 16:
+            raise ValueError("link_secret must be at least 16 bytes long")
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,8 +314,13 @@ class Pipeline:
                 return existing
         transcript = await self.store.transcript(session.id)
         summary = await self.hooks.summarize(session, transcript, decision)
+        templates = self.bridge.templates
         summary = replace(
-            summary, subject=self.bridge.templates.case_subject(session, transcript, summary)
+            summary,
+            subject=templates.case_subject(session, transcript, summary),
+            description=templates.case_description(
+                summary, session, decision, self.bridge.session_link(session.id)
+            ),
         )
         fields = await self.hooks.map_fields(session, transcript, summary)
         case = await self.hooks.create_case(
