@@ -118,6 +118,19 @@ async def test_expired_session_signs_in_again_once_and_retries():
     assert fake.logins == 2
 
 
+async def test_throttled_sign_in_after_401_is_retried():
+    fake = FakeCreatio()
+    clock = Clock()
+    async with make_client(fake, login_settings(), clock) as client:
+        await client.query("Case")
+        fake.expire_sessions()
+        busy = httpx.Response(429, headers={"Retry-After": "3"})
+        fake.faults.append(Fault(to("POST", "AuthService.svc/Login"), busy))
+        assert await client.query("Case") == []
+    assert clock.sleeps == [3]
+    assert len(fake.requests_to("POST", "AuthService.svc/Login")) == 3
+
+
 async def test_second_401_after_a_fresh_login_is_an_auth_error():
     fake = FakeCreatio()
     fake.faults.append(Fault(to("GET", "/odata/Case"), httpx.Response(401), times=5))

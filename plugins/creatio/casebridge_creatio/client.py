@@ -375,13 +375,17 @@ class CreatioClient:
         url = self._url(path) + (f"?{query}" if query else "")
         what = f"{operation} {entity}"
         renewed = False
+        # The sign-in generation a 401 was answered to; the next pass signs in again.
+        stale: int | None = None
         attempt = 0
         budget = self.settings.retries if retries is None else retries
         while True:
             failure: TransientError
             wait: float | None = None
-            generation = self._auth.generation
             try:
+                if stale is not None:
+                    await self._auth.renew(self._http, stale)
+                    stale = None
                 auth_headers = await self._auth.headers(self._http)
                 generation = self._auth.generation
                 request_headers = {**auth_headers, **(headers or {})}
@@ -414,7 +418,7 @@ class CreatioClient:
                     if not renewed:
                         renewed = True
                         log.info("Creatio answered %s to %s; signing in again", status, what)
-                        await self._auth.renew(self._http, generation)
+                        stale = generation
                         continue
                     if status == 401:
                         raise CreatioAuthError(
