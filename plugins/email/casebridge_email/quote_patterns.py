@@ -173,6 +173,8 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
     tail = stripped[-60:]
     if stripped[-1] not in ":：-" and not stripped.endswith(("작성", "写道")):
         # "On <date> <name> <address> wrote" without its colon (Zoho, some webmails).
+        if "@" not in stripped and "<" not in stripped and "mailto" not in stripped:
+            return False
         return bool(
             _VERB_END.search(tail)
             and _INTRO_START.match(stripped)
