@@ -104,7 +104,7 @@ class _Pages:
         return self._render(
             "case.html", case=row, activities=shown, files=files,
             contact=self._name("Contact", row.get("ContactId")),
-            status=status.get("Name") if status else "",
+            status_name=status.get("Name") if status else "",
             is_final=bool(status and status.get("IsFinal")),
             rest_root=self.sandbox.settings.rest_root,
             notice=request.query_params.get("notice", ""),
