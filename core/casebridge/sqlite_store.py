@@ -1164,7 +1164,10 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> datetime | None:
             row = conn.execute(
                 "SELECT MIN(t) FROM ("
-                " SELECT MIN(run_at) AS t FROM jobs WHERE state = 'pending'"
+                " SELECT MIN(run_at) AS t FROM jobs AS j WHERE state = 'pending'"
+                " AND (order_key = '' OR NOT EXISTS ("
+                "  SELECT 1 FROM jobs AS o WHERE o.order_key = j.order_key AND o.id < j.id"
+                "  AND o.state IN ('pending', 'running')))"
                 " UNION ALL"
                 " SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running')"
             ).fetchone()

@@ -338,5 +338,6 @@ class Store(Protocol):
         """Number of jobs in each state (every state present)."""
 
     async def next_run_at(self) -> datetime | None:
-        """The earliest time a job may become claimable (a pending ``run_at`` or a running
-        job's lease end); None when nothing is pending or running."""
+        """The earliest time a job may become claimable: a pending ``run_at`` (of jobs not
+        waiting behind an earlier one of their order key) or a running job's lease end.
+        None when nothing is pending or running."""
