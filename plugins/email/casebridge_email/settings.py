@@ -1,0 +1,169 @@
+"""``[plugins.email]``: the email channel's configuration section.
+
+Example::
+
+    [plugins.email]
+    support_addresses = ["support@example.com"]
+    reply_token_secret = {env = "CASEBRIDGE_EMAIL_TOKEN_SECRET"}
+
+    [plugins.email.relay]
+    host = "smtp.example.com"
+    port = 587
+    tls = "starttls"
+    username = "bridge@example.com"
+    password = {env = "CASEBRIDGE_SMTP_PASSWORD"}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from casebridge.secrets import Secret
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """``[plugins.email.relay]``: the SMTP server replies are sent through.
+
+    ``tls``: "tls" connects with TLS (port 465), "starttls" upgrades a plain connection
+    (port 587), "none" sends in the clear (a local relay only). ``timeout`` in seconds.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    tls: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password: Secret | None = None
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise ValueError("relay.host is empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"relay.port {self.port} is not a TCP port")
+        if self.timeout <= 0:
+            raise ValueError("relay.timeout must be positive")
+        if bool(self.username) != bool(self.password):
+            raise ValueError("relay.username and relay.password go together: set both or neither")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSettings:
+    """The email channel: its SMTP server for inbound mail, limits, and outbound replies.
+
+    ``support_addresses`` / ``support_domains``: the only recipients the server accepts (an
+    address matches with any plus tag). ``attachments_dir`` is relative to the bridge's data
+    dir. ``tls_cert``/``tls_key`` (PEM paths) enable STARTTLS; ``require_auth`` makes the
+    server accept mail only from a client that logs in as ``auth_username`` (a forwarding
+    source), which needs TLS unless the server listens on loopback. ``from_address`` defaults
+    to the first support address and ``message_id_domain`` to its domain.
+    ``rate_limit_messages`` per ``rate_limit_seconds`` per sender; beyond it mail is stored
+    but gets no session. ``keep_signature`` keeps signatures when trimming replies.
+    """
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 2525
+    support_addresses: list[str] = field(default_factory=list)
+    support_domains: list[str] = field(default_factory=list)
+    max_message_bytes: int = 25 * MB
+    max_attachment_bytes: int = 20 * MB
+    max_attachments: int = 20
+    attachments_dir: str = "attachments"
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_starttls: bool = False
+    require_auth: bool = False
+    auth_username: str = ""
+    auth_password: Secret | None = None
+    from_address: str = ""
+    from_name: str = "Support"
+    message_id_domain: str = ""
+    reply_token_secret: Secret | None = None
+    rate_limit_messages: int = 20
+    rate_limit_seconds: float = 3600.0
+    keep_signature: bool = False
+    relay: RelaySettings = field(default_factory=RelaySettings)
+
+    def __post_init__(self) -> None:
+        addresses = [a.strip().lower() for a in self.support_addresses]
+        domains = [d.strip().lower().lstrip("@") for d in self.support_domains]
+        object.__setattr__(self, "support_addresses", addresses)
+        object.__setattr__(self, "support_domains", domains)
+        object.__setattr__(self, "from_address", self.from_address.strip().lower())
+        object.__setattr__(self, "message_id_domain", self.message_id_domain.strip().lower())
+        for address in [*addresses, *([self.from_address] if self.from_address else [])]:
+            local, at, domain = address.rpartition("@")
+            if not at or not local or not domain or "+" in local or " " in address:
+                raise ValueError(f"{address!r} is not a plain e-mail address (no plus tag)")
+        for domain in domains:
+            if not domain or "@" in domain or " " in domain:
+                raise ValueError(f"support_domains: {domain!r} is not a domain")
+        if not 0 <= self.listen_port < 65536:
+            raise ValueError(f"listen_port {self.listen_port} is not a TCP port")
+        for name in ("max_message_bytes", "max_attachment_bytes", "rate_limit_messages"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_attachments < 0:
+            raise ValueError("max_attachments cannot be negative")
+        if self.max_attachment_bytes > self.max_message_bytes:
+            raise ValueError(
+                "max_attachment_bytes is larger than max_message_bytes: no such attachment "
+                "could arrive"
+            )
+        if self.rate_limit_seconds <= 0:
+            raise ValueError("rate_limit_seconds must be positive")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.require_starttls and not self.tls_cert:
+            raise ValueError("require_starttls needs tls_cert and tls_key")
+        if bool(self.auth_username) != bool(self.auth_password):
+            raise ValueError("auth_username and auth_password go together")
+        if self.require_auth and not self.auth_username:
+            raise ValueError("require_auth needs auth_username and auth_password")
+        if self.require_auth and not self.tls_cert and not _is_loopback(self.listen_host):
+            raise ValueError(
+                "require_auth on a non-loopback listen_host needs tls_cert and tls_key "
+                "(passwords are not sent in the clear)"
+            )
+
+    @property
+    def sender_address(self) -> str:
+        """The From address of replies ("" when neither it nor a support address is set)."""
+        return self.from_address or (self.support_addresses[0] if self.support_addresses else "")
+
+    @property
+    def our_message_id_domain(self) -> str:
+        """The domain of our Message-IDs ("" when no address to derive it from is set)."""
+        return self.message_id_domain or self.sender_address.rpartition("@")[2]
+
+    def accepts(self, recipient: str) -> bool:
+        """Whether the SMTP server takes mail for ``recipient`` (a plus tag is ignored)."""
+        local, at, domain = recipient.strip().strip("<>").lower().rpartition("@")
+        if not at or not local:
+            return False
+        base = local.split("+", 1)[0]
+        return f"{base}@{domain}" in self.support_addresses or domain in self.support_domains
+
+    def missing(self) -> tuple[str, ...]:
+        """What a working email channel still needs, for a health check (empty: nothing)."""
+        problems = []
+        if not self.support_addresses and not self.support_domains:
+            problems.append("no support_addresses or support_domains: all inbound mail is refused")
+        if not self.sender_address:
+            problems.append("no from_address or support address to send replies from")
+        if not self.reply_token_secret:
+            problems.append("reply_token_secret is not set: replies cannot be threaded by token")
+        return tuple(problems)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
