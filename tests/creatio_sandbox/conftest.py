@@ -12,12 +12,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from casebridge_creatio.sandbox import Sandbox, SandboxSettings, create_sandbox_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-from casebridge_creatio.sandbox import Sandbox, SandboxSettings, create_sandbox_app
 
 
 @dataclass

@@ -7,9 +7,8 @@ import uuid
 
 import httpx
 import pytest
-from conftest import RunningSandbox, StartSandbox
-
 from casebridge_creatio.sandbox import FaultSettings
+from conftest import RunningSandbox, StartSandbox
 
 
 def set_faults(client: httpx.Client, **faults: object) -> httpx.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import httpx
-
 from casebridge_creatio.sandbox import seed
 
 

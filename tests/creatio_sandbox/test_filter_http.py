@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from casebridge_creatio.sandbox import seed
 from casebridge_creatio.sandbox.query import quote
 

@@ -6,9 +6,8 @@ import re
 import uuid
 
 import httpx
-from conftest import RunningSandbox
-
 from casebridge_creatio.sandbox import seed
+from conftest import RunningSandbox
 
 SUPERVISOR = seed.SUPERVISOR_CONTACT
 CREATED_ON = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z")
@@ -181,8 +180,10 @@ def test_orderby_top_skip_page_through_cases(session: httpx.Client) -> None:
 def test_activity_filters_by_case_and_direction(session: httpx.Client) -> None:
     case = new_case(session)
     other = new_case(session)
-    session.post("/0/odata/Activity", json=activity(case["Id"], MessageTypeId=seed.MESSAGE_INCOMING))
-    session.post("/0/odata/Activity", json=activity(case["Id"], MessageTypeId=seed.MESSAGE_OUTGOING))
+    session.post("/0/odata/Activity",
+                 json=activity(case["Id"], MessageTypeId=seed.MESSAGE_INCOMING))
+    session.post("/0/odata/Activity",
+                 json=activity(case["Id"], MessageTypeId=seed.MESSAGE_OUTGOING))
     session.post("/0/odata/Activity", json=activity(other["Id"]))
     found = session.get("/0/odata/Activity", params={
         "$filter": f"Case/Id eq {case['Id']} and MessageType/Name eq 'Outgoing'"}).json()

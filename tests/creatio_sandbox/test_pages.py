@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import Receiver, StartSandbox
-
 from casebridge_creatio.sandbox import seed
+from conftest import Receiver, StartSandbox
 
 
 def test_case_pages_reply_and_close(start_sandbox: StartSandbox, receiver: Receiver) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import Receiver, StartSandbox
-
-from casebridge_creatio.sandbox import seed
 from casebridge.secrets import Secret
+from casebridge_creatio.sandbox import seed
+from conftest import Receiver, StartSandbox
 
 
 def test_new_activity_and_case_closed_reach_the_webhook(start_sandbox: StartSandbox,

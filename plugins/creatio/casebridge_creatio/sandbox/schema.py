@@ -141,7 +141,8 @@ def now_text() -> str:
 
 def format_datetime(value: datetime) -> str:
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}0Z"
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+            f"{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}0Z")
 
 
 def parse_datetime(text: str) -> datetime | None:
