@@ -90,7 +90,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     pm = new_manager()
-    report = load_entry_points(pm, enabled=None, strict=False)
+    report = load_entry_points(pm, enabled=None, strict=False, quiet=True)
     rows = describe(pm, report.sources)
     if args.json:
         print(json.dumps([r.__dict__ | {"hooks": list(r.hooks)} for r in rows], indent=2))
@@ -218,7 +218,8 @@ def core_commands() -> list[Command]:
 def plugin_commands() -> list[Command]:
     """Subcommands of every installed plugin that loads (they act only when run)."""
     pm = new_manager()
-    load_entry_points(pm, enabled=None, strict=False)
+    # Failures are reported by the commands that load plugins for real.
+    load_entry_points(pm, enabled=None, strict=False, quiet=True)
     return [c for group in pm.hook.cli_commands() for c in group]
 
 

@@ -82,12 +82,14 @@ def load_entry_points(
     enabled: Iterable[str] | None,
     strict: bool,
     group: str = GROUP,
+    quiet: bool = False,
 ) -> LoadReport:
     """Register the plugins of ``group`` that are ``enabled`` (all when None).
 
     Each entry point is loaded on its own: one that fails is reported and skipped, or, under
     ``strict``, raises PluginError. A plugin that is not enabled is blocked, so nothing can
-    register it later by accident. Returns what it registered and what failed.
+    register it later by accident. ``quiet`` logs failures at debug level only (for callers
+    that report them their own way). Returns what it registered and what failed.
     """
     wanted = None if enabled is None else set(enabled)
     report = LoadReport({}, [])
@@ -105,7 +107,8 @@ def load_entry_points(
             failure = LoadFailure(ep.name, ep.value, f"{type(exc).__name__}: {exc}")
             if strict:
                 raise PluginError(str(failure)) from exc
-            log.error("%s; skipped (set strict = true to stop instead)", failure)
+            log.log(logging.DEBUG if quiet else logging.ERROR,
+                    "%s; skipped (set strict = true to stop instead)", failure)
             failures.append(failure)
             continue
         report.sources[ep.name] = ep
