@@ -47,6 +47,7 @@ Handler = Callable[[Job], Awaitable[Sequence[NewJob] | None]]
 EventKind = Literal["claimed", "done", "retry", "dead", "lease_lost", "released"]
 
 MAX_ERROR_CHARS = 2000
+_RECHECK = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +159,12 @@ class Outbox:
 
     async def _loop(self, name: str) -> None:
         while True:
+            # Taken before the claim, so a wake() during the claim is not lost.
+            event = self._wake_event
             try:
                 job = await self.store.claim_job(name, self.lease, self._kinds)
                 if job is None:
-                    await self._idle()
+                    await self._idle(event)
                 else:
                     await self._process(job, name)
             except Exception:
@@ -170,16 +173,14 @@ class Outbox:
                 log.exception("outbox worker %s: store error; retrying shortly", name)
                 await anyio.sleep(self._poll_interval)
 
-    async def _idle(self) -> None:
+    async def _idle(self, event: anyio.Event | None) -> None:
         wait = self._poll_interval
-        next_at = await self.store.next_run_at()
+        next_at = await self.store.next_run_at(self._kinds)
         if next_at is not None:
             until = (next_at - self._clock()).total_seconds()
-            # Due already but not claimable: blocked by its order_key or taken by another
-            # runner. A completion here wakes us; elsewhere, the next poll finds it.
-            if until > 0:
-                wait = min(until, wait)
-        event = self._wake_event
+            # Due already yet not claimed: it fell due during the claim, or waits behind a
+            # replayed job of its order key. Look again soon rather than spin.
+            wait = min(wait, until if until > 0 else _RECHECK)
         if event is None:
             await anyio.sleep(wait)
             return

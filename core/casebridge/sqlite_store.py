@@ -1160,17 +1160,23 @@ class SqliteStore:
 
         return await self._read(run)
 
-    async def next_run_at(self) -> datetime | None:
+    async def next_run_at(self, kinds: Sequence[str] | None = None) -> datetime | None:
+        kinds_sql = "" if kinds is None else f"AND kind IN ({_placeholders(kinds)})"
+        if kinds is not None and not kinds:
+            return None
+        sql = (
+            "SELECT MIN(t) FROM ("  # noqa: S608
+            " SELECT MIN(run_at) AS t FROM jobs AS j WHERE state = 'pending'"
+            f" {kinds_sql}"
+            " AND (order_key = '' OR NOT EXISTS ("
+            "  SELECT 1 FROM jobs AS o WHERE o.order_key = j.order_key AND o.id < j.id"
+            "  AND o.state IN ('pending', 'running')))"
+            " UNION ALL"
+            f" SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running' {kinds_sql})"
+        )
+        params = () if kinds is None else (*kinds, *kinds)
+
         def run(conn: sqlite3.Connection) -> datetime | None:
-            row = conn.execute(
-                "SELECT MIN(t) FROM ("
-                " SELECT MIN(run_at) AS t FROM jobs AS j WHERE state = 'pending'"
-                " AND (order_key = '' OR NOT EXISTS ("
-                "  SELECT 1 FROM jobs AS o WHERE o.order_key = j.order_key AND o.id < j.id"
-                "  AND o.state IN ('pending', 'running')))"
-                " UNION ALL"
-                " SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running')"
-            ).fetchone()
-            return _opt_dt(row[0])
+            return _opt_dt(conn.execute(sql, params).fetchone()[0])
 
         return await self._read(run)

@@ -337,7 +337,7 @@ class Store(Protocol):
     async def job_counts(self) -> dict[str, int]:
         """Number of jobs in each state (every state present)."""
 
-    async def next_run_at(self) -> datetime | None:
-        """The earliest time a job may become claimable: a pending ``run_at`` (of jobs not
-        waiting behind an earlier one of their order key) or a running job's lease end.
-        None when nothing is pending or running."""
+    async def next_run_at(self, kinds: Sequence[str] | None = None) -> datetime | None:
+        """The earliest time a job (of ``kinds``, or any) may become claimable: a pending
+        ``run_at`` (of jobs not waiting behind an earlier one of their order key) or a
+        running job's lease end. None when nothing is pending or running."""

@@ -232,6 +232,11 @@ async def test_next_run_at(store: SqliteStore, clock: FakeClock) -> None:
     assert await store.next_run_at() == T0 + LEASE
     await store.complete_job(b.id)
     assert await store.next_run_at() == T0 + timedelta(minutes=3)
+    await store.enqueue([job("c", kind="other", run_at=T0 + timedelta(minutes=1))])
+    assert await store.next_run_at() == T0 + timedelta(minutes=1)
+    assert await store.next_run_at(["work"]) == T0 + timedelta(minutes=3)
+    assert await store.next_run_at(["nothing"]) is None
+    assert await store.next_run_at([]) is None
 
 
 async def test_list_jobs_checks_the_state(store: SqliteStore) -> None:
