@@ -1,0 +1,230 @@
+"""The SMTP server that receives customer mail (aiosmtpd, on the caller's asyncio loop).
+
+It is never an open relay: it accepts only the recipients ``accepts`` allows (550 for the
+rest). It advertises and enforces SIZE (552). It answers 250 only once ``on_message`` has
+returned, that is once the message is durable; ``PermanentError`` from ``on_message`` answers
+554 and any other exception 451 (the sender's server tries again later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import socket
+import ssl
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from anyio.abc import TaskStatus
+from casebridge.errors import PermanentError
+from casebridge.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestEnvelope:
+    """One message as the SMTP server received it. ``mail_from`` is "" for the null sender
+    (bounces); ``peer`` is "host:port" of the client."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes = field(repr=False)
+    peer: str = ""
+
+
+def password_checker(username: str, password: Secret) -> Callable[[str, str], bool]:
+    """An ``authenticator`` for :class:`SmtpIngest` accepting one user (constant-time)."""
+
+    def check(user: str, given: str) -> bool:
+        user_ok = hmac.compare_digest(user.encode(), username.encode())
+        password_ok = hmac.compare_digest(given.encode(), password.reveal().encode())
+        return user_ok and password_ok
+
+    return check
+
+
+def _reply_text(text: str) -> str:
+    # One short ASCII line: an SMTP reply cannot carry CR/LF and some clients choke on 8-bit.
+    flat = " ".join(text.split())
+    return flat.encode("ascii", "replace").decode("ascii")[:300] or "rejected"
+
+
+class _Handler:
+    def __init__(
+        self,
+        accepts: Callable[[str], bool],
+        on_message: Callable[[IngestEnvelope], Awaitable[None]],
+        authenticator: Callable[[str, str], bool] | None,
+    ) -> None:
+        self._accepts = accepts
+        self._on_message = on_message
+        self._authenticator = authenticator
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if not self._accepts(address):
+            log.info("refused recipient %s from %s", address, _peer(session))
+            return f"550 5.7.1 <{_reply_text(address)}>: recipient not accepted here (no relay)"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        mail_from = envelope.mail_from or ""
+        ingest = IngestEnvelope(
+            mail_from="" if mail_from == "<>" else mail_from,
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            data=data,
+            peer=_peer(session),
+        )
+        try:
+            await self._on_message(ingest)
+        except PermanentError as exc:
+            log.warning("refused message from %s: %s", ingest.peer, exc)
+            return f"554 5.6.0 {_reply_text(str(exc))}"
+        except Exception:
+            log.exception("could not store message from %s; asked the sender to retry", ingest.peer)
+            return "451 4.3.0 temporary failure storing the message, try again later"
+        return "250 2.0.0 OK: queued"
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if self._authenticator is None or not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        try:
+            user = data.login.decode("utf-8")
+            password = data.password.decode("utf-8")
+        except UnicodeDecodeError:
+            return AuthResult(success=False, handled=False)
+        ok = self._authenticator(user, password)
+        if not ok:
+            log.warning("failed SMTP login from %s", _peer(session))
+        return AuthResult(success=ok, handled=False)
+
+
+class _Smtp(SMTP):
+    """aiosmtpd's protocol, registered in ``sessions`` while its connection is open."""
+
+    def __init__(self, handler: _Handler, *, sessions: set[SMTP], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._registry = sessions
+        sessions.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self._registry.discard(self)
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "")
+
+
+class SmtpIngest:
+    """An SMTP server for inbound mail. Run it with ``await ingest.run(task_status=...)``.
+
+    ``accepts`` decides which recipients are ours. ``max_size`` is the largest message in
+    bytes. ``tls_context`` enables STARTTLS, ``require_starttls`` insists on it. With an
+    ``authenticator`` (user, password) -> bool every client must log in (AUTH LOGIN/PLAIN),
+    only over TLS unless ``auth_require_tls`` is False.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        accepts: Callable[[str], bool],
+        max_size: int,
+        on_message: Callable[[IngestEnvelope], Awaitable[None]],
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        authenticator: Callable[[str, str], bool] | None = None,
+        auth_require_tls: bool = True,
+        hostname: str | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        if require_starttls and tls_context is None:
+            raise ValueError("require_starttls needs a tls_context")
+        if max_size < 1:
+            raise ValueError("max_size must be positive")
+        self.host = host
+        self.port = port
+        self._handler = _Handler(accepts, on_message, authenticator)
+        self._max_size = max_size
+        self._tls_context = tls_context
+        self._require_starttls = require_starttls
+        self._auth = authenticator is not None
+        self._auth_require_tls = auth_require_tls
+        self._hostname = hostname or socket.gethostname()
+        self._timeout = timeout
+        self._sessions: set[SMTP] = set()
+
+    def _protocol(self) -> SMTP:
+        with warnings.catch_warnings():
+            # aiosmtpd warns on every connection when AUTH may go without TLS; the caller
+            # chose that (a loopback forwarding source) and it was checked at configuration.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return self._new_session()
+
+    def _new_session(self) -> SMTP:
+        return _Smtp(
+            self._handler,
+            sessions=self._sessions,
+            data_size_limit=self._max_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self._hostname,
+            ident="casebridge ESMTP",
+            tls_context=self._tls_context,
+            require_starttls=self._require_starttls,
+            timeout=self._timeout,
+            auth_required=self._auth,
+            auth_require_tls=self._auth_require_tls,
+            authenticator=self._handler.authenticate if self._auth else None,
+            loop=asyncio.get_running_loop(),
+        )
+
+    async def run(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Bind, report the bound port through ``task_status.started(port)``, serve until
+        cancelled, then close the listener and every open connection."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._protocol, self.host, self.port)
+        port = server.sockets[0].getsockname()[1]
+        log.info("SMTP server listening on %s:%s", self.host, port)
+        try:
+            task_status.started(port)
+            await anyio.sleep_forever()
+        finally:
+            server.close()
+            with anyio.CancelScope(shield=True):
+                await self._close_sessions()
+                await server.wait_closed()
+            log.info("SMTP server on %s:%s stopped", self.host, port)
+
+    async def _close_sessions(self) -> None:
+        tasks = []
+        for smtp in list(self._sessions):
+            if smtp.transport is not None:
+                smtp.transport.close()
+            task = getattr(smtp, "_handler_coroutine", None)
+            if isinstance(task, asyncio.Task) and not task.done():
+                task.cancel()
+                tasks.append(task)
+        self._sessions.clear()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
