@@ -1,0 +1,225 @@
+"""The provider's webhooks: ``POST /webhooks/sms/inbound`` and ``POST /webhooks/sms/status``.
+
+Both verify ``X-Twilio-Signature`` over the public URL the provider called (``[plugins.sms]
+public_base_url`` or ``[bridge] public_url``, plus the path and query) and the form fields.
+An inbound is acknowledged (200, empty TwiML) only after ``bridge.receive`` made it durable.
+A status callback moves the message's recorded delivery state forward, never back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from casebridge.errors import PermanentError
+from casebridge.model import RawInbound
+from casebridge.web import BodyTooLarge, read_body
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from casebridge_sms.phones import normalize
+from casebridge_sms.settings import INBOUND_PATH, STATUS_PATH, SmsSettings
+from casebridge_sms.signature import verify_signature
+
+if TYPE_CHECKING:
+    from casebridge.bridge import Bridge
+    from casebridge.store import Store
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "sms"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+# Twilio's message statuses, by how far along they are. Final statuses share the top rank
+# (below "read"), so the first final one reported stays: "delivered" is not undone.
+STATUS_RANK: dict[str, int] = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "partially_delivered": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+
+
+def status_key(sid: str) -> str:
+    return f"status:{sid}"
+
+
+def advance_status(
+    current: Mapping[str, Any] | None, status: str, *, at: str, error_code: str = ""
+) -> dict[str, Any] | None:
+    """The delivery record after a report of ``status``, or None when the report changes
+    nothing (the same status reported before).
+
+    The record is ``{"status", "seen", "error_code", "updated_at"}``: ``status`` is the
+    furthest status reported so far, ``seen`` every distinct status in arrival order. A
+    report of an earlier status is remembered in ``seen`` but does not move ``status`` back.
+    Raises ValueError for a status that is not one of :data:`STATUS_RANK`.
+    """
+    if status not in STATUS_RANK:
+        raise ValueError(
+            f"unknown MessageStatus {status!r} (expected one of {', '.join(STATUS_RANK)})"
+        )
+    seen = list(current["seen"]) if current else []
+    if status in seen:
+        return None
+    record = dict(current) if current else {"status": status, "error_code": ""}
+    record["seen"] = [*seen, status]
+    record["updated_at"] = at
+    if current is None or STATUS_RANK[status] > STATUS_RANK[current["status"]]:
+        record["status"] = status
+        record["error_code"] = error_code
+    return record
+
+
+async def record_status(
+    store: Store, sid: str, status: str, *, error_code: str = "", at: datetime | None = None
+) -> dict[str, Any] | None:
+    """Apply one status report for message ``sid`` to the stored record, atomically (two
+    callbacks racing do not lose one). Returns the stored record."""
+    stamp = (at or datetime.now(UTC)).isoformat()
+    key = status_key(sid)
+    while True:
+        current = await store.get_state(PLUGIN, key)
+        new = advance_status(current, status, at=stamp, error_code=error_code)
+        if new is None:
+            return current
+        if await store.compare_and_put_state(PLUGIN, key, current, new):
+            return new
+
+
+def form_fields(body: bytes) -> list[tuple[str, str]]:
+    """The fields of an ``application/x-www-form-urlencoded`` body, in order, repeats kept.
+
+    Raises ValueError when the body is not UTF-8.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the form body is not UTF-8") from None
+    return parse_qsl(text, keep_blank_values=True)
+
+
+def our_channel(settings: SmsSettings, fields: Mapping[str, str]) -> str | None:
+    """Why this webhook is not for one of our numbers or our messaging service, or None when
+    it is."""
+    to = fields.get("To", "")
+    service = fields.get("MessagingServiceSid", "")
+    if settings.messaging_service_sid and service == settings.messaging_service_sid:
+        return None
+    if not to:
+        return "the webhook form has no To number"
+    try:
+        number = normalize(to, settings.default_region)
+    except ValueError:
+        number = to
+    if number in settings.numbers:
+        return None
+    why = f"To {to!r} is not one of our numbers ([plugins.sms] numbers)"
+    if service:
+        why += f" and MessagingServiceSid {service!r} is not ours"
+    return why
+
+
+class Webhooks:
+    """The two routes, bound to one bridge and the plugin's settings."""
+
+    def __init__(self, bridge: Bridge, settings: SmsSettings) -> None:
+        self.bridge = bridge
+        self.settings = settings
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(INBOUND_PATH, self.inbound, methods=["POST"]),
+            Route(STATUS_PATH, self.status, methods=["POST"]),
+        ]
+
+    @property
+    def public_base(self) -> str:
+        return (self.settings.public_base_url or self.bridge.public_url).rstrip("/")
+
+    def signed_url(self, request: Request, path: str) -> str:
+        query = request.url.query
+        return self.public_base + path + (f"?{query}" if query else "")
+
+    async def _verified_form(
+        self, request: Request, path: str, what: str
+    ) -> Sequence[tuple[str, str]] | Response:
+        """The request's form when its signature is right, else the answer to give."""
+        try:
+            body = await read_body(request, self.bridge.config.http.max_body_bytes)
+        except BodyTooLarge as exc:
+            return PlainTextResponse(str(exc), status_code=413)
+        try:
+            form = form_fields(body)
+        except ValueError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        signature = request.headers.get("x-twilio-signature", "")
+        peer = request.client.host if request.client else "?"
+        if not signature:
+            log.warning("SMS %s webhook from %s refused: no X-Twilio-Signature", what, peer)
+            return PlainTextResponse("missing X-Twilio-Signature", status_code=403)
+        url = self.signed_url(request, path)
+        if not verify_signature(self.settings.token.reveal(), url, form, signature):
+            log.warning(
+                "SMS %s webhook from %s refused: X-Twilio-Signature does not match %s (check "
+                "the auth token and [plugins.sms] public_base_url)", what, peer, url,
+            )
+            return PlainTextResponse("invalid X-Twilio-Signature", status_code=403)
+        return form
+
+    async def inbound(self, request: Request) -> Response:
+        form = await self._verified_form(request, INBOUND_PATH, "inbound")
+        if isinstance(form, Response):
+            return form
+        fields = dict(form)
+        refusal = our_channel(self.settings, fields)
+        if refusal is not None:
+            log.warning("SMS inbound refused: %s", refusal)
+            return PlainTextResponse(refusal, status_code=400 if not fields.get("To") else 404)
+        raw = RawInbound(
+            channel=PLUGIN, fields=fields, peer=request.client.host if request.client else ""
+        )
+        try:
+            await self.bridge.receive(raw)
+        except PermanentError as exc:
+            # Retrying cannot help: keep a trace for the operator and tell the provider why.
+            log.warning("SMS inbound %s refused: %s", fields.get("MessageSid", "?"), exc)
+            sid = fields.get("MessageSid")
+            if sid:
+                await self.bridge.store.record_dropped(
+                    PLUGIN, sid, fields.get("From", ""), str(exc), raw.received_at
+                )
+            return PlainTextResponse(str(exc), status_code=400)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    async def status(self, request: Request) -> Response:
+        form = await self._verified_form(request, STATUS_PATH, "status")
+        if isinstance(form, Response):
+            return form
+        fields = dict(form)
+        sid = fields.get("MessageSid") or fields.get("SmsSid", "")
+        status = fields.get("MessageStatus") or fields.get("SmsStatus", "")
+        if not sid or not status:
+            return PlainTextResponse(
+                "a status callback needs MessageSid and MessageStatus", status_code=400
+            )
+        try:
+            await record_status(
+                self.bridge.store, sid, status, error_code=fields.get("ErrorCode", "")
+            )
+        except ValueError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        if status in ("failed", "undelivered"):
+            log.warning("SMS %s %s (error %s)", sid, status, fields.get("ErrorCode", "none"))
+        return Response(status_code=204)
