@@ -84,6 +84,7 @@ def test_auth_is_fine_on_loopback_or_with_tls() -> None:
         ({"username": "u"}, "go together"),
         ({"password": SECRET}, "go together"),
         ({"timeout": 0}, "timeout"),
+        ({"ca_file": "ca.pem"}, "ca_file"),
     ],
 )
 def test_relay_validation(kwargs: dict[str, object], message: str) -> None:

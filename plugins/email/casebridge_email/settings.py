@@ -31,6 +31,7 @@ class RelaySettings:
 
     ``tls``: "tls" connects with TLS (port 465), "starttls" upgrades a plain connection
     (port 587), "none" sends in the clear (a local relay only). ``timeout`` in seconds.
+    ``ca_file`` (PEM) replaces the system's trusted CAs, for a relay with a private CA.
     """
 
     host: str = "127.0.0.1"
@@ -39,6 +40,7 @@ class RelaySettings:
     username: str = ""
     password: Secret | None = None
     timeout: float = 30.0
+    ca_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.host.strip():
@@ -49,6 +51,8 @@ class RelaySettings:
             raise ValueError("relay.timeout must be positive")
         if bool(self.username) != bool(self.password):
             raise ValueError("relay.username and relay.password go together: set both or neither")
+        if self.ca_file and self.tls == "none":
+            raise ValueError('relay.ca_file is set but relay.tls is "none"')
 
 
 @dataclass(frozen=True, slots=True)
