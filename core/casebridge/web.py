@@ -188,7 +188,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(
-    app: Starlette, host: str, port: int, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    app: Starlette, host: str, port: int,
+    *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run uvicorn on the current event loop until cancelled; reports the bound port."""
     sock = bind(host, port)
@@ -196,7 +197,7 @@ async def serve(
     server = _Server(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
             await anyio.sleep(0.01)
         task_status.started(sock.getsockname()[1])
         try:

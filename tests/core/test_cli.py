@@ -8,11 +8,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support.bridges import install_jsonl, write_config
-
 from casebridge import cli
 from casebridge.bridge import Bridge
 from casebridge.starter import starter_config
+from support.bridges import install_jsonl, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +71,12 @@ def test_hook_config_section_and_configure_reach_the_plugin(tmp_path, monkeypatc
     assert plugin.path == bridge.data_dir / "cases.jsonl"
     assert bridge.settings("jsonl").webhook_token.reveal() == "jsonl-hook-token"
 
+
+def test_hook_configure_refuses_a_section_that_breaks_the_schema(tmp_path, monkeypatch) -> None:
+    install_jsonl(monkeypatch, tmp_path)
+    from support.plugins import LoopChannel
+
+    path = write_config(tmp_path)
     text = path.read_text().replace('path = "cases.jsonl"', 'path = "c.jsonl"\ncolour = 1')
     path.write_text(text)
     with pytest.raises(Exception, match=r"\[plugins.jsonl\] colour: unknown key"):

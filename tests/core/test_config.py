@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-
 from casebridge import config
 from casebridge.errors import ConfigError
 from casebridge.secrets import Secret
@@ -55,13 +54,15 @@ def test_builds_every_supported_type() -> None:
         ({}, "[plugins.sample] url: missing required key (a string)"),
         ({"url": "u", "colour": "red"}, "[plugins.sample] colour: unknown key"),
         ({"url": 3}, "[plugins.sample] url: expected a string, got an integer"),
-        ({"url": "u", "retries": "3"}, "[plugins.sample] retries: expected an integer, got a string"),
+        ({"url": "u", "retries": "3"},
+         "[plugins.sample] retries: expected an integer, got a string"),
         ({"url": "u", "retries": True}, "retries: expected an integer, got a boolean"),
         ({"url": "u", "mode": "basic"}, "mode: expected one of 'login', 'oauth', got 'basic'"),
         ({"url": "u", "tags": ["a", 1]}, "[plugins.sample] tags[1]: expected a string"),
         ({"url": "u", "relay": {"port": 1}}, "[plugins.sample] relay.host: missing required key"),
         ({"url": "u", "relay": "h"}, "relay: expected a table, got a string"),
-        ({"url": "u", "mode": "oauth", "password": "p"}, "[plugins.sample]: oauth takes no password"),
+        ({"url": "u", "mode": "oauth", "password": "p"},
+         "[plugins.sample]: oauth takes no password"),
     ],
 )
 def test_errors_name_file_key_and_expectation(table: dict, message: str) -> None:

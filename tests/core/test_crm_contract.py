@@ -7,9 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support.bridges import install_jsonl, write_config
-from support.plugins import LoopChannel
-
 from casebridge.bridge import Bridge
 from casebridge.model import (
     ActivityRequest,
@@ -22,8 +19,11 @@ from casebridge.model import (
     Session,
     SessionStatus,
     Summary,
+    WebhookRequest,
     derived_id,
 )
+from support.bridges import HOOK_TOKEN, install_jsonl, write_config
+from support.plugins import LoopChannel
 
 
 @pytest.fixture
@@ -78,3 +78,16 @@ async def test_hook_append_activity_is_idempotent_by_key(crm) -> None:
     first = await hooks.append_activity(name, activity)
     second = await hooks.append_activity(name, replace(activity, maybe_written=True))
     assert first.id == second.id and first.case_id == case.id
+
+
+async def test_hook_get_case_reports_closed_cases_as_not_open(crm, tmp_path) -> None:
+    hooks, name = crm
+    contact = await hooks.sync_contact(name, Contact("c1", "Ann", ("ann@example.com",)))
+    _, request, _ = requests(contact)
+    case = await hooks.create_case(name, request)
+    events = await hooks.read_webhook(name, WebhookRequest(
+        HOOK_TOKEN, {}, b'{"event_type": "case_closed", "caseId": "%s"}' % case.id.encode()))
+    assert [e.kind for e in events] == ["case_closed"]
+    closed = await hooks.get_case(name, case.id)
+    assert closed is not None and not closed.is_open
+    assert await hooks.find_open_case(name, contact) is None

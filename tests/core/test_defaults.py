@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from casebridge.config import DEFAULT_PHRASES, FieldRule
 from casebridge.defaults import (
     SUBJECT_LIMIT,
@@ -25,6 +22,8 @@ from casebridge.model import (
     SessionStatus,
 )
 from casebridge.plugins import Hooks, new_manager
+from hypothesis import given
+from hypothesis import strategies as st
 
 PHRASES = _phrase_pattern(DEFAULT_PHRASES)
 

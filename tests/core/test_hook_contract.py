@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from casebridge import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +42,7 @@ def test_hook_is_documented(hook: str) -> None:
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_has_a_test(hook: str) -> None:
     # A hook's test is a test function named test_hook_<name>... anywhere under tests/.
-    pattern = re.compile(rf"^(async )?def test_hook_{hook}\b", re.MULTILINE)
+    pattern = re.compile(rf"^(async )?def test_hook_{hook}(_\w*)?\(", re.MULTILINE)
     found = [p for p in (ROOT / "tests").rglob("test_*.py") if pattern.search(p.read_text())]
     assert found, f"no test_hook_{hook} under tests/"
 

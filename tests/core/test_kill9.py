@@ -6,15 +6,14 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
+import anyio
 import pytest
+from casebridge.sqlite_store import SqliteStore
 from support.bridges import write_config
 from support.kill_child import CUSTOMERS
-
-from casebridge.sqlite_store import SqliteStore
 
 CHILD = Path(__file__).resolve().parents[1] / "support" / "kill_child.py"
 
@@ -35,7 +34,7 @@ async def test_kill9_during_handoffs_loses_and_duplicates_nothing(tmp_path: Path
     kills = 0
     for _ in range(8):
         child = start(config)
-        time.sleep(rng.uniform(0.5, 1.5))
+        await anyio.sleep(rng.uniform(0.5, 1.5))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1

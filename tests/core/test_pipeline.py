@@ -8,6 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from casebridge.bridge import Bridge
+from casebridge.model import Author, SessionStatus
+from casebridge.web import create_app
 from support.bridges import (
     API_TOKEN,
     HOOK_TOKEN,
@@ -19,10 +22,6 @@ from support.bridges import (
     write_config,
 )
 from support.plugins import LoopChannel, ScriptedAssistant
-
-from casebridge.bridge import Bridge
-from casebridge.model import Author, SessionStatus
-from casebridge.web import create_app
 
 
 @pytest.fixture
@@ -104,7 +103,7 @@ async def test_a_conversation_from_first_message_to_closed_case(world) -> None:
 
 
 async def test_hook_find_open_case_appends_a_returning_contact(world) -> None:
-    bridge, loop, client = world
+    bridge, _, _ = world
     await bridge.receive(inbound("refund please", msg_id="a1"))
     await settle(bridge)
     first = await only_session(bridge)
@@ -157,7 +156,7 @@ async def test_hook_read_webhook_refuses_a_wrong_token(world) -> None:
 
 
 async def test_manual_handoff_through_the_api_is_token_protected(world) -> None:
-    bridge, loop, client = world
+    bridge, _, client = world
     await bridge.receive(inbound("my order is late", msg_id="h1"))
     await settle(bridge)
     session = await only_session(bridge)

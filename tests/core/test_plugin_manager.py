@@ -6,8 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support.dists import install_dist
-
 from casebridge import hookimpl
 from casebridge.errors import PluginError
 from casebridge.model import (
@@ -22,6 +20,7 @@ from casebridge.model import (
     Summary,
 )
 from casebridge.plugins import Hooks, describe, load_entry_points, new_manager
+from support.dists import install_dist
 
 
 def session() -> Session:
@@ -123,7 +122,7 @@ def test_implementations_with_default_arguments_are_refused(tmp_path, monkeypatc
     """))
     install_dist(monkeypatch, tmp_path / "site", "cb-defaults-plugin",
                  {"withdefaults": "cb_defaults_plugin"}, source=pkg)
-    with pytest.raises(PluginError, match="takes default arguments \\(transcript\\)"):
+    with pytest.raises(PluginError, match=r"takes default arguments \(transcript\)"):
         load_entry_points(new_manager(), enabled=["withdefaults"], strict=False)
 
 
@@ -134,7 +133,7 @@ def test_misspelled_hooks_fail_at_start_up(tmp_path, monkeypatch) -> None:
         "from casebridge import hookimpl\n\n@hookimpl\ndef summarise(session):\n    return None\n")
     install_dist(monkeypatch, tmp_path / "site", "cb-typo", {"typo": "cb_typo_plugin"},
                  source=pkg)
-    with pytest.raises(PluginError, match="'typo'.*summarise"):
+    with pytest.raises(PluginError, match=r"'typo'.*summarise"):
         load_entry_points(new_manager(), enabled=["typo"], strict=False)
 
 
@@ -156,7 +155,7 @@ def test_a_broken_plugin_is_named_and_skipped_or_fatal_under_strict(
     assert pm.has_plugin("fine")
     info = {i.name: i for i in describe(pm, report.sources)}
     assert info["fine"].version == "0.1.0" and info["fine"].hooks == ("cli_commands",)
-    with pytest.raises(PluginError, match="plugin 'broken'.*failed to load"):
+    with pytest.raises(PluginError, match=r"plugin 'broken'.*failed to load"):
         load_entry_points(new_manager(), enabled=["broken", "fine"], strict=True)
 
 

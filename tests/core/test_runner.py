@@ -6,14 +6,13 @@ import socket
 
 import anyio
 import httpx
+from casebridge import hookimpl
+from casebridge.bridge import Bridge
+from casebridge.contributions import Service
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from support.bridges import install_jsonl, write_config
 from support.plugins import LoopChannel
-
-from casebridge import hookimpl
-from casebridge.bridge import Bridge
-from casebridge.contributions import Service
 
 
 def free_port() -> int:

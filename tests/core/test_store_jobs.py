@@ -257,17 +257,24 @@ async def test_two_stores_on_one_file_never_claim_the_same_job(tmp_path: Path) -
         await one.enqueue([job(f"j{n}") for n in range(total)])
         await one.enqueue([job(f"o{n}", order_key="shared") for n in range(20)])
 
+        first_claims = {"one": anyio.Event(), "two": anyio.Event()}
+
         async def worker(store: SqliteStore, name: str) -> None:
             while (got := await store.claim_job(name, LEASE)) is not None:
                 claimed.append((name, got.id))
+                # Hold the first job until both stores have claimed, so both really compete.
+                first_claims[name.split("/")[0]].set()
+                for event in first_claims.values():
+                    await event.wait()
                 # A checkpoint between claim and completion lets the other store interleave.
                 await anyio.lowlevel.checkpoint()
                 assert await store.complete_job(got.id, attempt=got.attempts)
 
-        async with anyio.create_task_group() as tg:
-            for n in range(3):
-                tg.start_soon(worker, one, f"one/{n}")
-                tg.start_soon(worker, two, f"two/{n}")
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for n in range(3):
+                    tg.start_soon(worker, one, f"one/{n}")
+                    tg.start_soon(worker, two, f"two/{n}")
 
     ids = [job_id for _, job_id in claimed]
     assert len(ids) == len(set(ids)) == total + 20

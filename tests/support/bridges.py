@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 import tomli_w
-
 from casebridge.bridge import Bridge
 from casebridge.model import RawInbound, SessionStatus
 
 from .dists import install_dist
 
 ROOT = Path(__file__).resolve().parents[2]
-HOOK_TOKEN = "jsonl-hook-token"  # noqa: S105 - a test fixture
-API_TOKEN = "api-token"  # noqa: S105 - a test fixture
+HOOK_TOKEN = "jsonl-hook-token"
+API_TOKEN = "api-token"
 
 
 def install_jsonl(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:

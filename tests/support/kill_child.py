@@ -12,12 +12,12 @@ import anyio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "plugins" / "jsonl")]
 
-from casebridge_jsonl import JsonlCrm  # noqa: E402
-from support.bridges import inbound  # noqa: E402
-from support.plugins import LoopChannel, ScriptedAssistant  # noqa: E402
-
 from casebridge import hookimpl  # noqa: E402
 from casebridge.bridge import Bridge  # noqa: E402
+from casebridge_jsonl import JsonlCrm  # noqa: E402
+
+from support.bridges import inbound  # noqa: E402
+from support.plugins import LoopChannel, ScriptedAssistant  # noqa: E402
 
 CUSTOMERS = 30
 

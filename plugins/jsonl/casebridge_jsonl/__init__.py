@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
 from casebridge import hookimpl
 from casebridge.contributions import ConfigSection
 from casebridge.errors import WebhookRefused
