@@ -116,24 +116,26 @@ async def test_order_keys_never_overlap_and_keep_enqueue_order(
     running: dict[str, int] = defaultdict(int)
     overlaps: list[str] = []
     order: dict[str, list[int]] = defaultdict(list)
-    unordered_peak = {"now": 0, "max": 0}
+    side_by_side = anyio.Event()
+    holding = {"free-0": False}
 
     async def handle(job: Job) -> None:
         group = job.order_key or "none"
-        if job.order_key:
-            running[group] += 1
-            if running[group] > 1:
-                overlaps.append(job.key)
-        else:
-            unordered_peak["now"] += 1
-            unordered_peak["max"] = max(unordered_peak["max"], unordered_peak["now"])
+        running[group] += 1
+        if job.order_key and running[group] > 1:
+            overlaps.append(job.key)
         order[group].append(job.payload["n"])
+        if holding["free-0"]:
+            side_by_side.set()
+        if job.key == "free-0":
+            # Hold one worker until another starts a job: proof the workers run in parallel.
+            holding["free-0"] = True
+            with anyio.fail_after(10):
+                await side_by_side.wait()
+            holding["free-0"] = False
         for _ in range(3):
             await anyio.lowlevel.checkpoint()
-        if job.order_key:
-            running[group] -= 1
-        else:
-            unordered_peak["now"] -= 1
+        running[group] -= 1
 
     jobs = []
     for n in range(12):
@@ -146,7 +148,7 @@ async def test_order_keys_never_overlap_and_keep_enqueue_order(
     for group in ("s1", "s2", "s3"):
         assert order[group] == list(range(12))
     assert sorted(order["none"]) == list(range(12))
-    assert unordered_peak["max"] > 1  # the workers really ran side by side
+    assert side_by_side.is_set()
 
 
 async def test_a_transient_error_is_retried_after_backoff(
