@@ -335,3 +335,26 @@ async def test_the_core_app_reaches_the_sms_webhooks(
         answer = await plugin.sandbox.send_inbound(plugin.inbound_url, ANN, OUR, "hello")
         tg.cancel_scope.cancel()
     assert answer.status_code == 200
+
+
+async def test_behind_a_proxy_the_signature_covers_public_base_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_jsonl(monkeypatch, tmp_path)
+    public = "https://sms.example.test/casebridge"
+    path, port = sms_config(tmp_path, public_base_url=public)
+    async for world in running(path, port):
+        assert world.plugin.inbound_url == public + INBOUND_PATH
+        form = {"MessageSid": "SM" + "6" * 32, "From": ANN, "To": OUR, "Body": "via proxy"}
+        token = world.sandbox.auth_token.reveal()
+        async with httpx.AsyncClient() as client:
+            local = await world.post_signed(INBOUND_PATH, form)
+            proxied = await client.post(
+                world.base + INBOUND_PATH, data=form,
+                headers={"X-Twilio-Signature": compute_signature(
+                    token, public + INBOUND_PATH, form)},
+            )
+        assert (local.status_code, proxied.status_code) == (403, 200)
+        await settle(world.bridge)
+        [session] = await world.bridge.store.list_sessions()
+        assert session.contact.phones == (ANN,)
