@@ -1,0 +1,444 @@
+"""The Creatio plugin: the pluggy glue between casebridge's pipeline and Creatio.
+
+The entry point ``creatio = "casebridge_creatio.plugin:CreatioPlugin"`` names
+:class:`CreatioPlugin`; one instance serves one runner and keeps its state (settings, the
+OData client, the sandbox) on itself. The work is done by :mod:`.operations` (CRM writes and
+reads), :mod:`.webhook` (business-process calls) and :mod:`.reconcile` (the poll that covers
+lost calls). With ``url = "sandbox"`` the runner also serves the Creatio sandbox on a
+loopback port, with its business processes pointed at the bridge's own webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from anyio.abc import TaskStatus
+from casebridge import hookimpl
+from casebridge.contributions import Command, ConfigSection, Service
+from casebridge.errors import CasebridgeError, PermanentError, TransientError, WebhookRefused
+from casebridge.model import (
+    ActivityRef,
+    ActivityRequest,
+    CaseRef,
+    CaseRequest,
+    CheckResult,
+    Contact,
+    CrmEvent,
+    WebhookRequest,
+)
+from casebridge.secrets import Secret
+
+from .client import CreatioClient
+from .lookups import LookupNotFound
+from .operations import CreatioOperations
+from .reconcile import PollResult, Reconciler
+from .settings import SANDBOX_URL, CreatioSettings
+from .webhook import (
+    CASE_CLOSED,
+    CASE_STATUS_CHANGED,
+    CRM,
+    NEW_ACTIVITY,
+    authenticate,
+    ignore_reason,
+    parse_event,
+    reply_from_activity,
+    reply_type_ids,
+)
+
+if TYPE_CHECKING:
+    from casebridge.bridge import Bridge
+    from starlette.applications import Starlette
+
+    from .sandbox import Sandbox, SandboxSettings
+
+log = logging.getLogger("casebridge.creatio")
+
+# The sandbox's seeded credentials (see casebridge_creatio.sandbox.settings).
+SANDBOX_USER = "Supervisor"
+SANDBOX_PASSWORD = "Supervisor"  # noqa: S105 - the sandbox's published demo password
+SANDBOX_CLIENT_ID = "casebridge-sandbox"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the sandbox's published demo secret
+SANDBOX_DATABASE = "creatio-sandbox.sqlite"
+# Start-up retries of prepare() when Creatio is unreachable: first wait, and the longest.
+PREPARE_RETRY_FIRST = 5.0
+PREPARE_RETRY_MAX = 300.0
+
+
+class CreatioPlugin:
+    """Creatio as casebridge's CRM. See the module docstring."""
+
+    def __init__(self) -> None:
+        self.bridge: Bridge | None = None
+        self.settings: CreatioSettings | None = None
+        self.webhook_token: Secret | None = None
+        self.sandbox: Sandbox | None = None
+        self.sandbox_url = ""
+        self._client: CreatioClient | None = None
+        self._ops: CreatioOperations | None = None
+        self._reconciler: Reconciler | None = None
+        self._lock: anyio.Lock | None = None
+
+    def __repr__(self) -> str:
+        where = self.settings.url if self.settings else "unconfigured"
+        return f"CreatioPlugin({where})"
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    @hookimpl
+    def config_section(self) -> ConfigSection:
+        return ConfigSection(CRM, CreatioSettings)
+
+    @hookimpl
+    def configure(self, bridge: Bridge, settings: CreatioSettings) -> None:
+        self.bridge = bridge
+        self.settings = settings
+        self.webhook_token = settings.webhook_token or None
+        if self.webhook_token is None and settings.url == SANDBOX_URL:
+            # The sandbox posts to our webhook; a token made per runner keeps it closed to
+            # everyone else.
+            self.webhook_token = Secret(secrets.token_urlsafe(24), "generated for the sandbox")
+        elif self.webhook_token is None:
+            log.warning(
+                "[plugins.creatio] has no webhook_token: business-process calls are refused "
+                "and agent replies arrive only through the reconciliation poll"
+            )
+
+    @hookimpl
+    def services(self, bridge: Bridge) -> list[Service]:
+        found: list[Service] = []
+        if self._settings().url == SANDBOX_URL:
+            found.append(Service("creatio sandbox", self._run_sandbox))
+        found.append(Service("creatio", self._run_connector))
+        return found
+
+    @hookimpl
+    def cli_commands(self) -> list[Command]:
+        from .sandbox_command import sandbox_commands
+
+        return sandbox_commands()
+
+    # -- health -------------------------------------------------------------------------------
+
+    @hookimpl
+    async def check(self, bridge: Bridge) -> CheckResult:
+        settings = self._settings()
+        if settings.url == SANDBOX_URL and self.sandbox is None:
+            return await self._check_detached_sandbox()
+        try:
+            ops = await self.operations()
+        except CasebridgeError as exc:
+            return CheckResult(CRM, False, str(exc))
+        return await check_operations(ops)
+
+    async def _check_detached_sandbox(self) -> CheckResult:
+        # `casebridge check` runs no services: try the settings against a sandbox of our own,
+        # served in memory, so the GUIDs are checked against the same seed data.
+        from .sandbox import create_sandbox_app
+
+        app = create_sandbox_app(self._sandbox_settings(detached=True))
+        base = "http://creatio-sandbox.invalid"
+        settings = self._with_sandbox_credentials(base)
+        try:
+            async with CreatioClient(settings, transport=httpx.ASGITransport(app=app)) as client:
+                result = await check_operations(CreatioOperations(client, settings))
+        finally:
+            app.state.sandbox.store.close()
+        if result.ok:
+            return CheckResult(CRM, True, "Active (the in-process sandbox; it starts with run)")
+        return result
+
+    # -- CRM hooks ----------------------------------------------------------------------------
+
+    @hookimpl
+    async def sync_contact(self, contact: Contact) -> Contact:
+        return await (await self.operations()).sync_contact(contact)
+
+    @hookimpl
+    async def find_open_case(self, contact: Contact) -> CaseRef | None:
+        return await (await self.operations()).find_open_case(contact)
+
+    @hookimpl
+    async def get_case(self, case_id: str) -> CaseRef | None:
+        return await (await self.operations()).get_case(case_id)
+
+    @hookimpl
+    async def create_case(self, request: CaseRequest) -> CaseRef:
+        return await (await self.operations()).create_case(request)
+
+    @hookimpl
+    async def append_activity(self, request: ActivityRequest) -> ActivityRef:
+        # One call per message, as the core's sync job makes them. A $batch of the case and
+        # its first activities (operations.write_case_with_activities) would need the hook
+        # contract to hand over a handoff's messages together.
+        return await (await self.operations()).append_activity(request)
+
+    @hookimpl
+    async def read_webhook(self, request: WebhookRequest) -> list[CrmEvent]:
+        settings = self._settings()
+        authenticate(
+            request.path_token,
+            request.headers,
+            token=self.webhook_token,
+            secret=settings.webhook_secret or None,
+            secret_header=settings.webhook_secret_header,
+        )
+        event = parse_event(request.body)
+        try:
+            ops = await self.operations()
+            if event.kind == NEW_ACTIVITY:
+                return await self._activity_events(ops, event.activity_id)
+            if event.kind in (CASE_CLOSED, CASE_STATUS_CHANGED):
+                return await self._closed_events(ops, event.case_id)
+        except TransientError as exc:
+            # Creatio's process retries (the sandbox does; the poll covers a real one).
+            raise WebhookRefused(f"cannot read the event back from Creatio now: {exc}",
+                                 status=503) from None
+        except PermanentError as exc:
+            raise WebhookRefused(f"cannot read the event back from Creatio: {exc}",
+                                 status=502) from None
+        return []
+
+    async def _activity_events(self, ops: CreatioOperations, activity_id: str) -> list[CrmEvent]:
+        activity = await ops.read_activity(activity_id)
+        if activity is None:
+            log.info("webhook: activity %s is not in Creatio; ignored", activity_id)
+            return []
+        reason = ignore_reason(activity, reply_type_ids(ops.settings.sms_activity_type_id))
+        if reason:
+            log.debug("webhook: activity %s ignored: %s", activity_id, reason)
+            return []
+        reply = reply_from_activity(activity)
+        if reply is None:
+            log.info("webhook: activity %s has no text; ignored", activity_id)
+            return []
+        return [CrmEvent("agent_reply", CRM, reply.case_id, reply)]
+
+    async def _closed_events(self, ops: CreatioOperations, case_id: str) -> list[CrmEvent]:
+        # The call says which case; Creatio says whether it is closed. A process built on
+        # "status changed" without the final-status filter then closes nothing by mistake.
+        case = await ops.get_case(case_id)
+        if case is None or case.is_open:
+            log.info("webhook: case %s is %s; not closing its sessions", case_id,
+                     "missing" if case is None else "still open")
+            return []
+        return [CrmEvent("case_closed", CRM, case.id)]
+
+    # -- the client -----------------------------------------------------------------------------
+
+    async def operations(self) -> CreatioOperations:
+        """The operations on the configured Creatio, built on first use."""
+        if self._ops is None:
+            settings = self._settings()
+            if settings.url == SANDBOX_URL:
+                raise TransientError(
+                    "the Creatio sandbox is not running yet (it starts with casebridge run)"
+                )
+            if self._lock is None:
+                self._lock = anyio.Lock()
+            async with self._lock:
+                if self._ops is None:
+                    self._client = CreatioClient(settings)
+                    self._ops = CreatioOperations(self._client, settings)
+        return self._ops
+
+    async def _connect(self, settings: CreatioSettings) -> None:
+        self._client = CreatioClient(settings)
+        self._ops = CreatioOperations(self._client, settings)
+
+    async def _disconnect(self) -> None:
+        client, self._client, self._ops = self._client, None, None
+        if client is not None:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    def _settings(self) -> CreatioSettings:
+        if self.settings is None:
+            raise PermanentError("the creatio plugin was used before it was configured")
+        return self.settings
+
+    # -- services -------------------------------------------------------------------------------
+
+    async def _run_connector(self, *, task_status: TaskStatus[None]) -> None:
+        """Prepare the operations (retrying while Creatio is unreachable), then poll."""
+        settings = self._settings()
+        task_status.started()
+        try:
+            await self._prepare()
+            if settings.reconcile_interval <= 0:
+                log.info("Creatio reconciliation poll is off (reconcile_interval = 0)")
+                await anyio.sleep_forever()
+            while True:
+                await self._poll_logged()
+                await anyio.sleep(settings.reconcile_interval)
+        finally:
+            if settings.url != SANDBOX_URL:
+                await self._disconnect()
+
+    async def _prepare(self) -> None:
+        wait = PREPARE_RETRY_FIRST
+        while True:
+            try:
+                ops = await self.operations()
+                await ops.prepare()
+            except TransientError as exc:
+                log.error("Creatio at %s is unreachable (%s); retrying in %.0f s",
+                          self._settings().url, exc, wait)
+            except PermanentError as exc:
+                log.error("Creatio at %s refused to start: %s (see casebridge check); "
+                          "retrying in %.0f s", self._settings().url, exc, wait)
+            else:
+                log.info("Creatio at %s is ready", ops.settings.url)
+                return
+            await anyio.sleep(wait)
+            wait = min(PREPARE_RETRY_MAX, wait * 2)
+
+    async def _poll_logged(self) -> None:
+        try:
+            await self.reconcile_once()
+        except CasebridgeError as exc:
+            log.warning("Creatio reconciliation poll failed: %s; next try in %.0f s",
+                        exc, self._settings().reconcile_interval)
+
+    async def reconcile_once(self) -> PollResult:
+        """One reconciliation poll now (the service runs it every ``reconcile_interval``)."""
+        if self.bridge is None:
+            raise PermanentError("the creatio plugin was used before it was configured")
+        if self._reconciler is None:
+            self._reconciler = Reconciler(self.bridge, self.operations)
+        return await self._reconciler.poll_once()
+
+    async def _run_sandbox(self, *, task_status: TaskStatus[None]) -> None:
+        """Serve the Creatio sandbox on 127.0.0.1 and point the client at it."""
+        from casebridge.web import serve
+
+        from .sandbox import create_sandbox_app
+
+        app: Starlette = create_sandbox_app(self._sandbox_settings())
+        # The sandbox delivers business-process calls while its lifespan runs.
+        async with app.router.lifespan_context(app), anyio.create_task_group() as tg:
+            port = await tg.start(serve, app, "127.0.0.1", 0)
+            self.sandbox_url = f"http://127.0.0.1:{port}"
+            self.sandbox = app.state.sandbox
+            await self._connect(self._with_sandbox_credentials(self.sandbox_url))
+            log.info("Creatio sandbox at %s/sandbox/cases (API user %s, password %s)",
+                     self.sandbox_url, SANDBOX_USER, SANDBOX_PASSWORD)
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                await self._disconnect()
+                self.sandbox = None
+
+    def _sandbox_settings(self, *, detached: bool = False) -> SandboxSettings:
+        """The in-process sandbox's settings; ``detached`` (for a check outside the runner)
+        posts nowhere and keeps nothing on disk."""
+        from .sandbox import SandboxSettings, SandboxUser
+        from .sandbox.settings import SUPERVISOR_CONTACT_ID
+
+        settings = self._settings()
+        users = [SandboxUser(SANDBOX_USER, Secret(SANDBOX_PASSWORD, "sandbox default"),
+                             SUPERVISOR_CONTACT_ID)]
+        if _has_login(settings):
+            # Credentials given in the TOML work against the sandbox too.
+            users.insert(0, SandboxUser(settings.username, settings.password,
+                                        SUPERVISOR_CONTACT_ID))
+        extra: dict[str, Any] = {}
+        if _has_client(settings):
+            extra = {"oauth_client_id": settings.client_id,
+                     "oauth_client_secret": settings.client_secret}
+        return SandboxSettings(
+            users=tuple(users),
+            oauth_user=users[0].name,
+            path_prefix=settings.odata_prefix,
+            webhook_url=None if detached else self.bridge_webhook_url(),
+            webhook_secret=settings.webhook_secret or None,
+            webhook_header=settings.webhook_secret_header,
+            database=None if detached else self._data_dir() / SANDBOX_DATABASE,
+            **extra,
+        )
+
+    def _data_dir(self) -> Path:
+        if self.bridge is None:
+            raise PermanentError("the creatio plugin was used before it was configured")
+        return self.bridge.data_dir
+
+    def bridge_webhook_url(self) -> str:
+        """Where the in-process sandbox posts: the bridge's own HTTP server, reached on
+        loopback (``public_url`` is for browsers and may point elsewhere)."""
+        if self.bridge is None or self.webhook_token is None:
+            raise PermanentError("the creatio plugin was used before it was configured")
+        http = self.bridge.config.http
+        host = http.host
+        if host in ("", "0.0.0.0"):  # noqa: S104 - mapping a wildcard to loopback
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        if http.port == 0:
+            log.warning("[http] port = 0: the Creatio sandbox cannot know where to post; "
+                        "replies arrive through the reconciliation poll only")
+        return f"http://{host}:{http.port}/webhooks/{CRM}/{self.webhook_token.reveal()}"
+
+    def _with_sandbox_credentials(self, url: str) -> CreatioSettings:
+        settings = self._settings()
+        login = {} if _has_login(settings) else {
+            "username": SANDBOX_USER, "password": Secret(SANDBOX_PASSWORD, "sandbox default")}
+        client = {} if _has_client(settings) else {
+            "client_id": SANDBOX_CLIENT_ID,
+            "client_secret": Secret(SANDBOX_CLIENT_SECRET, "sandbox default")}
+        return replace(settings, url=url, identity_url=url, **login, **client)
+
+
+def _has_login(settings: CreatioSettings) -> bool:
+    return bool(settings.username and settings.password)
+
+
+def _has_client(settings: CreatioSettings) -> bool:
+    return bool(settings.client_id and settings.client_secret)
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+async def check_operations(ops: CreatioOperations) -> CheckResult:
+    """Sign in and read, then make sure every GUID and lookup name in the settings exists:
+    "Active", or each problem found."""
+    result = await ops.client.check()
+    if not result.ok:
+        return result
+    settings = ops.settings
+    wanted = [
+        ("owner_id", "Contact", settings.owner_id),
+        ("group_id", "SysAdminUnit", settings.group_id),
+        ("priority_id", "CasePriority", settings.priority_id),
+        ("new_status_id", "CaseStatus", settings.new_status_id),
+        ("resolved_status_id", "CaseStatus", settings.resolved_status_id),
+        ("sms_activity_type_id", "ActivityType", settings.sms_activity_type_id),
+        *((f"origin_ids.{channel}", "CaseOrigin", guid)
+          for channel, guid in sorted(settings.origin_ids.items())),
+    ]
+    problems: list[str] = []
+    try:
+        for name, entity, guid in wanted:
+            if guid and await ops.client.get(entity, guid, select=["Id"]) is None:
+                problems.append(f"{name}: Creatio has no {entity} with Id {guid}")
+        for channel, display in sorted(settings.origin_names.items()):
+            try:
+                await ops.lookups.resolve("CaseOrigin", display)
+            except LookupNotFound:
+                problems.append(f"origin_names.{channel}: Creatio has no CaseOrigin named "
+                                f"{display!r}")
+    except TransientError as exc:
+        return CheckResult(CRM, False, f"Creatio at {settings.url} stopped answering: {exc}")
+    except PermanentError as exc:
+        problems.append(str(exc))
+    if problems:
+        return CheckResult(CRM, False, "; ".join(problems))
+    return CheckResult(CRM, True, "Active")
