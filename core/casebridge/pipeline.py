@@ -305,7 +305,7 @@ class Pipeline:
             synced = await self.hooks.sync_contact(self.crm, contact)
             contact = await self.store.set_contact_crm_id(contact.id, synced.crm_id)
             session = replace(session, contact=contact)
-        maybe_written = job.attempts > 1
+        maybe_written = write.maybe_written or job.attempts > 1
         if not maybe_written:
             existing = await self.hooks.find_open_case(self.crm, contact)
             if existing is not None:
