@@ -1,0 +1,353 @@
+"""The email channel's pluggy glue: the class the ``email`` entry point names.
+
+Inbound: :class:`~casebridge_email.smtp_server.SmtpIngest` takes mail for the support
+addresses and hands it to ``Bridge.receive`` (250 only once it is durable); ``ingest`` parses
+it, drops loops and floods, stores attachments and builds the message, with the session named
+by a verified reply token as a hint. Outbound: ``deliver_reply`` composes a threaded reply whose
+Message-ID and Reply-To carry the reply token, and sends it through the relay at most once per
+message id.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+from casebridge import hookimpl
+from casebridge.contributions import Command, ConfigSection, Service
+from casebridge.errors import AmbiguousWriteError, ConfigError, PermanentError, TransientError
+from casebridge.model import (
+    Author,
+    CheckResult,
+    Delivery,
+    DeliveryState,
+    Direction,
+    Inbound,
+    Message,
+    RawInbound,
+    Session,
+)
+
+from .attachments import store_attachments
+from .compose import compose_reply
+from .guards import SenderRateLimiter, loop_reason
+from .inbound import CHANNEL, to_message
+from .mime import parse_email
+from .settings import EmailSettings, RelaySettings
+from .smtp_client import send_email
+from .smtp_server import IngestEnvelope, SmtpIngest, password_checker
+from .tokens import make_message_id, make_token, plus_address
+from .trim_command import trim_commands
+
+if TYPE_CHECKING:
+    from casebridge.bridge import Bridge
+
+log = logging.getLogger(__name__)
+
+NAME = "email"
+CHECK_TIMEOUT = 5.0
+_TOKEN_KEY_LABEL = b"casebridge email reply token"
+
+
+def nonce_for(message_id: str) -> str:
+    """The random-looking part of our Message-ID for ``message_id``: derived, so a re-send
+    of the same message carries the same Message-ID."""
+    return hashlib.sha256(f"casebridge-email:{message_id}".encode()).hexdigest()[:20]
+
+
+def tls_context(settings: EmailSettings, base_dir: Path) -> ssl.SSLContext | None:
+    """The server-side TLS context for STARTTLS, or None when no certificate is set. Raises
+    ConfigError naming the file that cannot be loaded."""
+    if not settings.tls_cert:
+        return None
+    cert, key = base_dir / settings.tls_cert, base_dir / settings.tls_key
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"[plugins.email] tls_cert/tls_key: cannot load {cert} with {key}: {exc}"
+        ) from None
+    return context
+
+
+class EmailPlugin:
+    """The email channel. Instantiated once per runner by the entry point."""
+
+    def __init__(self) -> None:
+        self._bridge: Bridge | None = None
+        self._settings = EmailSettings()
+        self._limiter = SenderRateLimiter(
+            self._settings.rate_limit_messages, self._settings.rate_limit_seconds
+        )
+        self._derived_secret: bytes | None = None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    @hookimpl
+    def config_section(self) -> ConfigSection:
+        return ConfigSection(NAME, EmailSettings)
+
+    @hookimpl
+    def configure(self, bridge: Bridge, settings: EmailSettings) -> None:
+        self._bridge = bridge
+        self._settings = settings
+        self._limiter = SenderRateLimiter(settings.rate_limit_messages,
+                                          settings.rate_limit_seconds)
+
+    @hookimpl
+    def services(self, bridge: Bridge) -> list[Service]:
+        settings = self._settings
+        authenticator = None
+        if settings.require_auth and settings.auth_password is not None:
+            authenticator = password_checker(settings.auth_username, settings.auth_password)
+        server = SmtpIngest(
+            host=settings.listen_host,
+            port=settings.listen_port,
+            accepts=settings.accepts,
+            max_size=settings.max_message_bytes,
+            on_message=self._on_message,
+            tls_context=tls_context(settings, bridge.config.base_dir),
+            require_starttls=settings.require_starttls,
+            authenticator=authenticator,
+            # Settings allow AUTH without TLS only on loopback (a local forwarding source).
+            auth_require_tls=bool(settings.tls_cert),
+        )
+
+        async def run(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
+            await server.run(task_status=task_status)
+
+        return [Service("email SMTP server", run)]
+
+    @hookimpl
+    def cli_commands(self) -> list[Command]:
+        return trim_commands()
+
+    @hookimpl
+    async def check(self, bridge: Bridge) -> CheckResult:
+        settings = self._settings
+        blocking = [p for p in settings.missing() if not p.startswith("reply_token_secret")]
+        if blocking:
+            return CheckResult(NAME, False, "; ".join(blocking))
+        try:
+            tls_context(settings, bridge.config.base_dir)
+        except ConfigError as exc:
+            return CheckResult(NAME, False, str(exc))
+        relay = settings.relay
+        if relay is None:
+            return CheckResult(
+                NAME, True, "Active (no relay configured: replies are kept in the outbox)"
+            )
+        problem = await _unreachable(relay)
+        if problem:
+            return CheckResult(NAME, False, problem)
+        return CheckResult(NAME, True, "Active")
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def _on_message(self, envelope: IngestEnvelope) -> None:
+        await self._require_bridge().receive(
+            RawInbound(
+                channel=CHANNEL,
+                payload=envelope.data,
+                envelope_from=envelope.mail_from,
+                envelope_to=envelope.rcpt_tos,
+                peer=envelope.peer,
+            )
+        )
+
+    @hookimpl
+    async def ingest(self, raw: RawInbound) -> Inbound:
+        if not raw.payload:
+            raise PermanentError("an email inbound without message bytes")
+        settings = self._settings
+        parsed = parse_email(raw.payload)
+        # Only an SMTP envelope (it has recipients) can tell a null sender.
+        envelope_from = raw.envelope_from if raw.envelope_to else None
+        reason = loop_reason(parsed, our_domains=self._our_domains(),
+                             envelope_from=envelope_from)
+        if reason:
+            return Inbound(None, dropped=reason)
+        sender = (parsed.from_addr or raw.envelope_from).strip().lower()
+        if "@" not in sender:
+            return Inbound(None, dropped="no sender address (From and envelope are empty)")
+        if not self._limiter.allow(sender):
+            return Inbound(
+                None,
+                dropped=(f"rate limit: over {settings.rate_limit_messages} messages in "
+                         f"{settings.rate_limit_seconds:g}s from {sender}"),
+            )
+        folder = self._require_bridge().data_dir / settings.attachments_dir
+        attachments, notes = await anyio.to_thread.run_sync(
+            functools.partial(
+                store_attachments, parsed.attachments, folder,
+                max_bytes=settings.max_attachment_bytes, max_count=settings.max_attachments,
+            )
+        )
+        message = to_message(
+            raw, parsed,
+            is_ours=settings.accepts,
+            keep_signature=settings.keep_signature,
+            token_secret=self._token_secret(),
+            attachments=attachments,
+            notes=notes,
+        )
+        return Inbound(message, contact_name=parsed.from_name)
+
+    def _our_domains(self) -> list[str]:
+        settings = self._settings
+        return [d for d in (settings.our_message_id_domain, *settings.support_domains) if d]
+
+    # -- outbound -------------------------------------------------------------------------
+
+    @hookimpl
+    async def deliver_reply(
+        self, session: Session, message: Message, transcript: Sequence[Message]
+    ) -> Delivery:
+        store = self._require_bridge().store
+        sent = await store.get_state(NAME, f"sent:{message.id}")
+        if sent is not None:
+            return Delivery(DeliveryState.SENT, external_id=sent["message_id"])
+        email = await self._compose(session, message, transcript)
+        our_id = str(email["Message-ID"]).strip("<>")
+        relay = self._settings.relay
+        if relay is None:
+            raise TransientError(
+                "no relay configured ([plugins.email.relay]): the reply waits in the outbox"
+            )
+        attempt_key = f"attempt:{message.id}"
+        claimed = await store.compare_and_put_state(
+            NAME, attempt_key, None, {"message_id": our_id, "stage": "sending"}
+        )
+        if not claimed:
+            earlier = await store.get_state(NAME, attempt_key) or {}
+            return Delivery(
+                DeliveryState.FAILED,
+                external_id=our_id,
+                detail=earlier.get("detail") or (
+                    "an earlier attempt to send this reply was interrupted; the relay may have "
+                    "accepted it, so it is not sent again (check with the customer)"
+                ),
+            )
+        # Shielded: a shutdown mid-send waits for the relay's answer (bounded by its
+        # timeouts) rather than leave a send whose fate nobody knows.
+        with anyio.CancelScope(shield=True):
+            return await self._send(store, email, message.id, our_id, relay, attempt_key)
+
+    async def _send(
+        self, store: Any, email: Any, message_id: str, our_id: str, relay: RelaySettings,
+        attempt_key: str,
+    ) -> Delivery:
+        try:
+            await send_email(email, relay=relay, envelope_from=self._from_address())
+        except AmbiguousWriteError as exc:
+            detail = (f"{exc}; the relay may have accepted it, so it is not sent again "
+                      "(check with the customer)")
+            await store.put_state(NAME, attempt_key,
+                                  {"message_id": our_id, "stage": "unconfirmed",
+                                   "detail": detail})
+            return Delivery(DeliveryState.FAILED, external_id=our_id, detail=detail)
+        except PermanentError as exc:
+            # The relay answered: it did not take the message, a later call may send again.
+            await store.delete_state(NAME, attempt_key)
+            return Delivery(DeliveryState.FAILED, external_id=our_id, detail=str(exc))
+        except TransientError:
+            await store.delete_state(NAME, attempt_key)
+            raise
+        await store.put_state(NAME, f"sent:{message_id}", {"message_id": our_id})
+        await store.delete_state(NAME, attempt_key)
+        return Delivery(DeliveryState.SENT, external_id=our_id)
+
+    async def _compose(
+        self, session: Session, message: Message, transcript: Sequence[Message]
+    ) -> Any:
+        bridge = self._require_bridge()
+        settings = self._settings
+        from_addr = self._from_address()
+        domain = settings.our_message_id_domain
+        if not from_addr or not domain:
+            raise PermanentError(
+                "[plugins.email] has no from_address or support address to send replies from"
+            )
+        token = make_token(session.id, self._token_secret())
+        customer = [m for m in transcript
+                    if m.author is Author.CUSTOMER and m.direction is Direction.INBOUND
+                    and m.channel == CHANNEL and not m.external_id.startswith("sha256:")]
+        in_reply_to = customer[-1].external_id if customer else None
+        references = await self._thread_ids(transcript, message, token, domain)
+        text, html = bridge.templates.reply_bodies(message, session)
+        return compose_reply(
+            from_addr=from_addr,
+            from_name=settings.from_name,
+            to_addr=message.recipients[0] if message.recipients else "",
+            subject=session.subject,
+            text=text,
+            html=html or None,
+            in_reply_to=in_reply_to,
+            references=[r for r in references if r != in_reply_to],
+            message_id=make_message_id(token, domain, nonce_for(message.id)),
+            auto_submitted=message.author is Author.ASSISTANT,
+            reply_to=plus_address(from_addr, token),
+        )
+
+    async def _thread_ids(
+        self, transcript: Sequence[Message], current: Message, token: str, domain: str
+    ) -> list[str]:
+        """The Message-IDs of the conversation so far, oldest first: the customer's, what the
+        customer's first mail referred to, and the replies we actually sent."""
+        store = self._require_bridge().store
+        ids: list[str] = []
+        for m in transcript:
+            if m.id == current.id or m.channel != CHANNEL:
+                continue
+            if m.direction is Direction.INBOUND:
+                if not ids:
+                    ids.extend(m.thread_refs)
+                if not m.external_id.startswith("sha256:"):
+                    ids.append(m.external_id)
+            elif await store.get_state(NAME, f"sent:{m.id}") is not None:
+                ids.append(make_message_id(token, domain, nonce_for(m.id)).strip("<>"))
+        return list(dict.fromkeys(ids))
+
+    def _from_address(self) -> str:
+        return self._settings.sender_address
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _require_bridge(self) -> Bridge:
+        if self._bridge is None:
+            raise PermanentError("the email plugin is not configured (no bridge)")
+        return self._bridge
+
+    def _token_secret(self) -> bytes:
+        configured = self._settings.reply_token_secret
+        if configured is not None:
+            return configured.reveal().encode()
+        if self._derived_secret is None:
+            # A key of its own, so a reply token never doubles as a session-link signature.
+            link_secret = self._require_bridge().link_secret
+            self._derived_secret = hmac.new(link_secret, _TOKEN_KEY_LABEL,
+                                            hashlib.sha256).digest()
+        return self._derived_secret
+
+
+async def _unreachable(relay: RelaySettings) -> str:
+    """Why a TCP connection to the relay fails ("" when it opens)."""
+    timeout = min(relay.timeout, CHECK_TIMEOUT)
+    try:
+        with anyio.fail_after(timeout):
+            stream = await anyio.connect_tcp(relay.host, relay.port)
+    except TimeoutError:
+        return f"relay {relay.host}:{relay.port} did not answer within {timeout:g}s"
+    except OSError as exc:
+        return f"relay {relay.host}:{relay.port} is unreachable: {exc.strerror or exc}"
+    await stream.aclose()
+    return ""
