@@ -20,8 +20,8 @@ def starter_config() -> dict[str, Any]:
         "handoff": {"max_customer_turns": 3},
         "plugins": {
             "email": {
-                "host": "127.0.0.1",
-                "port": 2525,
+                "listen_host": "127.0.0.1",
+                "listen_port": 2525,
                 "support_addresses": ["support@example.com"],
             },
             "sms": {"provider": "sandbox", "numbers": ["+15005550006"]},
