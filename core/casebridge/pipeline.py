@@ -217,9 +217,13 @@ class Pipeline:
         self, session: Session, *, message_id: str, author: Author, text: str,
         html: str = "", trace_id: str = "", external_id: str = "", sender: str = "",
     ) -> Message:
-        recipient = next(iter(session.contact.emails + session.contact.phones), "")
-        if session.channel_address and not is_email(recipient):
-            recipient = next(iter(session.contact.phones), recipient)
+        # Answer on the kind of address the session came in on: an SMS session goes to the
+        # contact's phone even when the contact also has an email address.
+        contact = session.contact
+        ordered = (contact.phones + contact.emails
+                   if session.channel_address and not is_email(session.channel_address)
+                   else contact.emails + contact.phones)
+        recipient = next(iter(ordered), "")
         return Message(
             id=message_id,
             channel=session.channel,

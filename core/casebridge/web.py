@@ -136,13 +136,14 @@ def create_app(bridge: Bridge) -> Starlette:
                                            "Referrer-Policy": "no-referrer"})
 
     routes: list[Any] = [
+        # Plugin routes first: a plugin's /webhooks/<name>/... must not fall to the CRM route.
+        *bridge.hooks.http_routes(bridge),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/sessions/{session_id}/handoff", handoff, methods=["POST"]),
         Route("/webhooks/{crm}/{token}", webhook, methods=["POST"]),
         Route("/sessions/{session_id}", session_page),
-        *bridge.hooks.http_routes(bridge),
     ]
     app = Starlette(routes=routes)
     app.state.bridge = bridge

@@ -318,11 +318,6 @@ async def test_an_over_long_inbound_is_refused_and_recorded(
         assert "over the limit of 20" in dropped.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/casebridge/web.py mounts plugin routes after /webhooks/{crm}/{token}, which "
-    "answers /webhooks/sms/inbound with 404 before the sms plugin's route is reached",
-)
 async def test_the_core_app_reaches_the_sms_webhooks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -56,6 +56,7 @@ async def main(config: Path) -> None:
     try:
         for raw in conversations():
             await bridge.receive(raw)
+        print("READY", flush=True)
         while True:
             await bridge.outbox.drain(timeout=60)
             counts = await bridge.store.job_counts()
