@@ -61,14 +61,13 @@ def session_hint(
     return ""
 
 
-def bodies(parsed: ParsedEmail, *, keep_signature: bool) -> tuple[str, str, str, tuple[str, ...]]:
-    """``(text, original_text, html, notes)`` of a message.
+def bodies(parsed: ParsedEmail, *, keep_signature: bool) -> tuple[str, str, str]:
+    """``(text, original_text, html)`` of a message.
 
     ``original_text`` is the text part (or the HTML rendered as text), ``text`` its new content
     with quotes (and signatures unless ``keep_signature``) trimmed, ``html`` the HTML part
     trimmed the same way and sanitized: never raw customer HTML.
     """
-    notes: list[str] = []
     html = ""
     if parsed.html:
         trimmed_html = visible_html(parsed.html)
@@ -81,11 +80,7 @@ def bodies(parsed: ParsedEmail, *, keep_signature: bool) -> tuple[str, str, str,
         text = visible_text(html_to_text(trimmed_html), keep_signature=keep_signature)
     else:
         original, text = "", ""
-    if not text.strip() and original.strip():
-        # All of it looked like a quote: better the whole text than an empty message.
-        text = original.strip()
-        notes.append("trimming left no new text; the whole text is kept")
-    return text, original, html, tuple(notes)
+    return text, original, html
 
 
 def to_message(
@@ -101,7 +96,7 @@ def to_message(
     """The customer's message. ``is_ours`` tells a support address (it becomes the first
     recipient); ``token_secret`` verifies reply tokens; ``attachments`` and ``notes`` come from
     storing the parts. The sender is the From address (else the envelope sender)."""
-    text, original, html, body_notes = bodies(parsed, keep_signature=keep_signature)
+    text, original, html = bodies(parsed, keep_signature=keep_signature)
     ours = [base_address(a) for a in raw.envelope_to if is_ours(a)]
     header_recipients = [a.lower() for a in (*parsed.to, *parsed.cc)]
     recipients = list(dict.fromkeys([*ours, *(base_address(a) if is_ours(a) else a
@@ -129,6 +124,6 @@ def to_message(
                                         if i)),
         sent_at=sent_at,
         received_at=raw.received_at,
-        notes=tuple(dict.fromkeys([*parsed.notes, *notes, *body_notes])),
+        notes=tuple(dict.fromkeys([*parsed.notes, *notes])),
         meta=meta,
     )
