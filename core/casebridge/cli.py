@@ -244,7 +244,9 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("WARNING", json=False)
+    # One line per HTTP request is noise at INFO; httpx's warnings still show.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = build_parser([*core_commands(), *plugin_commands()])
     args = parser.parse_args(argv)
     run = getattr(args, "_run", None)
