@@ -217,3 +217,17 @@ async def test_hook_check_email_without_support_addresses_says_so(tmp_path, monk
         result = await bridge.hooks.check("email", bridge)
         assert not result.ok and "no support_addresses" in result.detail
         assert json.dumps(result.detail)
+
+
+async def test_hook_check_email_without_a_relay_keeps_replies_in_the_outbox(
+    tmp_path, monkeypatch
+):
+    async with opened(tmp_path, monkeypatch, None) as bridge:
+        result = await bridge.hooks.check("email", bridge)
+        assert result.ok
+        assert result.detail == "Active (no relay configured: replies are kept in the outbox)"
+        await receive(bridge, customer_mail("Hello", msgid="<n1@customer.example>"))
+        session = await only_session(bridge)
+        message = await agent_message(bridge, session, "Hi Ann", "no-relay")
+        with pytest.raises(TransientError, match="no relay configured"):
+            await deliver(bridge, session, message)

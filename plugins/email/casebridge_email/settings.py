@@ -67,6 +67,8 @@ class EmailSettings:
     to the first support address and ``message_id_domain`` to its domain.
     ``rate_limit_messages`` per ``rate_limit_seconds`` per sender; beyond it mail is stored
     but gets no session. ``keep_signature`` keeps signatures when trimming replies.
+    ``relay`` is None when the section has no ``[relay]`` table: replies then wait in the
+    outbox (retried with backoff) until a relay is configured.
     """
 
     listen_host: str = "127.0.0.1"
@@ -90,7 +92,7 @@ class EmailSettings:
     rate_limit_messages: int = 20
     rate_limit_seconds: float = 3600.0
     keep_signature: bool = False
-    relay: RelaySettings = field(default_factory=RelaySettings)
+    relay: RelaySettings | None = None
 
     def __post_init__(self) -> None:
         addresses = [a.strip().lower() for a in self.support_addresses]
