@@ -171,13 +171,16 @@ async def test_hook_ingest_email_loops_are_dropped_with_reasons(world: World) ->
                            sender="MAILER-DAEMON@customer.example")
     for data in (auto, wire(bounce), daemon):
         assert await world.send(data) == {}
+    null_sender = customer_mail("Your message could not be delivered", msgid="<n1@c.example>")
+    assert await world.send(null_sender, mail_from="") == {}
     await settle(world.bridge)
     assert await world.bridge.store.list_sessions() == []
     reasons = sorted(d.reason for d in await world.bridge.store.list_dropped(10))
-    assert len(reasons) == 3
+    assert len(reasons) == 4
     assert reasons[0].startswith("auto-submitted message")
     assert reasons[1].startswith("delivery status notification")
-    assert reasons[2].startswith("sent by a machine address")
+    assert reasons[2].startswith("null sender")
+    assert reasons[3].startswith("sent by a machine address")
 
 
 async def test_hook_ingest_email_same_message_id_twice_is_one_message(world: World) -> None:

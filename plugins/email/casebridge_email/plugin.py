@@ -16,6 +16,7 @@ import hmac
 import logging
 import ssl
 from collections.abc import Sequence
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ from .trim_command import trim_commands
 
 if TYPE_CHECKING:
     from casebridge.bridge import Bridge
+    from casebridge.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +218,11 @@ class EmailPlugin:
         sent = await store.get_state(NAME, f"sent:{message.id}")
         if sent is not None:
             return Delivery(DeliveryState.SENT, external_id=sent["message_id"])
-        email = await self._compose(session, message, transcript)
+        try:
+            email = await self._compose(session, message, transcript)
+        except ValueError as exc:
+            # A recipient that is no e-mail address fails the same way every time.
+            return Delivery(DeliveryState.FAILED, detail=str(exc))
         our_id = str(email["Message-ID"]).strip("<>")
         relay = self._settings.relay
         if relay is None:
@@ -243,8 +249,8 @@ class EmailPlugin:
             return await self._send(store, email, message.id, our_id, relay, attempt_key)
 
     async def _send(
-        self, store: Any, email: Any, message_id: str, our_id: str, relay: RelaySettings,
-        attempt_key: str,
+        self, store: Store, email: EmailMessage, message_id: str, our_id: str,
+        relay: RelaySettings, attempt_key: str,
     ) -> Delivery:
         try:
             await send_email(email, relay=relay, envelope_from=self._from_address())
@@ -268,7 +274,7 @@ class EmailPlugin:
 
     async def _compose(
         self, session: Session, message: Message, transcript: Sequence[Message]
-    ) -> Any:
+    ) -> EmailMessage:
         bridge = self._require_bridge()
         settings = self._settings
         from_addr = self._from_address()
