@@ -272,3 +272,36 @@ async def test_hook_deliver_reply_email_assistant_answers_are_marked_auto_submit
         assert answer["In-Reply-To"] == "<o1@customer.example>"
         session = await only_session(w.bridge)
         assert session.status is SessionStatus.ASSISTANT
+
+
+async def test_hook_services_email_smtp_server_enforces_size_and_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = {"max_message_bytes": 4000, "max_attachment_bytes": 2000, "require_auth": True,
+                "auth_username": "forwarder", "auth_password": "forwarder-pw"}
+    async with running(tmp_path, monkeypatch, **settings) as w:
+        small = customer_mail("Hello", msgid="<s1@customer.example>")
+        large = customer_mail("x" * 5000, msgid="<l1@customer.example>")
+
+        def deliver(data: bytes, password: str | None) -> int:
+            with smtplib.SMTP("127.0.0.1", w.smtp_port, timeout=30) as smtp:
+                try:
+                    if password is not None:
+                        smtp.login("forwarder", password)
+                    smtp.sendmail(CUSTOMER, [SUPPORT], data)
+                except smtplib.SMTPResponseException as exc:
+                    return exc.smtp_code
+                except smtplib.SMTPRecipientsRefused as exc:
+                    return next(iter(exc.recipients.values()))[0]
+            return 250
+
+        async def attempt(data: bytes, password: str | None) -> int:
+            return await anyio.to_thread.run_sync(deliver, data, password)
+
+        assert await attempt(small, None) == 530
+        assert await attempt(small, "wrong") == 535
+        assert await attempt(large, "forwarder-pw") == 552
+        assert await attempt(small, "forwarder-pw") == 250
+        await settle(w.bridge)
+        session = await only_session(w.bridge)
+        assert [m.text for m in await w.bridge.store.transcript(session.id)] == ["Hello"]
