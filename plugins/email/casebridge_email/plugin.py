@@ -168,6 +168,8 @@ class EmailPlugin:
 
     @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
+        """Parse one received mail: drop loops (auto-replies, bounces, machine senders, our
+        own mail) and floods, store its attachments, build the customer's message."""
         if not raw.payload:
             raise PermanentError("an email inbound without message bytes")
         settings = self._settings
@@ -214,6 +216,13 @@ class EmailPlugin:
     async def deliver_reply(
         self, session: Session, message: Message, transcript: Sequence[Message]
     ) -> Delivery:
+        """Send ``message`` as a threaded reply, at most once per ``message.id``.
+
+        Plugin state ``attempt:<id>`` is claimed before the send and ``sent:<id>`` written
+        after it. A relay's refusal (5xx) or a failure before the data went out clears the
+        claim (FAILED, or TransientError to retry); a send the relay never confirmed, or a
+        claim left by a runner that died mid-send, is reported FAILED and not repeated.
+        """
         store = self._require_bridge().store
         sent = await store.get_state(NAME, f"sent:{message.id}")
         if sent is not None:
