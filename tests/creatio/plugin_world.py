@@ -4,8 +4,9 @@ HTTP server on a free loopback port and the in-process Creatio sandbox."""
 
 from __future__ import annotations
 
+import itertools
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,21 @@ from casebridge.model import SessionStatus
 from casebridge_creatio.plugin import CreatioPlugin
 from casebridge_creatio.sandbox import Sandbox
 from casebridge_creatio.sandbox import seed as sandbox_seed
-from support.bridges import settle
 from support.plugins import LoopChannel
 
 API_TOKEN = "api-token"
 ACTIVITY_TYPE_EMAIL = sandbox_seed.ACTIVITY_TYPE_EMAIL
 MESSAGE_OUTGOING = sandbox_seed.MESSAGE_OUTGOING
 ACTIVITY_STATUS_COMPLETED = sandbox_seed.ACTIVITY_STATUS_COMPLETED
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Return once ``predicate()`` holds; fail after 10 seconds (a hang guard)."""
+    with anyio.fail_after(10):
+        for _ in itertools.count():
+            if predicate():
+                return
+            await anyio.sleep(0.02)
 
 
 def free_port() -> int:
@@ -49,6 +58,7 @@ def creatio_config(root: Path, creatio: dict[str, Any], **sections: dict[str, An
     }
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
+    root.mkdir(parents=True, exist_ok=True)
     path = root / "casebridge.toml"
     path.write_text(tomli_w.dumps(config))
     return path
@@ -84,13 +94,20 @@ class World:
         """Wait until the sandbox's business processes have posted and the outbox is
         drained, twice: a reply job's delivery may start more work."""
         for _ in range(2):
-            await settle(self.bridge)
+            await self.settle_outbox()
             await self.sandbox.processes.wait_idle()
-        await settle(self.bridge)
+        await self.settle_outbox()
 
     async def settle_outbox(self) -> None:
-        """Drain the outbox without waiting for the sandbox's webhook deliveries."""
-        await settle(self.bridge)
+        """Wait until no job is pending or running (the runner's own workers may hold one
+        that is waiting out a Retry-After); fail after 30 seconds (a hang guard)."""
+        with anyio.fail_after(30):
+            for _ in itertools.count():
+                await self.bridge.outbox.drain()
+                counts = await self.bridge.store.job_counts()
+                if not counts.get("pending") and not counts.get("running"):
+                    return
+                await anyio.sleep(0.05)
 
     def rows(self, entity: str, **where: Any) -> list[dict[str, Any]]:
         """The sandbox's rows of ``entity`` in the order they were written."""

@@ -131,7 +131,7 @@ async def test_hook_append_activity_creatio_faults_write_each_record_once(tmp_pa
         # From here a share of requests fails: 5xx, 429 with Retry-After, an expired
         # session, a dropped connection, a 500 or a drop after the write was saved.
         await world.faults(script=["429"], retry_after_s=1, error_rate=0.1,
-                           throttle_rate=0.1, expire_rate=0.1, drop_rate=0.08,
+                           throttle_rate=0.05, expire_rate=0.1, drop_rate=0.08,
                            fail_after_write_rate=0.1, seed=11)
         words = ["hello, my modem is down", "the light is red", "still red",
                  "rebooted, no change", "any update?"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +144,9 @@ class Reconciler:
                 continue
             reply = reply_from_activity(activity)
             if reply is not None:
-                jobs.append(reply_job(reply, new_trace_id()))
+                # Replies found together go out in the order the reps wrote them.
+                job = reply_job(reply, new_trace_id())
+                jobs.append(replace(job, order_key=job.order_key or f"replies:{reply.case_id}"))
                 replies += 1
         if jobs:
             await self.bridge.enqueue(*jobs)
