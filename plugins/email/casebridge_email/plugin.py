@@ -104,6 +104,9 @@ class EmailPlugin:
         self._settings = settings
         self._limiter = SenderRateLimiter(settings.rate_limit_messages,
                                           settings.rate_limit_seconds)
+        # aiosmtpd logs every SMTP line to "mail.log", AUTH answers (base64 credentials)
+        # included at DEBUG: keep it to warnings whatever the bridge's level.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     @hookimpl
     def services(self, bridge: Bridge) -> list[Service]:
