@@ -97,6 +97,7 @@ async def test_hook_configure_creatio_makes_a_webhook_token_only_for_the_sandbox
     assert plugin.webhook_token is None and "pw-not-shown" not in repr(plugin)
 
 
+@pytest.mark.usefixtures("root_logging")
 def test_hook_cli_commands_creatio_adds_the_sandbox_command(capsys) -> None:
     assert [c.path for c in CreatioPlugin().cli_commands()] == [("sandbox", "creatio")]
     with pytest.raises(SystemExit) as done:
@@ -104,6 +105,17 @@ def test_hook_cli_commands_creatio_adds_the_sandbox_command(capsys) -> None:
     assert done.value.code == 0 and "--port" in capsys.readouterr().out
 
 
+@pytest.fixture
+def root_logging():
+    """The CLI configures the root logger; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
 def test_hook_check_creatio_from_the_command_line(tmp_path, capsys) -> None:
     bad_owner = str(uuid.uuid4())
     good = creatio_config(tmp_path / "good", {"url": "sandbox"}, bridge={"channels": []})

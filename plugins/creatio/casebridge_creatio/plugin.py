@@ -130,11 +130,11 @@ class CreatioPlugin:
         settings = self._settings()
         if settings.url == SANDBOX_URL and self.sandbox is None:
             return await self._check_detached_sandbox()
-        try:
-            ops = await self.operations()
-        except CasebridgeError as exc:
-            return CheckResult(CRM, False, str(exc))
-        return await check_operations(ops)
+        if self._ops is not None:
+            return await check_operations(self._ops)
+        # Outside the runner (`casebridge check`): a client of its own, closed afterwards.
+        async with CreatioClient(settings) as client:
+            return await check_operations(CreatioOperations(client, settings))
 
     async def _check_detached_sandbox(self) -> CheckResult:
         # `casebridge check` runs no services: try the settings against a sandbox of our own,
