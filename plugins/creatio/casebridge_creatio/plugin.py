@@ -119,6 +119,7 @@ class CreatioPlugin:
 
     @hookimpl
     def cli_commands(self) -> list[Command]:
+        # Imported here: the runner then loads the sandbox's web stack only in sandbox mode.
         from .sandbox_command import sandbox_commands
 
         return sandbox_commands()
@@ -292,6 +293,10 @@ class CreatioPlugin:
             except PermanentError as exc:
                 log.error("Creatio at %s refused to start: %s (see casebridge check); "
                           "retrying in %.0f s", self._settings().url, exc, wait)
+            except Exception:
+                # Whatever went wrong, the runner keeps serving the other plugins.
+                log.exception("preparing Creatio at %s failed; retrying in %.0f s",
+                              self._settings().url, wait)
             else:
                 log.info("Creatio at %s is ready", ops.settings.url)
                 return
@@ -304,6 +309,9 @@ class CreatioPlugin:
         except CasebridgeError as exc:
             log.warning("Creatio reconciliation poll failed: %s; next try in %.0f s",
                         exc, self._settings().reconcile_interval)
+        except Exception:
+            log.exception("Creatio reconciliation poll failed; next try in %.0f s",
+                          self._settings().reconcile_interval)
 
     async def reconcile_once(self) -> PollResult:
         """One reconciliation poll now (the service runs it every ``reconcile_interval``)."""
