@@ -434,7 +434,9 @@ def reply_job(reply: Reply, trace_id: str) -> NewJob:
         "text": reply.text, "html": reply.html, "author_name": reply.author_name,
         "trace_id": trace_id,
     }
-    return NewJob(kind="reply", payload=payload, key=f"reply:{reply.crm}:{reply.activity_id}")
+    # Replies to one case go out in the order they arrived.
+    return NewJob(kind="reply", payload=payload, key=f"reply:{reply.crm}:{reply.activity_id}",
+                  order_key=f"case:{reply.crm}:{reply.case_id}")
 
 
 def closed_job(crm: str, case_id: str) -> NewJob:
