@@ -7,14 +7,12 @@ final name. Blocking I/O: call from a worker thread (``anyio.to_thread.run_sync`
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from casebridge.blobs import write_blob
 from casebridge.model import Attachment
 
 from .mime import ExtractedPart
@@ -61,28 +59,6 @@ def store_attachments(
             )
         )
     return tuple(stored), tuple(notes)
-
-
-def write_blob(folder: Path, data: bytes, digest: str | None = None) -> str:
-    """Store ``data`` once under its SHA-256; returns its location relative to ``folder``."""
-    digest = digest or hashlib.sha256(data).hexdigest()
-    location = f"{digest[:2]}/{digest}"
-    target = folder / digest[:2] / digest
-    if target.exists():
-        return location
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return location
 
 
 def attachment_path(folder: Path, attachment: Attachment) -> Path:

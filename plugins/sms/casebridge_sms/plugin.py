@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 from anyio.abc import TaskStatus
 from casebridge import hookimpl
+from casebridge.blobs import write_blob
 from casebridge.contributions import Command, ConfigSection, Service
 from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
 from casebridge.model import (
@@ -86,27 +84,6 @@ def media_fields(fields: Mapping[str, str]) -> list[tuple[str, str]]:
             content_type = fields.get(f"MediaContentType{index}") or "application/octet-stream"
             media.append((url, content_type))
     return media
-
-
-def write_blob(folder: Path, data: bytes, digest: str) -> str:
-    """Store ``data`` once under its SHA-256 (``ab/abcdef...``, as email attachments are);
-    returns the location relative to ``folder``. Blocking: run in a worker thread."""
-    location = f"{digest[:2]}/{digest}"
-    target = folder / location
-    if target.exists():
-        return location
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return location
 
 
 class MediaRefused(Exception):
