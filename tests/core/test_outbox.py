@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -17,40 +17,18 @@ from casebridge.errors import PermanentError, TransientError
 from casebridge.outbox import Handler, Outbox, OutboxEvent
 from casebridge.sqlite_store import SqliteStore
 from casebridge.store import Job, NewJob
+from support.stores import T0, FakeClock
 
 pytestmark = pytest.mark.anyio
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 # base 10s doubling; with the fixed draw below, a delay is exactly 3/4 of its envelope.
 POLICY = BackoffPolicy(base=10, factor=2, cap=300, jitter=1, max_attempts=4)
 
 
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 class FixedRandom:
     def random(self) -> float:
         return 0.25
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "casebridge.db", clock=clock) as s:
-        yield s
 
 
 def outbox(

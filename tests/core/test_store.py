@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -26,32 +25,10 @@ from casebridge.sqlite_store import Migration, SqliteStore, apply_migrations, lo
 from casebridge.store import NewJob, RecordNotFound, Store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.stores import T0, FakeClock
 
 pytestmark = pytest.mark.anyio
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "casebridge.db", clock=clock) as s:
-        yield s
 
 
 def make_message(n: int, **changes: object) -> Message:

@@ -4,7 +4,6 @@ dead letters and replay, and claims from two stores sharing one file."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,33 +12,11 @@ import anyio.lowlevel
 import pytest
 from casebridge.sqlite_store import SqliteStore
 from casebridge.store import Job, NewJob, RecordNotFound
+from support.stores import T0, FakeClock
 
 pytestmark = pytest.mark.anyio
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "casebridge.db", clock=clock) as s:
-        yield s
 
 
 def job(key: str, **kw: object) -> NewJob:
