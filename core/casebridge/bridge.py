@@ -206,6 +206,8 @@ class Bridge:
             )
             stored = await self.store.accept_inbound(message, job)
             if stored:
+                # Counted here, once per stored inbound, not in the job (which may re-run).
+                self.metrics.messages_in.labels(channel=message.channel).inc()
                 self.outbox.wake()
             else:
                 log.info("duplicate inbound %s dropped", message.external_id)

@@ -112,7 +112,6 @@ class Pipeline:
                 message = await self.store.assign_message(message.id, session.id)
             session = await self._session(message.session_id)
             with log_context(session_id=session.id):
-                self.bridge.metrics.messages_in.labels(channel=message.channel).inc()
                 if session.status is not SessionStatus.ASSISTANT:
                     # Handed off: the case gets this message at once.
                     return [self.sync_job(session.id, message.id, message.trace_id)]
