@@ -124,7 +124,7 @@ def create_app(bridge: Bridge) -> Starlette:
                 request.query_params.get("sig", ""), bridge.link_secret, now=utcnow(),
             )
         except CasebridgeError as exc:
-            return HTMLResponse(f"<h1>Link not valid</h1><p>{_escape(str(exc))}</p>", 403)
+            return HTMLResponse(f"<h1>Link not valid</h1><p>{html.escape(str(exc))}</p>", 403)
         session = await bridge.store.get_session(session_id)
         if session is None:
             return HTMLResponse("<h1>No such session</h1>", 404)
@@ -161,10 +161,6 @@ def _reason(body: bytes) -> str:
     if reason is not None and not isinstance(reason, str):
         raise ValueError("'reason' must be a string")
     return reason or "handed off through the API"
-
-
-def _escape(text: str) -> str:
-    return html.escape(text)
 
 
 class _Server(uvicorn.Server):
