@@ -3,7 +3,8 @@
 Three kinds of hook, called in three ways (see ``casebridge.plugins.Hooks``):
 
 * **Routed I/O hooks** (``ingest``, ``deliver_reply``, ``sync_contact``, ``find_open_case``,
-  ``get_case``, ``create_case``, ``append_activity``, ``read_webhook``, ``check``) are
+  ``get_case``, ``create_case``, ``append_activity``, ``append_activities``, ``read_webhook``,
+  ``check``) are
   ``async def`` in the implementation. The core calls only the plugin the TOML names for
   the channel or CRM at hand and awaits its one result.
 * **Transform hooks** (``handoff_policy``, ``assistant_turn``, ``summarize``,
@@ -190,6 +191,17 @@ def read_webhook(request: WebhookRequest) -> list[CrmEvent]:
     Raise ``WebhookRefused`` when the call is not authentic. Returns the events it carries
     (an agent reply, read back from the CRM, or a closed case); activities the bridge wrote
     itself are not events.
+    """
+
+
+@hookspec
+def append_activities(requests: Sequence[ActivityRequest]) -> list[ActivityRef]:
+    """Routed, async, optional: add several messages of one case as activities, in order, in
+    as few round trips as the CRM allows (Creatio: ``$batch``).
+
+    Same rule per request as ``append_activity``: at most once per ``key``, and look before
+    writing when ``maybe_written``. Returns one activity per request, in request order. A CRM
+    that does not implement it gets one ``append_activity`` call per message.
     """
 
 

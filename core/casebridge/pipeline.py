@@ -337,7 +337,8 @@ class Pipeline:
         return case
 
     async def on_sync(self, job: Job) -> list[NewJob]:
-        """Write the session's messages that the case lacks, oldest first."""
+        """Write the session's messages that the case lacks, oldest first, in one call to the
+        CRM where it offers one (``append_activities``)."""
         session = await self._session(job.payload["session_id"])
         with log_context(session_id=session.id, trace_id=job.payload.get("trace_id", "")):
             if session.case is None:
@@ -347,32 +348,43 @@ class Pipeline:
             case = CaseRef(self.crm, session.case.case_id, session.case.number)
             transcript = await self.store.transcript(session.id)
             link = self.bridge.session_link(session.id)
-            for index, message in enumerate(transcript):
-                await self.write_activity(session, case, message, first=index == 0, link=link)
+            pending = [
+                request
+                for index, message in enumerate(transcript)
+                if (request := await self.activity_request(
+                    session, case, message, first=index == 0, link=link)) is not None
+            ]
+            if pending and self.hooks.implements(self.crm, "append_activities"):
+                refs = await self.hooks.append_activities(self.crm, pending)
+                for request, ref in zip(pending, refs, strict=True):
+                    await self.store.record_written(request.key, ref.id)
+            else:
+                # One at a time, each recorded as soon as it is written, so a retry after a
+                # failure part way has nothing to look up for the ones before it.
+                for request in pending:
+                    ref = await self.hooks.append_activity(self.crm, request)
+                    await self.store.record_written(request.key, ref.id)
+            self.bridge.metrics.activities_appended.labels(crm=self.crm).inc(len(pending))
             return []
 
-    async def write_activity(
+    async def activity_request(
         self, session: Session, case: CaseRef, message: Message, *, first: bool, link: str
-    ) -> None:
+    ) -> ActivityRequest | None:
+        """The request for a message the case lacks, its intent recorded; None when the case
+        has it already."""
         key = derived_id("activity", session.id, message.id)
         write = await self.store.get_write(key)
         if write is not None and write.crm_id:
-            return
-        maybe_written = write is not None
+            return None
         await self.store.record_intent(session.id, message.id, "activity", self.crm, key)
         text, html = self.bridge.templates.activity_bodies(
             message, session, link=link if first else None, trace_id=message.trace_id
         )
-        activity = await self.hooks.append_activity(
-            self.crm,
-            ActivityRequest(
-                key=key, case=case, session=session, message=message,
-                title=self.activity_title(message, session), body_text=text, body_html=html,
-                first=first, maybe_written=maybe_written,
-            ),
+        return ActivityRequest(
+            key=key, case=case, session=session, message=message,
+            title=self.activity_title(message, session), body_text=text, body_html=html,
+            first=first, maybe_written=write is not None,
         )
-        await self.store.record_written(key, activity.id)
-        self.bridge.metrics.activities_appended.labels(crm=self.crm).inc()
 
     @staticmethod
     def activity_title(message: Message, session: Session) -> str:

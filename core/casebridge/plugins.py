@@ -273,6 +273,15 @@ class Hooks:
     async def append_activity(self, crm: str, request: ActivityRequest) -> ActivityRef:
         return await self._routed_async("append_activity", crm, request=request)
 
+    async def append_activities(
+        self, crm: str, requests: Sequence[ActivityRequest]
+    ) -> list[ActivityRef]:
+        refs = await self._routed_async("append_activities", crm, requests=list(requests))
+        if len(refs) != len(requests):
+            raise PluginError(f"plugin {crm!r} returned {len(refs)} activities for "
+                              f"{len(requests)} requests")
+        return refs
+
     async def read_webhook(self, crm: str, request: WebhookRequest) -> list[CrmEvent]:
         return await self._routed_async("read_webhook", crm, request=request)
 

@@ -355,6 +355,39 @@ class CreatioOperations:
         created = await self.client.create("Activity", self.activity_body(request))
         return ActivityRef(CRM, str(created.get("Id") or key).lower(), request.case.id)
 
+    async def append_activities(
+        self, requests: Sequence[ActivityRequest]
+    ) -> list[ActivityRef]:
+        """Add messages as activities in ``$batch`` calls of up to 100, once per key each.
+
+        On a retry the Ids that already exist are not sent again; when a batch fails part way
+        or its answer is lost, the activities still missing are written one by one.
+        """
+        if not self.settings.use_batch:
+            return [await self.append_activity(request) for request in requests]
+        keys = [Guid(r.key).value for r in requests]
+        retry = any(r.maybe_written for r in requests)
+        have = await self._existing_ids("Activity", keys) if retry else set()
+        batch = [
+            BatchRequest("POST", "Activity", self.activity_body(r, r.case.id), id=f"a{i}")
+            for i, r in enumerate(requests)
+            if keys[i] not in have
+        ]
+        complete = True
+        try:
+            answers = await self.client.batch(batch) if batch else []
+            complete = len(answers) == len(batch) and all(a.ok for a in answers)
+        except AmbiguousWriteError:
+            complete = False
+        if not complete:
+            log.warning("activities: $batch incomplete; writing what is missing one by one")
+            have = await self._existing_ids("Activity", keys)
+            for key, request in zip(keys, requests, strict=True):
+                if key not in have:
+                    await self.client.create("Activity", self.activity_body(request,
+                                                                            request.case.id))
+        return [ActivityRef(CRM, k, r.case.id) for k, r in zip(keys, requests, strict=True)]
+
     async def _existing_activity(self, key: str, case_id: str) -> ActivityRef | None:
         row = await self.client.get("Activity", key, select=["Id", "CaseId"])
         if row is None and self.settings.marker_column:

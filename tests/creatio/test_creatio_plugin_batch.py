@@ -1,0 +1,47 @@
+"""A handoff costs a constant number of Creatio round trips, whatever the session's length:
+the activities go in one ``$batch``."""
+
+from __future__ import annotations
+
+import pytest
+from casebridge.model import SessionStatus
+from plugin_world import API_TOKEN, creatio_config, running, sandbox_settings
+from support.bridges import inbound
+
+
+async def handoff_requests(tmp_path, messages: int) -> tuple[int, dict, list[dict]]:
+    path = creatio_config(tmp_path, sandbox_settings("login"), handoff={"max_customer_turns": 0})
+    async with running(path) as world:
+        for n in range(messages):
+            await world.bridge.receive(inbound(f"message {n}", msg_id=f"b{n}"))
+        await world.settle()
+        [session] = await world.sessions()
+        before = world.sandbox.stats()
+        answer = await world.http.post(
+            f"{world.bridge_url}/api/sessions/{session.id}/handoff",
+            headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert answer.status_code == 202
+        await world.settle()
+        after = world.sandbox.stats()
+        session = await world.bridge.store.get_session(session.id)
+        assert session.status is SessionStatus.HANDED_OFF
+        activities = world.rows("Activity", CaseId=session.case.case_id)
+        by_route = {k: v - before["by_route"].get(k, 0) for k, v in after["by_route"].items()}
+        return after["requests"] - before["requests"], by_route, activities
+
+
+@pytest.mark.parametrize("messages", [2, 12])
+async def test_hook_append_activities_creatio_one_batch_per_handoff(tmp_path, messages) -> None:
+    total, by_route, activities = await handoff_requests(tmp_path, messages)
+    # Every message is one activity, in order, written through $batch, none one by one.
+    assert [a["Body"].count(f"message {n}") >= 1 for n, a in enumerate(activities)] == \
+        [True] * messages
+    assert by_route.get("POST Activity", 0) == 0
+    assert by_route.get("POST $batch", 0) == 1, by_route
+    assert total <= 12, str({k: v for k, v in by_route.items() if v})
+
+
+async def test_round_trips_do_not_grow_with_the_session(tmp_path) -> None:
+    short, _, _ = await handoff_requests(tmp_path / "short", 2)
+    long, _, _ = await handoff_requests(tmp_path / "long", 20)
+    assert long == short
