@@ -204,6 +204,47 @@ def test_large_text_is_handled() -> None:
     assert visible_text(text) == paragraph.rstrip("\n")
 
 
+def test_header_wrapped_inside_an_address_over_three_lines() -> None:
+    text = (
+        f"{REPLY}\n\nOn Jan 6, 2025, at 9:14 AM, Ann Lee <\n"
+        "20250106support-ticket@example.com>\nwrote:\n\nPlease try the new password.\n"
+    )
+    assert visible_text(text) == REPLY
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Am 06.01.2025 um 09:14 schrieb Ann Lee:",
+        "Op 6 jan. 2025 om 09:14 schreef Ann Lee:",
+        "Den 6 jan. 2025 kl. 09:14 skrev Ann Lee:",
+    ],
+)
+def test_verb_before_name_header_without_address(header: str) -> None:
+    assert visible_text(f"{REPLY}\n\n{header}\n\nPlease try again.\n") == REPLY
+
+
+def test_dash_name_with_a_space_is_a_signature_only_when_set_apart() -> None:
+    assert visible_text("See you tomorrow.\n\n- ann") == "See you tomorrow."
+    shopping = "Please bring:\n\n- cables"
+    assert visible_text(shopping) == shopping
+    listed = "Bring these:\n- cables\n- adapters"
+    assert visible_text(listed) == listed
+
+
+def test_long_translated_mobile_footer() -> None:
+    text = f"{REPLY}\nEnviado desde mi oficina móvil BlackBerry® de Movistar Perú"
+    assert visible_text(text) == REPLY
+
+
+def test_unmarked_quote_under_a_leading_attribution_loses_the_attribution() -> None:
+    text = (
+        'On 6 Jan 2025 09:14, "Ann Lee" <ann@example.com> wrote:\n\n'
+        "    reset --hard\n\nThat is the command.\n"
+    )
+    assert visible_text(text) == "    reset --hard\n\nThat is the command."
+
+
 # --- HTML ------------------------------------------------------------------------------
 
 HTML_CLIENTS = [

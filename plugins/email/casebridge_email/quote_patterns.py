@@ -37,6 +37,12 @@ _VERB_THEN_DATE = re.compile(
     r"dnia|в)\s+[^:：]{0,40}\d.{0,20}[:：]$",
     re.IGNORECASE,
 )
+# The verb before the name, without an address: "Am 06.01.2025 um 09:14 schrieb Ann Lee:".
+_DATE_VERB_NAME = re.compile(
+    r"^\s*(?:On|Am|Op|Den|På|El|Em|Il)\s.{0,60}?\d.{0,40}?\s(?:wrote|schrieb|schreef|skrev|"
+    r"escribió|escreveu|scrisse)\s+[^\s:：<>@][^:：<>@]{0,60}[:：]$",
+    re.IGNORECASE,
+)
 _STRONG_INTRO = re.compile(
     r"^\s*(?:On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne)\s|^\s*\d"
 )
@@ -123,7 +129,7 @@ _FENCED_HEADER = re.compile(rf"^\s*-{{3,}}\s*On\s.*(?:{_WROTE})\s*[:：]?\s*-{{3
 _DASH_RULE = re.compile(r"^\s*[-_]{3,}\s*$")
 DELIMITER = re.compile(r"^\s*(?:[-_=*#~+]{2,}|ᐧ)\s*$")
 _UNDERSCORES = re.compile(r"^\s*_{2,}\s*$")
-_DASH_WORD = re.compile(r"^\s*-{1,2}[^\W\d_][\w.'’]*\s*$")
+_DASH_WORD = re.compile(r"^\s*-{1,2}(\s?)[^\W\d_][\w.'’]*\s*$")
 _DASH_SIGNATURE = re.compile(r"^\s*--\s*$")
 # "-Abhishek Kona" or "- Lev." on its own line after the message.
 _DASH_NAME = re.compile(
@@ -137,7 +143,7 @@ MOBILE_FOOTER = re.compile(
     r"Sent\s+wirelessly\s+from\s+my\s+[^,;:<]{1,60}|"
     r"(?:Sent|Envoyé|Envoye|Enviado|Inviato|Verzonden|Verstuurd|Wysłane|Skickat|Sendt|"
     r"Lähetetty|Отправлено|Надіслано)\s+(?:from|with|from\s+my|via|de|desde|da|met|vanaf|"
-    r"von|z|från|fra|från\s+min|fra\s+min|с|з|depuis|dal|do|mit|à\s+partir\s+de)\b[^,;:<]{0,40}"
+    r"von|z|från|fra|från\s+min|fra\s+min|с|з|depuis|dal|do|mit|à\s+partir\s+de)\b[^,;:<]{0,60}"
     r"|Von\s+meinem\s+[^,;:]{1,40}\s+gesendet[.!]?"
     r"|Gesendet\s+(?:von|mit)\s+[^,;:<]{1,40}"
     r"|Get\s+Outlook\s+for\s+(?:iOS|Android)[^,;:]{0,20}"
@@ -185,6 +191,8 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
         return before_quote or bool(_HAS_ADDRESS.search(stripped) or _HAS_DATEISH.search(stripped))
     if _VERB_THEN_DATE.search(tail) and _HAS_ADDRESS.search(stripped):
         return True
+    if _DATE_VERB_NAME.match(stripped) and _HAS_DATEISH.search(stripped):
+        return True
     if _VERB_END.search(tail):
         if before_quote:
             return True
@@ -228,9 +236,12 @@ def is_forward_separator(line: str) -> bool:
     return bool(SEPARATOR.match(line)) and bool(_FORWARD_WORD.search(line))
 
 
-def is_last_dash_word(line: str) -> bool:
-    """``-roman``: a one-word dash signature, recognised only as the last line."""
-    return bool(_DASH_WORD.match(line))
+def is_last_dash_word(line: str, *, set_apart: bool) -> bool:
+    """``-roman``: a one-word dash signature, recognised only as the last line. ``- roman``
+    (with a space, like a list item) counts only when ``set_apart`` from a paragraph above
+    that is not a list or a lead-in ending in a colon."""
+    match = _DASH_WORD.match(line)
+    return bool(match) and (not match.group(1) or set_apart)
 
 
 def is_separator(line: str) -> bool:

@@ -62,13 +62,40 @@ def visible_text(text: str, *, keep_signature: bool = False) -> str:
     Lines lose trailing whitespace; leading and trailing blank lines go. When trimming would
     leave nothing (the message is only a quote), the whole normalised text is returned.
     """
-    current = normalize_lines(text)
+    lines = normalize_lines(text)
+    kept = _trim(lines, keep_signature)
+    if kept:
+        return "\n".join(kept)
+    # Only a quote. When it opens with an attribution followed by unmarked text (a quote
+    # pasted without ">"), that text is what the sender wants read, without the attribution.
+    rest = _after_leading_header(lines)
+    kept = _trim(rest, keep_signature) if rest else []
+    return "\n".join(kept or lines)
+
+
+def _trim(lines: list[str], keep_signature: bool) -> list[str]:
+    """Trimming passes until stable; ``[]`` when the first pass leaves nothing."""
+    current = lines
     for _ in range(_MAX_PASSES):
         trimmed = _trim_pass(current, keep_signature)
-        if not any(trimmed) or trimmed == current:
+        if not any(trimmed):
+            return [] if current is lines else current
+        if trimmed == current:
             break
         current = trimmed
-    return "\n".join(current)
+    return current
+
+
+def _after_leading_header(lines: list[str]) -> list[str]:
+    """The lines after an attribution header that opens the text, when they are not a
+    ``>`` quote; otherwise ``[]``."""
+    if not lines:
+        return []
+    scan = _Scan(lines)
+    span = scan.header_span(0)
+    if not span or scan.is_quote(scan.nxt[span]):
+        return []
+    return normalize_lines("\n".join(lines[span:]))
 
 
 def _next_nonblank(lines: list[str]) -> list[int]:
@@ -107,7 +134,10 @@ class _Scan:
             if joined == 1 and not qp.could_start_header(candidate):
                 return 0
             k = self.nxt[k + 1]
-            if k >= self.n or k - i >= _HEADER_WINDOW or qp.starts_new_header(lines[k]):
+            if k >= self.n or k - i >= _HEADER_WINDOW:
+                return 0
+            # A line continuing an unclosed "<address" is not a header of its own.
+            if qp.starts_new_header(lines[k]) and candidate.count("<") <= candidate.count(">"):
                 return 0
             if self.is_quote(k) and not qp.WRAPPED_ADDRESS_END.match(lines[k]):
                 return 0
@@ -147,12 +177,17 @@ class _Scan:
             or self.is_outlook_block(j)
         )
 
-    def signature_starts(self, i: int, prev_blank: bool) -> bool:
+    def signature_starts(self, i: int, prev_blank: bool, prev_text: str) -> bool:
         line = self.lines[i]
         if qp.opens_signature(line):
             return True
         following = self.nxt[i + 1]
-        if qp.is_last_dash_word(line) and following >= self.n:
+        set_apart = (
+            prev_blank
+            and not prev_text.lstrip().startswith(("-", "*"))
+            and not prev_text.endswith((":", "："))
+        )
+        if following >= self.n and qp.is_last_dash_word(line, set_apart=set_apart):
             return True
         if prev_blank and qp.is_dash_name(line):
             return following >= self.n or not qp.is_dash_name(self.lines[following])
@@ -240,7 +275,8 @@ def _trim_pass(lines: list[str], keep_signature: bool) -> list[str]:
             break
         if not keep_signature and has_text:
             prev_blank = not out or not out[-1]
-            if scan.signature_starts(i, prev_blank):
+            prev_text = next((kept for kept in reversed(out) if kept), "")
+            if scan.signature_starts(i, prev_blank, prev_text):
                 break
         out.append(line)
         has_text = True
