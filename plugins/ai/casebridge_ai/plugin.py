@@ -1,0 +1,264 @@
+"""The AI plugin: assistant answers and handoffs, case summaries and AI-filled fields from any
+OpenAI-compatible chat-completions endpoint.
+
+Every hook fails towards a human: an unreachable or unusable model hands the session off
+(``assistant_turn``), lets the default extractive summary serve (``summarize`` returns None)
+or fills no field (``map_fields`` returns ``{}``), and logs why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from casebridge import hookimpl
+from casebridge.backoff import BackoffPolicy
+from casebridge.contributions import ConfigSection
+from casebridge.errors import ConfigError
+from casebridge.logs import customer_text
+from casebridge.model import (
+    AssistantTurn,
+    Author,
+    CheckResult,
+    FieldValue,
+    HandoffDecision,
+    Message,
+    Session,
+    Summary,
+)
+
+from .client import AiUnavailable, ChatClient
+from .decisions import Output, decide_turn, read_fields, read_output, read_summary
+from .prompts import (
+    ASSISTANT_SCHEMA,
+    ASSISTANT_TOOL,
+    FIELDS_TOOL,
+    SUMMARY_SCHEMA,
+    SUMMARY_TOOL,
+    assistant_messages,
+    fields_messages,
+    fields_schema,
+    request_body,
+    summary_messages,
+)
+from .settings import AiSettings
+from .usage import Usage, add_usage
+
+if TYPE_CHECKING:
+    from casebridge.bridge import Bridge
+
+__all__ = ["NAME", "AiPlugin", "read_knowledge"]
+
+NAME = "ai"
+log = logging.getLogger("casebridge.ai")
+
+
+def read_knowledge(base_dir: Path, names: Sequence[str], limit: int) -> str:
+    """The knowledge files (relative to ``base_dir``), each under a ``## name`` heading, cut at
+    ``limit`` characters in all. Raises ConfigError naming a file that cannot be read."""
+    parts = []
+    for name in names:
+        path = base_dir / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"[plugins.ai] knowledge_files: cannot read {path}: {detail}"
+            ) from None
+        parts.append(f"## {name}\n{text.strip()}")
+    knowledge = "\n\n".join(parts)
+    if len(knowledge) > limit:
+        log.warning("knowledge files cut from %d to %d characters (knowledge_max_chars)",
+                    len(knowledge), limit)
+        knowledge = knowledge[:limit]
+    return knowledge
+
+
+class AiPlugin:
+    """Talks to ``[plugins.ai] base_url``; see docs/ai.md."""
+
+    def __init__(self) -> None:
+        self.settings: AiSettings | None = None
+        self.bridge: Bridge | None = None
+        self.client: ChatClient | None = None
+        self.knowledge = ""
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    @hookimpl
+    def config_section(self) -> ConfigSection:
+        return ConfigSection(NAME, AiSettings)
+
+    @hookimpl
+    def configure(self, bridge: Bridge, settings: AiSettings) -> None:
+        self.bridge, self.settings = bridge, settings
+        self.knowledge = read_knowledge(bridge.config.base_dir, settings.knowledge_files,
+                                        settings.knowledge_max_chars)
+        self.client = ChatClient(
+            settings.base_url, settings.api_key, timeout=settings.timeout,
+            retries=settings.retries, max_concurrency=settings.max_concurrency,
+            backoff=BackoffPolicy(base=settings.backoff_base, factor=2.0,
+                                  cap=settings.backoff_cap, jitter=0.5,
+                                  max_attempts=settings.retries + 1),
+        )
+
+    def _ready(self) -> tuple[Bridge, AiSettings, ChatClient]:
+        if self.bridge is None or self.settings is None or self.client is None:
+            raise RuntimeError("the ai plugin was used before configure")
+        return self.bridge, self.settings, self.client
+
+    @hookimpl
+    async def check(self) -> CheckResult:
+        _, settings, client = self._ready()
+        try:
+            models = await client.models()
+        except AiUnavailable as exc:
+            if exc.status not in (404, 405):
+                return CheckResult(NAME, False, str(exc))
+            # No model list on this server: a one-token completion proves the model answers.
+            return await self._check_by_completion()
+        if settings.model not in models:
+            listed = ", ".join(models[:10]) or "none"
+            return CheckResult(NAME, False, f"{client.base_url} does not serve the model "
+                                            f"{settings.model!r} (it lists: {listed})")
+        return CheckResult(NAME, True)
+
+    async def _check_by_completion(self) -> CheckResult:
+        bridge, settings, client = self._ready()
+        try:
+            completion = await client.complete({
+                "model": settings.model, "max_tokens": 1,
+                "messages": [{"role": "user", "content": "Say OK."}],
+            })
+        except AiUnavailable as exc:
+            return CheckResult(NAME, False, str(exc))
+        if completion.usage.total_tokens:
+            bridge.metrics.ai_tokens.labels(kind="check").inc(completion.usage.total_tokens)
+        return CheckResult(NAME, True)
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def _call(
+        self, kind: str, session: Session, messages: list[dict[str, str]], tool: str,
+        schema: Mapping[str, Any],
+    ) -> Output:
+        bridge, settings, client = self._ready()
+        body = request_body(settings.model, messages, tool=tool, schema=schema,
+                            use_tools=settings.use_tools, temperature=settings.temperature,
+                            max_tokens=settings.max_tokens)
+        completion = await client.complete(body)
+        await self._record_usage(bridge, kind, session.id, completion.usage)
+        output = read_output(completion.message, tool)
+        if output.value is None and completion.finish_reason == "length":
+            return Output(None, f"{output.problem} (cut off at max_tokens={settings.max_tokens})")
+        return output
+
+    async def _record_usage(self, bridge: Bridge, kind: str, session_id: str,
+                            usage: Usage) -> None:
+        if usage.total_tokens:
+            bridge.metrics.ai_tokens.labels(kind=kind).inc(usage.total_tokens)
+        key = f"usage:{session_id}"
+        # Compare-and-swap: two jobs of one session may finish calls at the same time.
+        for _ in range(20):
+            current = await bridge.store.get_state(NAME, key)
+            if await bridge.store.compare_and_put_state(NAME, key, current,
+                                                        add_usage(current, kind, usage)):
+                return
+        log.warning("token usage of one %s call not recorded: the record kept changing", kind)
+
+    async def session_usage(self, session_id: str) -> dict[str, Any]:
+        """The session's token usage so far (see :func:`casebridge_ai.usage.add_usage`)."""
+        bridge, _, _ = self._ready()
+        return await bridge.store.get_state(NAME, f"usage:{session_id}") or {}
+
+    # -- transforms -----------------------------------------------------------------------
+
+    @hookimpl
+    async def assistant_turn(
+        self, session: Session, transcript: Sequence[Message]
+    ) -> AssistantTurn | None:
+        _, settings, _ = self._ready()
+        if not any(m.author is Author.CUSTOMER for m in transcript):
+            return None
+        messages = assistant_messages(settings.system_prompt, self.knowledge, transcript,
+                                      history=settings.history_messages,
+                                      answer_max_chars=settings.answer_max_chars)
+        try:
+            output = await self._call("assistant", session, messages, ASSISTANT_TOOL,
+                                      ASSISTANT_SCHEMA)
+        except AiUnavailable as exc:
+            log.warning("assistant unavailable, handing off: %s", exc)
+            return AssistantTurn(handoff=HandoffDecision(f"the assistant is unavailable: {exc}",
+                                                         NAME))
+        except Exception as exc:
+            # A customer must not be left without a human, whatever went wrong here.
+            log.exception("assistant failed, handing off")
+            return AssistantTurn(handoff=HandoffDecision(
+                f"the assistant failed ({type(exc).__name__})", NAME))
+        if output.value is None:
+            log.warning("assistant output unusable, handing off: %s", output.problem)
+        turn = decide_turn(output, settings.answer_max_chars)
+        if turn.handoff is not None:
+            log.info("assistant hands off", extra={"reason": customer_text(turn.handoff.reason)})
+        else:
+            log.info("assistant answered", extra={"answer": customer_text(turn.answer)})
+        return turn
+
+    @hookimpl
+    async def summarize(
+        self, session: Session, transcript: Sequence[Message], decision: HandoffDecision
+    ) -> Summary | None:
+        _, settings, _ = self._ready()
+        messages = summary_messages(session, transcript, decision, language=settings.language,
+                                    max_chars=settings.summary_max_chars)
+        try:
+            output = await self._call("summary", session, messages, SUMMARY_TOOL,
+                                      SUMMARY_SCHEMA)
+        except AiUnavailable as exc:
+            log.warning("AI summary unavailable, the default summary serves: %s", exc)
+            return None
+        except Exception:
+            log.exception("AI summary failed, the default summary serves")
+            return None
+        summary = read_summary(output, settings.summary_max_chars, settings.language)
+        if isinstance(summary, str):
+            log.warning("AI summary unusable, the default summary serves: %s", summary)
+            return None
+        log.info("AI summary written (%d characters, language %s)", len(summary.description),
+                 summary.language or "unknown")
+        return summary
+
+    @hookimpl
+    async def map_fields(
+        self, session: Session, transcript: Sequence[Message], summary: Summary
+    ) -> dict[str, FieldValue]:
+        bridge, settings, _ = self._ready()
+        if not settings.fields:
+            return {}
+        messages = fields_messages(session, transcript, summary, settings.fields)
+        try:
+            output = await self._call("fields", session, messages, FIELDS_TOOL,
+                                      fields_schema(settings.fields))
+        except AiUnavailable as exc:
+            log.warning("AI fields unavailable, none filled: %s", exc)
+            return {}
+        except Exception:
+            log.exception("AI fields failed, none filled")
+            return {}
+        outcome = read_fields(output, settings.fields)
+        if outcome.problem:
+            log.warning("AI fields unusable, none filled: %s", outcome.problem)
+        for column, why in outcome.rejected.items():
+            given = output.value.get(column) if output.value is not None else None
+            log.warning("AI field %s left empty: %s", column, why,
+                        extra={"given": customer_text(str(given))})
+        await bridge.store.put_state(NAME, f"fields:{session.id}", {
+            "filled": {column: value.value for column, value in outcome.values.items()},
+            "rejected": outcome.rejected,
+            "problem": outcome.problem,
+        })
+        log.info("AI fields filled: %s", ", ".join(outcome.values) or "none")
+        return outcome.values
