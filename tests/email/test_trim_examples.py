@@ -293,6 +293,42 @@ def test_visible_html_removes_client_quotes(html: str) -> None:
     assert html_to_text(visible_html(html)) == "Works now."
 
 
+HTML_UNMARKED = [
+    ("plain-blockquote", "<div>Works now.</div><blockquote><div>Try</div></blockquote>"),
+    (
+        "header-block-after-hr",
+        "<div>Works now.<br><hr>From: <a href='mailto:ann@example.com'>Ann</a><br>"
+        "Sent: Monday, January 6, 2025 9:14 AM<br>To: Support<br>Subject: Re: password<br>"
+        "<p>Try</p></div>",
+    ),
+    (
+        "header-block-ru",
+        "<p>Works now.</p><p>От: Анна (mailto:ann@example.com)<br>"
+        "Отправлено: 6 января 2025 г. 9:14<br>Кому: Support</p><p>Try</p>",
+    ),
+    (
+        "fields-run-together",
+        "Works now.<div><div><b>From: ann@example.com</b> <b>Date: Mon, 6 Jan 2025 09:14</b>"
+        "</div><div>Try</div></div>",
+    ),
+    (
+        "attribution-as-loose-text",
+        "<p>Works now.</p><br>06.01.2025, 09:14, &quot;Ann Lee&quot; &lt;ann@example.com&gt;:"
+        "<br><div>Try</div>",
+    ),
+]
+
+
+@pytest.mark.parametrize("html", [h for _, h in HTML_UNMARKED], ids=[c for c, _ in HTML_UNMARKED])
+def test_visible_html_finds_quotes_by_their_text(html: str) -> None:
+    assert html_to_text(visible_html(html)) == "Works now."
+
+
+def test_visible_html_keeps_a_single_field_line() -> None:
+    html = "<p>Works now.</p><p>From: the billing team, with thanks</p>"
+    assert visible_html(html) == html
+
+
 def test_visible_html_keeps_interleaved_answers() -> None:
     html = '<blockquote type="cite">Which plan?</blockquote><p>Business.</p>'
     assert html_to_text(visible_html(html)) == "Business."

@@ -81,6 +81,9 @@ _FIELD_LINE_ANY = re.compile(
     rf"^\s*[*_]{{0,2}}(?:{_FIELD_NAMES_FROM}|{_FIELD_NAMES_OTHER})[*_]{{0,2}}\s*[:：]"
 )
 
+# A second header field run into the From: line: "From: a@b.c Date: Thu, 24 Mar 2016".
+_INLINE_FIELD = re.compile(r"\s(?:Sent|Date|To|Subject|Gesendet|Datum|An|Betreff)\s*:\s")
+
 # "-----Original Message-----", forwarded-message separators and their translations.
 _SEPARATOR_PHRASES = (
     r"Original\s+Message|Forwarded\s+message|Forwarded\s+Message|Ursprüngliche\s+Nachricht|"
@@ -206,6 +209,15 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
     return False
 
 
+_MARK_CHARS = frozenset(":：-_=*@<")
+
+
+def may_mark_quote(line: str) -> bool:
+    """A cheap test: ``False`` when ``line`` alone cannot be an attribution, header field or
+    separator (those hold one of ``:：-_=*@<`` or end in a CJK verb)."""
+    return not _MARK_CHARS.isdisjoint(line) or line.endswith(("작성", "写道", "寫道"))
+
+
 def could_start_header(line: str) -> bool:
     """Whether ``line`` may be the first line of an attribution wrapped over several lines."""
     return len(line) <= _MAX_HEADER_CHARS and bool(_INTRO_START.match(line))
@@ -229,6 +241,23 @@ def is_from_field(line: str) -> bool:
 def is_to_field(line: str) -> bool:
     """A ``To:``-type header line (in any supported language)."""
     return bool(_FIELD_LINE_TO.match(line))
+
+
+def is_field_block(lines: list[str]) -> bool:
+    """Whether ``lines`` open with a quoted mail header block: a ``From:`` or ``To:`` line and
+    another kind of field (``Sent:``, ``Date:``, ``Subject:`` ...) among them, or fields run
+    together on a first ``From:`` line (``From: a@b.c Date: ...``)."""
+    if not lines or not _FIELD_LINE_ANY.match(lines[0]):
+        return False
+    party = other = 0
+    for line in lines:
+        if _FIELD_LINE_FROM.match(line) or _FIELD_LINE_TO.match(line):
+            party += 1
+        elif _FIELD_LINE_ANY.match(line):
+            other += 1
+    if party and (other or (party >= 2 and any(_FIELD_LINE_TO.match(x) for x in lines))):
+        return True
+    return bool(_FIELD_LINE_FROM.match(lines[0]) and _INLINE_FIELD.search(lines[0]))
 
 
 def is_forward_separator(line: str) -> bool:

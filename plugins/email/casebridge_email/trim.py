@@ -146,15 +146,7 @@ class _Scan:
 
     def is_outlook_block(self, i: int) -> bool:
         """A run of quoted mail header lines (From:, Sent:, To:, Subject:) starting at ``i``."""
-        if i >= self.n or not qp.is_field_line(self.lines[i]):
-            return False
-        fields = 0
-        has_party = False
-        for line in self.lines[i : i + _OUTLOOK_WINDOW]:
-            if qp.is_field_line(line):
-                fields += 1
-                has_party = has_party or qp.is_from_field(line) or qp.is_to_field(line)
-        return fields >= 2 and has_party
+        return i < self.n and qp.is_field_block(self.lines[i : i + _OUTLOOK_WINDOW])
 
     def field_block_end(self, i: int) -> int:
         """Index after the header lines (and their wrapped continuations) starting at ``i``."""

@@ -10,6 +10,7 @@ Outlook, Yahoo); ``html_to_text`` renders readable plain text.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -22,11 +23,10 @@ _QUOTE_SELECTORS = (
     "div.gmail_quote",
     "div.gmail_quote_container",
     "blockquote.gmail_quote",
-    "blockquote[type=cite]",
+    "blockquote",
     ".moz-cite-prefix",
     ".yahoo_quoted",
     "div.yahoo_quoted",
-    'blockquote[type="cite"]',
 )
 # Elements that start the quoted message: removed together with everything after them.
 _CUT_SELECTORS = (
@@ -39,9 +39,11 @@ _CUT_SELECTORS = (
     "div.gmail_extra > div.gmail_quote",
 )
 _BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
-_BLOCK_CANDIDATES = "div, p"
-_CONTAINER_TAGS = frozenset({"div", "p", "blockquote", "table"})
 _MAX_PASSES = 3
+# An attribution wraps over at most this many rendered lines; a header block spans at most
+# this many.
+_HEADER_LINES = 3
+_FIELD_WINDOW = 7
 
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "-comment"})
 _PARAGRAPH_TAGS = frozenset(
@@ -78,34 +80,38 @@ _LINE_TAGS = frozenset(
     }
 )
 _CELL_TAGS = frozenset({"td", "th"})
+# Where a rendered line ends (for finding the node a quote header starts at).
+_VOID_BREAKS = frozenset({"br", "hr"})
+_BREAK_TAGS = _PARAGRAPH_TAGS | _LINE_TAGS | _VOID_BREAKS | {"li"}
 _SPACES = re.compile(r"[^\S\n]+")
 _MANY_BREAKS = re.compile(r"\n{3,}")
 
 
 def visible_html(html: str) -> str:
-    """Return ``html`` without its quoted part: Gmail ``gmail_quote``, ``<blockquote
-    type=cite>`` (Apple Mail, Thunderbird), ``moz-cite-prefix``, ``yahoo_quoted``, and Outlook's
-    reply separator (``divRplyFwdMsg`` or the ``border-top`` header div) with everything after
-    it, as well as a plain-text attribution (``On ... wrote:``) block and what follows it.
+    """Return ``html`` without its quoted part: ``<blockquote>`` (Gmail ``gmail_quote``, Apple
+    Mail and Thunderbird ``type=cite``, mail.ru, Yandex), ``gmail_quote`` divs,
+    ``moz-cite-prefix``, ``yahoo_quoted``, and Outlook's reply separator (``divRplyFwdMsg`` or
+    the ``border-top`` header div) with everything after it, as well as a plain-text
+    attribution (``On ... wrote:``), a ``From:/Sent:/To:`` header block or an
+    ``Original Message`` separator and what follows it.
 
     Returns a full HTML document when something was removed, ``html`` unchanged otherwise, and
     also ``html`` unchanged when removing the quote would leave no text.
     """
-    current = html
-    for _ in range(_MAX_PASSES):
-        trimmed = _trim_once(current)
-        if trimmed is None:
-            break
-        current = trimmed
-    return current
-
-
-def _trim_once(html: str) -> str | None:
-    """One trimming pass; ``None`` when nothing was (or could be) removed."""
+    # One parse; each pass edits the same tree and is kept only if text is left.
     tree = LexborHTMLParser(html)
-    body = tree.body
-    if body is None:
-        return None
+    if tree.body is None:
+        return html
+    result = html
+    for _ in range(_MAX_PASSES):
+        if not _trim_tree(tree) or not _has_text(tree):
+            break
+        result = tree.html or ""
+    return result
+
+
+def _trim_tree(tree: LexborHTMLParser) -> bool:
+    """One trimming pass over ``tree``, in place; whether anything was removed."""
     changed = False
     for selector in _CUT_SELECTORS:
         node = tree.css_first(selector)
@@ -124,27 +130,79 @@ def _trim_once(html: str) -> str | None:
         for node in tree.css(selector):
             node.decompose()
             changed = True
-    header = _first_text_header(tree)
-    if header is not None:
-        _cut_from(header)
+    root = tree.root
+    cut = _first_cut_node(_text_lines(root)) if root is not None else None
+    if cut is not None:
+        _cut_from(cut)
         changed = True
-    if not changed:
-        return None
-    if not html_to_text(tree.html or "").strip():
-        return None
-    return tree.html
+    return changed
 
 
-def _first_text_header(tree: LexborHTMLParser) -> LexborNode | None:
-    """The first small block whose text is an attribution or forwarded-message separator."""
-    for block in tree.css(_BLOCK_CANDIDATES):
-        if any(child.tag in _CONTAINER_TAGS for child in block.iter()):
+def _has_text(tree: LexborHTMLParser) -> bool:
+    root = tree.root
+    return root is not None and any(line for line, _ in _text_lines(root))
+
+
+def _text_lines(root: LexborNode) -> list[tuple[str, LexborNode | None]]:
+    """The rendered lines of ``root`` (as :func:`html_to_text` breaks them, without blank
+    ones), each with the text node it starts with."""
+    lines: list[tuple[str, LexborNode | None]] = []
+    words: list[str] = []
+    first: LexborNode | None = None
+    for node, text in _walk(root):
+        if text is None:
+            if words:
+                lines.append((" ".join(" ".join(words).split()), first))
+                words, first = [], None
             continue
-        text = " ".join(block.text(deep=True).split())
-        if not text or len(text) > 400:
+        if text.strip():
+            if first is None:
+                first = node
+            words.append(text)
+    if words:
+        lines.append((" ".join(" ".join(words).split()), first))
+    return [(line, node) for line, node in lines if line]
+
+
+def _walk(root: LexborNode) -> Iterator[tuple[LexborNode, str | None]]:
+    """Text nodes in document order as ``(node, text)``; ``(node, None)`` at a line break."""
+    stack: list[tuple[LexborNode, bool]] = [(root, True)]
+    while stack:
+        node, entering = stack.pop()
+        tag = node.tag or ""
+        if tag == "-text":
+            yield node, node.text_content or ""
             continue
-        if qp.is_quote_header(text, before_quote=False) or qp.is_separator(text):
-            return block
+        if tag in _SKIP_TAGS or node.is_comment_node:
+            continue
+        if tag in _BREAK_TAGS:
+            yield node, None
+        if not entering or tag in _VOID_BREAKS:
+            continue
+        stack.append((node, False))
+        child = node.last_child
+        while child is not None:
+            stack.append((child, True))
+            child = child.prev
+
+
+def _first_cut_node(lines: list[tuple[str, LexborNode | None]]) -> LexborNode | None:
+    """The node starting the first attribution, header block or separator below some text."""
+    texts = [line for line, _ in lines]
+    for i in range(1, len(lines)):
+        line = texts[i]
+        if qp.may_mark_quote(line) and (
+            qp.is_quote_header(line, before_quote=False)
+            or qp.is_separator(line)
+            or qp.is_field_block(texts[i : i + _FIELD_WINDOW])
+        ):
+            return lines[i][1]
+        if qp.could_start_header(line):
+            joined = line
+            for k in range(i + 1, min(i + _HEADER_LINES, len(texts))):
+                joined = f"{joined} {texts[k]}"
+                if qp.is_quote_header(joined, before_quote=False):
+                    return lines[i][1]
     return None
 
 
