@@ -185,7 +185,8 @@ class AiPlugin:
             return None
         messages = assistant_messages(settings.system_prompt, self.knowledge, transcript,
                                       history=settings.history_messages,
-                                      answer_max_chars=settings.answer_max_chars)
+                                      answer_max_chars=settings.answer_max_chars,
+                                      subject=session.subject)
         try:
             output = await self._call("assistant", session, messages, ASSISTANT_TOOL,
                                       ASSISTANT_SCHEMA)

@@ -107,10 +107,11 @@ def _system(*parts: str) -> dict[str, str]:
 
 def assistant_messages(
     system_prompt: str, knowledge: str, transcript: Sequence[Message], *, history: int,
-    answer_max_chars: int,
+    answer_max_chars: int, subject: str = "",
 ) -> list[dict[str, str]]:
     """The assistant's prompt: the system message, then the last ``history`` customer and
-    assistant messages as ``user`` and ``assistant`` messages."""
+    assistant messages as ``user`` and ``assistant`` messages; the conversation's
+    ``subject`` (an e-mail subject) heads the first customer message."""
     instructions = (
         f"Reply through the {ASSISTANT_TOOL} structure. To answer, set action to \"answer\" "
         f"and write the reply (at most {answer_max_chars} characters) in answer. To hand the "
@@ -121,11 +122,11 @@ def assistant_messages(
     reference = f"Reference material:\n{knowledge}" if knowledge.strip() else ""
     messages = [_system(system_prompt, reference, instructions)]
     spoken = [m for m in transcript if m.author in (Author.CUSTOMER, Author.ASSISTANT)]
-    for message in spoken[-history:]:
+    for index, message in enumerate(spoken[-history:]):
         if message.author is Author.CUSTOMER:
             text = _text(message)
-            if message.subject and message is spoken[0]:
-                text = f"Subject: {defang(message.subject)}\n\n{text}"
+            if subject.strip() and index == 0:
+                text = f"Subject: {defang(subject.strip())}\n\n{text}"
             messages.append({"role": "user", "content": text})
         else:
             messages.append({"role": "assistant", "content": _text(message)})
