@@ -18,6 +18,25 @@ How a case is run:
 * HTML expectations are lxml serialisations, so both sides are rendered with ``html_to_text``
   and compared with all whitespace removed, per the corpus README's advice to compare
   rendered text rather than markup.
+
+Two accuracies are printed per implementation:
+
+* ``raw``: every case, compared exactly as its manifest says.
+* ``spec``: only the cases whose expectation is consistent with casebridge's trimming spec,
+  compared in the spec's output form: text lines without trailing whitespace and without
+  leading or trailing blank lines (``normalize_lines``), since the spec never keeps trailing
+  whitespace (``exact`` cases that differ only there count as matches).
+
+A case *contradicts the spec* (and is counted per source in the ``contra`` column instead of
+in ``spec``) when its expectation, judged on the expectation and input alone and never on any
+implementation's output, does one of:
+
+1. keeps quoted text: a line starting with ``>``, or (HTML) a ``<blockquote>`` holding text;
+2. is empty while the input has text (the spec always leaves something);
+3. keeps a quote marker the spec drops: an ``On ... wrote:`` line, an ``Original Message`` or
+   ``Forwarded message`` separator, or ends on a line of rule characters only (``-----``);
+4. keeps a signature the spec drops, for kinds that strip signatures: a ``--`` line or a
+   ``-Name`` line.
 """
 
 from __future__ import annotations
@@ -31,13 +50,23 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from pathlib import Path
 
-from casebridge_email.trim import html_to_text, visible_html, visible_text
+from casebridge_email.trim import html_to_text, normalize_lines, visible_html, visible_text
 
 _WS = re.compile(r"\s+")
+# Markers for the contradiction rules in the module docstring; deliberately simple and
+# independent of casebridge's own patterns.
+_QUOTED_LINE = re.compile(r"^\s*>")
+_ATTRIBUTION = re.compile(r"^\s*On\s.*\swrote\s*:?\s*$")
+_SEPARATOR = re.compile(
+    r"^\s*-{2,}\s*(?:Original Message|Forwarded message)\s*-{2,}\s*$", re.IGNORECASE
+)
+_RULE = re.compile(r"^\s*[-_=*]{3,}\s*$")
+_SIGNATURE_LINE = re.compile(r"^(?:--\s*|-[A-Z][\w.]*(?:\s[A-Z][\w.]*)?)$")
+_BLOCKQUOTE = re.compile(r"<blockquote\b[^>]*>(.*?)</blockquote>", re.IGNORECASE | re.DOTALL)
 # Expectation kinds whose libraries keep signatures (talon, quotequail).
 _KEEPS_SIGNATURE = ("extract_from_plain", "text_top", "visible part")
 
@@ -54,6 +83,7 @@ class Case:
     keep_signature: bool
     signature_task: bool
     languages: tuple[str, ...] | None
+    contradiction: str | None = None
 
 
 # An implementation maps a case to its output string (text, or HTML when expected_is_html).
@@ -92,21 +122,49 @@ def load_cases(corpus: Path) -> list[Case]:
             else:
                 fmt, data = "text", _read(inp)
             options = entry.get("parser_options") or {}
-            cases.append(
-                Case(
-                    source=manifest.get("source", folder.name),
-                    name=entry["name"],
-                    fmt=fmt,
-                    data=data,
-                    expected=_read(folder / entry["expected_file"]),
-                    expected_is_html=entry["expected_file"].endswith(".html"),
-                    comparison=entry["comparison"],
-                    keep_signature=kind.startswith(_KEEPS_SIGNATURE),
-                    signature_task=kind == "text_without_signature",
-                    languages=tuple(options["languages"]) if "languages" in options else None,
-                )
+            case = Case(
+                source=manifest.get("source", folder.name),
+                name=entry["name"],
+                fmt=fmt,
+                data=data,
+                expected=_read(folder / entry["expected_file"]),
+                expected_is_html=entry["expected_file"].endswith(".html"),
+                comparison=entry["comparison"],
+                keep_signature=kind.startswith(_KEEPS_SIGNATURE),
+                signature_task=kind == "text_without_signature",
+                languages=tuple(options["languages"]) if "languages" in options else None,
             )
+            cases.append(replace(case, contradiction=contradiction(case)))
     return cases
+
+
+def contradiction(case: Case) -> str | None:
+    """Which spec rule the case's expectation breaks (see the module docstring), or None."""
+    expected = html_to_text(case.expected) if case.expected_is_html else case.expected
+    lines = normalize_lines(expected)
+    given = normalize_lines(html_to_text(case.data) if case.fmt == "html" else case.data)
+    # A message that is only a quote keeps it under the spec, so keeping it is no contradiction.
+    only_quote = all(not line or _QUOTED_LINE.match(line) for line in given) or (
+        case.fmt == "html" and not html_to_text(_BLOCKQUOTE.sub("", case.data))
+    )
+    if not only_quote and (
+        any(_QUOTED_LINE.match(line) for line in lines)
+        or (
+            case.expected_is_html
+            and any(html_to_text(m.group(1)) for m in _BLOCKQUOTE.finditer(case.expected))
+        )
+    ):
+        return "keeps quoted text"
+    if not lines and given:
+        return "empty output"
+    if any(_ATTRIBUTION.match(line) or _SEPARATOR.match(line) for line in lines) or (
+        lines and _RULE.match(lines[-1])
+    ):
+        return "keeps a quote marker"
+    # A signature under content; a message that is only a signature keeps it under the spec.
+    if not case.keep_signature and any(_SIGNATURE_LINE.match(line) for line in lines[1:]):
+        return "keeps a signature"
+    return None
 
 
 def matches(case: Case, output: str) -> bool:
@@ -121,6 +179,13 @@ def matches(case: Case, output: str) -> bool:
     if case.comparison == "ignore_all_whitespace":
         return _WS.sub("", output) == _WS.sub("", expected)
     raise ValueError(f"unknown comparison rule {case.comparison!r} in {case.source}/{case.name}")
+
+
+def matches_spec_form(case: Case, output: str) -> bool:
+    """``matches`` with text compared in the spec's output form (normalised lines)."""
+    if case.expected_is_html or case.comparison == "ignore_all_whitespace":
+        return matches(case, output)
+    return normalize_lines(output) == normalize_lines(case.expected)
 
 
 def casebridge_impl(case: Case) -> str:
@@ -179,8 +244,16 @@ def load_peers() -> dict[str, Impl | None]:
     return peers
 
 
-def run_impl(impl: Impl, cases: list[Case]) -> tuple[dict[str, list[bool]], float, list[Case]]:
-    results: dict[str, list[bool]] = {}
+@dataclass(slots=True)
+class Score:
+    """Results of one implementation on one source."""
+
+    raw: list[bool]
+    spec: list[bool]  # cases consistent with the spec only
+
+
+def run_impl(impl: Impl, cases: list[Case]) -> tuple[dict[str, Score], float, list[Case]]:
+    results: dict[str, Score] = {}
     failed: list[Case] = []
     elapsed = 0.0
     for case in cases:
@@ -190,23 +263,29 @@ def run_impl(impl: Impl, cases: list[Case]) -> tuple[dict[str, list[bool]], floa
         except Exception:  # a peer crashing on a case counts as a miss, not a bench failure
             output = "\0error"
         elapsed += time.perf_counter() - start
+        score = results.setdefault(case.source, Score([], []))
         ok = matches(case, output)
-        results.setdefault(case.source, []).append(ok)
-        if not ok:
-            failed.append(case)
+        score.raw.append(ok)
+        if case.contradiction is None:
+            spec_ok = matches_spec_form(case, output)
+            score.spec.append(spec_ok)
+            if not spec_ok:
+                failed.append(case)
     return results, elapsed, failed
 
 
-def _pct(oks: list[bool] | None) -> str:
-    if not oks:
-        return "n/a"
-    return f"{100 * sum(oks) / len(oks):5.1f}%"
+def _pct(oks: list[bool]) -> str:
+    return f"{100 * sum(oks) / len(oks):5.1f}" if oks else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, required=True, help="reply-trim corpus folder")
-    parser.add_argument("--show-failures", action="store_true", help="list casebridge misses")
+    parser.add_argument(
+        "--show-failures",
+        action="store_true",
+        help="list casebridge misses on spec-consistent cases, and the contradicting cases",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds (best is kept)")
     args = parser.parse_args(argv)
     if not (args.corpus / "INDEX.json").is_file():
@@ -215,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_cases(args.corpus)
     warnings.simplefilter("ignore")  # peers' parsers warn about Outlook's XML namespaces
     impls: dict[str, Impl | None] = {"casebridge": casebridge_impl, **load_peers()}
-    table: dict[str, dict[str, list[bool]]] = {}
+    table: dict[str, dict[str, Score]] = {}
     speed: dict[str, float] = {}
     failures: list[Case] = []
     for name, impl in impls.items():
@@ -231,28 +310,41 @@ def main(argv: list[str] | None = None) -> int:
             failures = failed
 
     sources = sorted({c.source for c in cases})
-    width = max(len(s) for s in [*sources, "overall"]) + 2
-    header = f"{'source':<{width}}{'cases':>6}" + "".join(f"{n:>20}" for n in impls)
+    width = max(len(s) for s in [*sources, "messages/second"]) + 2
+    col = 14
+    header = f"{'source':<{width}}{'cases':>6}{'contra':>7}" + "".join(
+        f"{n[:col - 1]:>{col}}" for n in impls
+    )
+    sub = f"{'':<{width}}{'':>13}" + f"{'raw / spec':>{col}}" * len(impls)
     print(header)
+    print(sub)
     print("-" * len(header))
-    for source in sources:
-        count = sum(1 for c in cases if c.source == source)
-        row = f"{source:<{width}}{count:>6}"
-        for name in impls:
-            row += f"{_pct(table.get(name, {}).get(source)):>20}"
-        print(row)
-    row = f"{'overall':<{width}}{len(cases):>6}"
+
+    def cell(name: str, source: str | None) -> str:
+        scores = table.get(name)
+        if scores is None:
+            return f"{'n/a':>{col}}"
+        picked = list(scores.values()) if source is None else [scores[source]]
+        raw = [ok for sc in picked for ok in sc.raw]
+        spec = [ok for sc in picked for ok in sc.spec]
+        return f"{_pct(raw) + ' /' + _pct(spec):>{col}}"
+
+    for source in [*sources, None]:
+        subset = [c for c in cases if source is None or c.source == source]
+        contra = sum(1 for c in subset if c.contradiction)
+        label = source or "overall"
+        row = f"{label:<{width}}{len(subset):>6}{contra:>7}"
+        print(row + "".join(cell(name, source) for name in impls))
+    row = f"{'messages/second':<{width}}{'':>13}"
     for name in impls:
-        oks = [ok for res in table.get(name, {}).values() for ok in res]
-        row += f"{_pct(oks or None):>20}"
-    print(row)
-    row = f"{'messages/second':<{width}}{'':>6}"
-    for name in impls:
-        row += f"{speed[name]:>20,.0f}" if name in speed else f"{'n/a':>20}"
+        row += f"{speed[name]:>{col},.0f}" if name in speed else f"{'n/a':>{col}}"
     print(row)
     if args.show_failures:
         for case in failures:
             print(f"MISS {case.source}/{case.name}")
+        for case in cases:
+            if case.contradiction:
+                print(f"CONTRADICTS SPEC {case.source}/{case.name}: {case.contradiction}")
     return 0
 
 
