@@ -22,6 +22,7 @@ import anyio
 import pluggy
 from anyio.abc import TaskStatus
 
+from . import blobs
 from . import config as configuration
 from .backoff import BackoffPolicy
 from .errors import PermanentError
@@ -146,6 +147,11 @@ class Bridge:
 
     def settings(self, plugin: str) -> Any:
         return self._settings.get(plugin)
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where channels keep attachments (``casebridge.blobs``); locations are relative."""
+        return self.data_dir / blobs.FOLDER
 
     def plugin_names(self) -> list[str]:
         return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)

@@ -3,8 +3,8 @@
 Three kinds of hook, called in three ways (see ``casebridge.plugins.Hooks``):
 
 * **Routed I/O hooks** (``ingest``, ``deliver_reply``, ``sync_contact``, ``find_open_case``,
-  ``get_case``, ``create_case``, ``append_activity``, ``append_activities``, ``read_webhook``,
-  ``check``) are
+  ``get_case``, ``create_case``, ``append_activity``, ``append_activities``, ``attach_file``,
+  ``read_webhook``, ``check``) are
   ``async def`` in the implementation. The core calls only the plugin the TOML names for
   the channel or CRM at hand and awaits its one result.
 * **Transform hooks** (``handoff_policy``, ``assistant_turn``, ``summarize``,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         ActivityRef,
         ActivityRequest,
         AssistantTurn,
+        AttachmentRequest,
         CaseRef,
         CaseRequest,
         CheckResult,
@@ -202,6 +203,17 @@ def append_activities(requests: Sequence[ActivityRequest]) -> list[ActivityRef]:
     Same rule per request as ``append_activity``: at most once per ``key``, and look before
     writing when ``maybe_written``. Returns one activity per request, in request order. A CRM
     that does not implement it gets one ``append_activity`` call per message.
+    """
+
+
+@hookspec
+def attach_file(request: AttachmentRequest) -> str | None:
+    """Routed, async, optional: upload one of a message's attachments to the case.
+
+    Called after the message's activity is written, once per stored attachment, at most once
+    per ``request.key`` (look before writing when ``maybe_written``). Returns the CRM's file
+    id, or None when the plugin is set not to upload (the activity text references the file).
+    A CRM that does not implement it gets no uploads.
     """
 
 

@@ -248,6 +248,20 @@ class ActivityRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class AttachmentRequest:
+    """One stored attachment of a message to upload to the case, keyed like
+    :class:`CaseRequest`: at most once per ``key``, looked up first when ``maybe_written``."""
+
+    key: str
+    case: CaseRef
+    session: Session
+    message: Message
+    attachment: Attachment
+    data: bytes
+    maybe_written: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A rep's reply read from the CRM, to be delivered on the session's channel."""
 

@@ -7,6 +7,7 @@ Every step is an outbox job, so each one survives a crash and is retried on fail
 * ``answer``    deliver the assistant's answer on the session's channel;
 * ``handoff``   summarize, map fields, find the contact's open case or create one;
 * ``sync``      write every message of a handed-off session that the case lacks, in order;
+* ``attach``    upload one stored attachment of a written message to the case;
 * ``reply``     store a rep's reply and deliver it to the customer;
 * ``closed``    mark the sessions of a closed case closed.
 
@@ -18,14 +19,19 @@ every CRM write records its intent first, so a re-run looks before it writes aga
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
+from .blobs import blob_path
 from .errors import PermanentError
 from .logs import log_context
 from .model import (
     ActivityRequest,
+    AttachmentRequest,
     Author,
     CaseLink,
     CaseRef,
@@ -75,6 +81,7 @@ class Pipeline:
             "answer": self.on_answer,
             "handoff": self.on_handoff,
             "sync": self.on_sync,
+            "attach": self.on_attach,
             "reply": self.on_reply,
             "closed": self.on_closed,
         }
@@ -365,6 +372,54 @@ class Pipeline:
                     ref = await self.hooks.append_activity(self.crm, request)
                     await self.store.record_written(request.key, ref.id)
             self.bridge.metrics.activities_appended.labels(crm=self.crm).inc(len(pending))
+            return self.attach_jobs(session, [r.message for r in pending])
+
+    def attach_jobs(self, session: Session, messages: Sequence[Message]) -> list[NewJob]:
+        """One upload job per stored attachment of ``messages``, when the CRM takes files."""
+        if not self.hooks.implements(self.crm, "attach_file"):
+            return []
+        return [
+            NewJob(
+                kind="attach",
+                payload={"session_id": session.id, "message_id": message.id,
+                         "sha256": attachment.sha256, "trace_id": message.trace_id},
+                key=f"attach:{session.id}:{message.id}:{attachment.sha256}",
+                order_key=session.id,
+            )
+            for message in messages
+            for attachment in message.attachments
+            if attachment.sha256 and attachment.location and not attachment.refused
+            and "://" not in attachment.location  # provider-hosted media are only linked
+        ]
+
+    async def on_attach(self, job: Job) -> list[NewJob]:
+        """Upload one attachment to the session's case, at most once."""
+        session = await self._session(job.payload["session_id"])
+        message = await self.store.get_message(job.payload["message_id"])
+        if session.case is None or message is None:
+            raise PermanentError("the attachment's session has no case or message any more")
+        attachment = next(a for a in message.attachments if a.sha256 == job.payload["sha256"])
+        with log_context(session_id=session.id, trace_id=job.payload.get("trace_id", "")):
+            key = derived_id("attachment", session.id, message.id, attachment.sha256)
+            # Several files of one message: the write's message id names the file too.
+            write = await self.store.record_intent(
+                session.id, f"{message.id}/{attachment.sha256}", "attachment", self.crm, key)
+            if write.crm_id:
+                return []
+            path = blob_path(self.bridge.blob_dir, attachment.location)
+            try:
+                data = await anyio.Path(path).read_bytes()
+            except FileNotFoundError:
+                raise PermanentError(f"attachment {attachment.name!r} is gone from "
+                                     f"{path}") from None
+            case = CaseRef(self.crm, session.case.case_id, session.case.number)
+            file_id = await self.hooks.attach_file(self.crm, AttachmentRequest(
+                key=key, case=case, session=session, message=message, attachment=attachment,
+                data=data, maybe_written=write.maybe_written or job.attempts > 1))
+            if file_id:
+                await self.store.record_written(key, file_id)
+                log.info("attachment %s uploaded to case %s", attachment.name,
+                         case.number or case.id)
             return []
 
     async def activity_request(

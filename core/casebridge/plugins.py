@@ -22,6 +22,7 @@ from .model import (
     ActivityRef,
     ActivityRequest,
     AssistantTurn,
+    AttachmentRequest,
     CaseRef,
     CaseRequest,
     CheckResult,
@@ -281,6 +282,9 @@ class Hooks:
             raise PluginError(f"plugin {crm!r} returned {len(refs)} activities for "
                               f"{len(requests)} requests")
         return refs
+
+    async def attach_file(self, crm: str, request: AttachmentRequest) -> str | None:
+        return await self._routed_async("attach_file", crm, request=request)
 
     async def read_webhook(self, crm: str, request: WebhookRequest) -> list[CrmEvent]:
         return await self._routed_async("read_webhook", crm, request=request)

@@ -3,6 +3,7 @@ JSON-lines CRM installed by its entry point — the same path a third-party plug
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -199,3 +200,22 @@ async def test_health_readiness_and_metrics(world) -> None:
     assert ready["ready"] and "jsonl" in ready["plugins"]
     metrics = (await client.get("/metrics")).text
     assert 'casebridge_messages_in_total{channel="loop"} 1' in metrics
+
+
+async def test_hook_attach_file_uploads_each_stored_attachment_once(world) -> None:
+    bridge, _, _ = world
+    await bridge.receive(inbound("see the log", msg_id="f1", attachment="line 1\nline 2\n",
+                                 attachment_name="printer.log"))
+    await bridge.receive(inbound("and I want a refund", msg_id="f2"))
+    await settle(bridge)
+    [case] = jsonl_records(bridge, "case")
+    [file] = jsonl_records(bridge, "file")
+    assert file["case_id"] == case["id"] and file["name"] == "printer.log"
+    assert file["size"] == len("line 1\nline 2\n")
+    assert file["sha256"] == hashlib.sha256(b"line 1\nline 2\n").hexdigest()
+    # The activity references it; a new sync (another message) uploads nothing again.
+    [first, *_] = jsonl_records(bridge, "activity")
+    assert "printer.log" in first["body"]
+    await bridge.receive(inbound("any news?", msg_id="f3"))
+    await settle(bridge)
+    assert len(jsonl_records(bridge, "file")) == 1

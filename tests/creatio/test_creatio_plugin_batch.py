@@ -45,3 +45,25 @@ async def test_round_trips_do_not_grow_with_the_session(tmp_path) -> None:
     short, _, _ = await handoff_requests(tmp_path / "short", 2)
     long, _, _ = await handoff_requests(tmp_path / "long", 20)
     assert long == short
+
+
+async def test_hook_attach_file_creatio_uploads_a_case_file_once(tmp_path) -> None:
+    path = creatio_config(tmp_path, sandbox_settings("login"), handoff={"max_customer_turns": 2})
+    async with running(path) as world:
+        await world.bridge.receive(inbound("here is the log", msg_id="att1",
+                                           attachment="error 42\n", attachment_name="err.log"))
+        await world.bridge.receive(inbound("still broken", msg_id="att2"))
+        await world.settle()
+        [session] = await world.sessions()
+        files = world.rows("CaseFile", CaseId=session.case.case_id)
+        assert [(f["Name"], f["Size"]) for f in files] == [("err.log", len("error 42\n"))]
+        rep = await world.rep_session()
+        try:
+            download = await rep.get(f"/0/rest/FileService/Download/CaseFile/{files[0]['Id']}")
+        finally:
+            await rep.aclose()
+        assert download.status_code == 200 and download.content == b"error 42\n"
+        # Another message and its sync do not upload the file again.
+        await world.bridge.receive(inbound("hello?", msg_id="att3"))
+        await world.settle()
+        assert len(world.rows("CaseFile", CaseId=session.case.case_id)) == 1

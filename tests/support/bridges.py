@@ -42,9 +42,13 @@ def write_config(root: Path, **sections: dict[str, Any]) -> Path:
 
 
 def inbound(body: str, *, sender: str = "ann@example.com", msg_id: str, to: str = "desk",
-            name: str = "Ann Example", subject: str = "Printer") -> RawInbound:
+            name: str = "Ann Example", subject: str = "Printer",
+            **extra: str) -> RawInbound:
+    """A loop-channel inbound; ``extra`` fields such as ``attachment`` (its text) and
+    ``attachment_name`` come with it."""
     return RawInbound(channel="loop", fields={"from": sender, "to": to, "body": body,
-                                              "id": msg_id, "name": name, "subject": subject})
+                                              "id": msg_id, "name": name, "subject": subject,
+                                              **extra})
 
 
 def jsonl_records(bridge: Bridge, kind: str) -> list[dict[str, Any]]:

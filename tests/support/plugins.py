@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from casebridge import hookimpl
+from casebridge.blobs import write_blob
 from casebridge.model import (
     AssistantTurn,
+    Attachment,
     Author,
     Delivery,
     DeliveryState,
@@ -28,9 +31,20 @@ class LoopChannel:
         self.calls: list[str] = []
 
     @hookimpl
+    def configure(self, bridge) -> None:
+        self.bridge = bridge
+
+    @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
         self.calls.append("ingest")
         fields = raw.fields
+        attachments: tuple[Attachment, ...] = ()
+        if "attachment" in fields:
+            data = fields["attachment"].encode()
+            digest = hashlib.sha256(data).hexdigest()
+            location = write_blob(self.bridge.blob_dir, data, digest)
+            attachments = (Attachment(fields.get("attachment_name", "file.txt"), "text/plain",
+                                      len(data), digest, location),)
         if fields.get("body", "").strip().upper() == "STOP":
             return Inbound(None, dropped="opt-out keyword")
         message = Message(
@@ -44,6 +58,7 @@ class LoopChannel:
             text=fields["body"],
             original_text=fields["body"],
             subject=fields.get("subject", ""),
+            attachments=attachments,
         )
         return Inbound(message, contact_name=fields.get("name", ""))
 

@@ -17,6 +17,7 @@ from casebridge.errors import AmbiguousWriteError
 from casebridge.model import (
     ActivityRef,
     ActivityRequest,
+    AttachmentRequest,
     Author,
     CaseRef,
     CaseRequest,
@@ -556,6 +557,15 @@ class CreatioOperations:
         return self._authors[contact_id]
 
     # -- attachments -------------------------------------------------------------------------
+
+    async def attach_file(self, request: AttachmentRequest) -> str:
+        """Upload one attachment as a CaseFile with Id ``request.key``, once."""
+        key = Guid(request.key).value
+        if request.maybe_written and await self._existing_ids("CaseFile", [key]):
+            return key
+        attachment = request.attachment
+        return await self.upload_attachment(request.case.id, attachment.name,
+                                            attachment.content_type, request.data, key)
 
     async def upload_attachment(
         self, case_id: str, name: str, content_type: str, data: bytes, key: str

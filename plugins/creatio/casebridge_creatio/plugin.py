@@ -26,6 +26,7 @@ from casebridge.errors import CasebridgeError, PermanentError, TransientError, W
 from casebridge.model import (
     ActivityRef,
     ActivityRequest,
+    AttachmentRequest,
     CaseRef,
     CaseRequest,
     CheckResult,
@@ -181,6 +182,13 @@ class CreatioPlugin:
     async def append_activities(self, requests: Sequence[ActivityRequest]) -> list[ActivityRef]:
         # A handoff's messages in $batch calls: round trips per handoff stay constant.
         return await (await self.operations()).append_activities(requests)
+
+    @hookimpl
+    async def attach_file(self, request: AttachmentRequest) -> str | None:
+        ops = await self.operations()
+        if not ops.settings.upload_attachments:
+            return None  # the activity text names the file
+        return await ops.attach_file(request)
 
     @hookimpl
     async def read_webhook(self, request: WebhookRequest) -> list[CrmEvent]:

@@ -8,16 +8,13 @@ final name. Blocking I/O: call from a worker thread (``anyio.to_thread.run_sync`
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from casebridge.blobs import write_blob
+from casebridge.blobs import blob_path, write_blob
 from casebridge.model import Attachment
 
 from .mime import ExtractedPart
-
-_LOCATION = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def store_attachments(
@@ -64,6 +61,9 @@ def store_attachments(
 def attachment_path(folder: Path, attachment: Attachment) -> Path:
     """Where a stored attachment's bytes are. Raises ValueError for a refused attachment or a
     location that is not one this module wrote (it never points outside ``folder``)."""
-    if attachment.refused or not _LOCATION.fullmatch(attachment.location):
-        raise ValueError(f"attachment {attachment.name!r} has no stored file")
-    return folder / attachment.location
+    try:
+        if attachment.refused:
+            raise ValueError(attachment.refused)
+        return blob_path(folder, attachment.location)
+    except ValueError:
+        raise ValueError(f"attachment {attachment.name!r} has no stored file") from None

@@ -192,7 +192,7 @@ class EmailPlugin:
                 dropped=(f"rate limit: over {settings.rate_limit_messages} messages in "
                          f"{settings.rate_limit_seconds:g}s from {sender}"),
             )
-        folder = self._require_bridge().data_dir / settings.attachments_dir
+        folder = self._require_bridge().blob_dir
         attachments, notes = await anyio.to_thread.run_sync(
             functools.partial(
                 store_attachments, parsed.attachments, folder,

@@ -60,11 +60,12 @@ class EmailSettings:
     """The email channel: its SMTP server for inbound mail, limits, and outbound replies.
 
     ``support_addresses`` / ``support_domains``: the only recipients the server accepts (an
-    address matches with any plus tag). ``attachments_dir`` is relative to the bridge's data
-    dir. ``tls_cert``/``tls_key`` (PEM paths) enable STARTTLS; ``require_auth`` makes the
-    server accept mail only from a client that logs in as ``auth_username`` (a forwarding
-    source), which needs TLS unless the server listens on loopback. ``from_address`` defaults
-    to the first support address and ``message_id_domain`` to its domain.
+    address matches with any plus tag); attachments are kept in the bridge's attachment
+    folder (``Bridge.blob_dir``). ``tls_cert``/``tls_key`` (PEM paths) enable STARTTLS;
+    ``require_auth`` makes the server accept mail only from a client that logs in as
+    ``auth_username`` (a forwarding source), which needs TLS unless the server listens on
+    loopback. ``from_address`` defaults to the first support address and
+    ``message_id_domain`` to its domain.
     ``rate_limit_messages`` per ``rate_limit_seconds`` per sender; beyond it mail is stored
     but gets no session. ``keep_signature`` keeps signatures when trimming replies.
     ``relay`` is None when the section has no ``[relay]`` table: replies then wait in the
@@ -78,7 +79,6 @@ class EmailSettings:
     max_message_bytes: int = 25 * MB
     max_attachment_bytes: int = 20 * MB
     max_attachments: int = 20
-    attachments_dir: str = "attachments"
     tls_cert: str = ""
     tls_key: str = ""
     require_starttls: bool = False

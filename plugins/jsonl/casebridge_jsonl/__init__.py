@@ -2,11 +2,13 @@
 
 Small enough to read in one sitting, complete enough to run the whole pipeline: contacts,
 case-append, idempotent case and activity writes, a reply webhook and a health check. Each
-line of the file is one record: ``{"type": "case" | "activity" | "contact" | "status", ...}``.
+line of the file is one record: ``{"type": "case" | "activity" | "file" | "contact" | "status",
+...}``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import threading
@@ -21,6 +23,7 @@ from casebridge.errors import WebhookRefused
 from casebridge.model import (
     ActivityRef,
     ActivityRequest,
+    AttachmentRequest,
     CaseRef,
     CaseRequest,
     CheckResult,
@@ -168,6 +171,22 @@ class JsonlCrm:
                 "sent_at": request.message.sent_at.isoformat(), "first": request.first,
             })
             return ActivityRef(self.name, request.key, request.case.id)
+
+        return await self._locked(work)
+
+    @hookimpl
+    async def attach_file(self, request: AttachmentRequest) -> str:
+        def work() -> str:
+            if any(r["type"] == "file" and r["id"] == request.key for r in self._records()):
+                return request.key
+            attachment = request.attachment
+            self._append({
+                "type": "file", "id": request.key, "case_id": request.case.id,
+                "message_id": request.message.id, "name": attachment.name,
+                "content_type": attachment.content_type, "size": len(request.data),
+                "sha256": hashlib.sha256(request.data).hexdigest(),
+            })
+            return request.key
 
         return await self._locked(work)
 

@@ -319,7 +319,7 @@ class SmsPlugin:
                 )
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            folder = self._bridge().data_dir / "attachments"
+            folder = self._bridge().blob_dir
             location = await anyio.to_thread.run_sync(write_blob, folder, data, digest)
             attachments.append(Attachment(name, content_type, len(data), digest, location))
         return tuple(attachments), tuple(notes)
