@@ -54,8 +54,10 @@ def tool_call(name: str, arguments: dict[str, Any] | str, **usage: Any) -> Reply
         finish="tool_calls", **usage)
 
 
-def content(text: str, **usage: Any) -> Reply:
-    return completion({"content": text}, **usage)
+def content(text: str, *, pause: float = 0.0, **usage: Any) -> Reply:
+    reply = completion({"content": text}, **usage)
+    reply.pause = pause
+    return reply
 
 
 def status(code: int, retry_after: str | None = None) -> Reply:
