@@ -478,11 +478,12 @@ class Pipeline:
             return await self.deliver(session, message)
 
     async def on_closed(self, job: Job) -> list[NewJob]:
-        session = await self.store.find_session_by_case(job.payload["crm"],
-                                                        job.payload["case_id"])
-        if session is not None and session.status is not SessionStatus.CLOSED:
-            await self.store.update_session(session.id, status=SessionStatus.CLOSED)
-            log.info("session %s closed with its case", session.id)
+        # Every session appended to the case closes with it, not only the newest.
+        for session in await self.store.sessions_by_case(job.payload["crm"],
+                                                         job.payload["case_id"]):
+            if session.status is not SessionStatus.CLOSED:
+                await self.store.update_session(session.id, status=SessionStatus.CLOSED)
+                log.info("session %s closed with its case", session.id)
         return []
 
     # -- helpers --------------------------------------------------------------------------
@@ -505,6 +506,8 @@ def reply_job(reply: Reply, trace_id: str) -> NewJob:
                   order_key=f"case:{reply.crm}:{reply.case_id}")
 
 
-def closed_job(crm: str, case_id: str) -> NewJob:
+def closed_job(crm: str, case_id: str, event_id: str = "") -> NewJob:
+    """Closing is idempotent, so each event may have its own job: a case that is reopened
+    and closed again closes its sessions again (``event_id`` tells the events apart)."""
     return NewJob(kind="closed", payload={"crm": crm, "case_id": case_id},
-                  key=f"closed:{crm}:{case_id}")
+                  key=f"closed:{crm}:{case_id}:{event_id}")

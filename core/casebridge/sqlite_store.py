@@ -697,14 +697,19 @@ class SqliteStore:
         return await self._read(run)
 
     async def find_session_by_case(self, crm: str, case_id: str) -> Session | None:
-        return await self._read(
-            lambda conn: self._first_session(
-                conn,
+        sessions = await self.sessions_by_case(crm, case_id)
+        return sessions[0] if sessions else None
+
+    async def sessions_by_case(self, crm: str, case_id: str) -> list[Session]:
+        def run(conn: sqlite3.Connection) -> list[Session]:
+            rows = conn.execute(
                 "SELECT * FROM sessions WHERE case_crm = ? AND case_id = ?"
-                " ORDER BY created_at DESC, id DESC LIMIT 1",
+                " ORDER BY created_at DESC, id DESC",
                 (crm, case_id),
-            )
-        )
+            ).fetchall()
+            return [self._session(conn, row) for row in rows]
+
+        return await self._read(run)
 
     async def list_sessions(
         self, *, status: SessionStatus | None = None, limit: int = 50, offset: int = 0

@@ -220,6 +220,9 @@ class Store(Protocol):
     async def find_session_by_case(self, crm: str, case_id: str) -> Session | None:
         """The newest session linked to this CRM case."""
 
+    async def sessions_by_case(self, crm: str, case_id: str) -> list[Session]:
+        """Every session linked to this CRM case (case-append links several), newest first."""
+
     async def list_sessions(
         self, *, status: SessionStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[Session]:

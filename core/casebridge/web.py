@@ -109,7 +109,8 @@ def create_app(bridge: Bridge) -> Starlette:
                 log.warning("%s webhook refused: %s", crm, exc)
                 return JSONResponse({"error": str(exc)}, exc.status)
             jobs = [
-                reply_job(e.reply, trace_id) if e.reply is not None else closed_job(crm, e.case_id)
+                reply_job(e.reply, trace_id) if e.reply is not None
+                else closed_job(crm, e.case_id, trace_id)
                 for e in events
                 if e.kind == "case_closed" or e.reply is not None
             ]

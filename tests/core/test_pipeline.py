@@ -104,7 +104,7 @@ async def test_a_conversation_from_first_message_to_closed_case(world) -> None:
 
 
 async def test_hook_find_open_case_appends_a_returning_contact(world) -> None:
-    bridge, _, _ = world
+    bridge, _, client = world
     await bridge.receive(inbound("refund please", msg_id="a1"))
     await settle(bridge)
     first = await only_session(bridge)
@@ -116,6 +116,10 @@ async def test_hook_find_open_case_appends_a_returning_contact(world) -> None:
     assert {s.case.case_id for s in sessions} == {first.case.case_id}
     assert len(jsonl_records(bridge, "case")) == 1
     assert len(jsonl_records(bridge, "activity")) == 2
+    # Closing the case closes every session appended to it.
+    await webhook(client, {"event_type": "case_closed", "caseId": first.case.case_id})
+    await settle(bridge)
+    assert len(await bridge.store.list_sessions(status=SessionStatus.CLOSED)) == 2
 
 
 async def test_hook_ingest_duplicates_and_drops_are_recorded_once(world) -> None:
