@@ -188,6 +188,15 @@ def test_quote_header_sharing_a_line_with_the_reply() -> None:
     assert visible_text(text) == "Works now, thanks!"
 
 
+def test_reply_cut_short_by_a_header_ends_the_reply() -> None:
+    text = (
+        "Works now, thanks!On Mon, Jan 6, 2025 at 9:14 AM Ann <ann@example.com> wrote:\n"
+        "> Try\n"
+        "Ann\n"
+    )
+    assert visible_text(text) == "Works now, thanks!"
+
+
 def test_message_that_is_only_a_quote_is_kept() -> None:
     text = "> Hello\n> are you there?\n"
     assert visible_text(text) == "> Hello\n> are you there?"

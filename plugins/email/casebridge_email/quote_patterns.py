@@ -218,9 +218,25 @@ def may_mark_quote(line: str) -> bool:
     return not _MARK_CHARS.isdisjoint(line) or line.endswith(("작성", "写道", "寫道"))
 
 
+# First words of an attribution's first line (lower case), for could_start_header's prefilter.
+_INTRO_WORDS = frozenset(
+    ("on", "le", "am", "el", "em", "op", "il", "in", "w", "dnia", "den", "på", "vào", "dne", "at")
+)
+_INTRO_SPECIAL = frozenset('<"«')
+
+
 def could_start_header(line: str) -> bool:
     """Whether ``line`` may be the first line of an attribution wrapped over several lines."""
-    return len(line) <= _MAX_HEADER_CHARS and bool(_INTRO_START.match(line))
+    if len(line) > _MAX_HEADER_CHARS:
+        return False
+    # Cheap prefilter: every _INTRO alternative needs a digit near the start, one of <"«, or
+    # an intro word first.
+    head = line[:60]
+    if _INTRO_SPECIAL.isdisjoint(line) and not any(ch.isdigit() for ch in head):
+        words = line.lstrip(" \t-*_>").split(None, 1)
+        if not words or (words[0].lower() not in _INTRO_WORDS and words[0][0] not in "在于於"):
+            return False
+    return bool(_INTRO_START.match(line))
 
 
 def starts_new_header(line: str) -> bool:
@@ -286,6 +302,22 @@ def is_dash_rule(line: str) -> bool:
 def is_delimiter(line: str) -> bool:
     """A line made only of rule characters (``-----``, ``____``, ``====``)."""
     return bool(DELIMITER.match(line))
+
+
+# Lower-case starts of every signature line recognised below (mobile footers, sign-offs).
+_SIGNATURE_STARTS = (
+    "sent", "sendt", "envoy", "enviado", "inviato", "verzonden", "verstuurd", "wysłane", "skickat",
+    "lähetetty", "отправлено", "надіслано", "von", "gesendet", "get", "télécharger",
+    "outlook", "发自我的", "從我的", "iphoneから", "ipadから", "thank", "thx", "cheers",
+    "regards", "best", "kind", "sincerely", "cordialement", "grüße", "gruß", "saludos",
+    "saluti", "groeten", "pozdrawiam", "hälsningar", "hilsen", "с",
+)
+
+
+def may_open_signature(line: str) -> bool:
+    """A cheap test: ``False`` when no signature rule below can match ``line``."""
+    stripped = line.lstrip()
+    return stripped[:1] in ("-", "_") or stripped.lower().startswith(_SIGNATURE_STARTS)
 
 
 def opens_signature(line: str) -> bool:

@@ -114,6 +114,9 @@ class _Scan:
         self.lines = lines
         self.n = len(lines)
         self.nxt = _next_nonblank(lines)
+        # Per-line prefilter: lines without any marker character cannot be a one-line
+        # header, separator or header field, so the expensive patterns are skipped for them.
+        self.marked = [qp.may_mark_quote(line) for line in lines]
 
     def is_quote(self, i: int) -> bool:
         return i < self.n and bool(qp.QUOTE_LINE.match(self.lines[i]))
@@ -123,6 +126,8 @@ class _Scan:
         wrapped over a few lines, with blank lines in between (Polymail, Discourse)."""
         lines = self.lines
         candidate = lines[i]
+        if not self.marked[i] and not qp.could_start_header(candidate):
+            return 0
         joined = 1
         k = i
         while True:
@@ -146,7 +151,11 @@ class _Scan:
 
     def is_outlook_block(self, i: int) -> bool:
         """A run of quoted mail header lines (From:, Sent:, To:, Subject:) starting at ``i``."""
-        return i < self.n and qp.is_field_block(self.lines[i : i + _OUTLOOK_WINDOW])
+        return (
+            i < self.n
+            and self.marked[i]
+            and qp.is_field_block(self.lines[i : i + _OUTLOOK_WINDOW])
+        )
 
     def field_block_end(self, i: int) -> int:
         """Index after the header lines (and their wrapped continuations) starting at ``i``."""
@@ -171,6 +180,8 @@ class _Scan:
 
     def signature_starts(self, i: int, prev_blank: bool, prev_text: str) -> bool:
         line = self.lines[i]
+        if not qp.may_open_signature(line):
+            return False
         if qp.opens_signature(line):
             return True
         following = self.nxt[i + 1]
@@ -252,13 +263,15 @@ def _trim_pass(lines: list[str], keep_signature: bool) -> list[str]:
         if span:
             prefix = _split_prefix(line) if span == 1 else ""
             if prefix:
+                # Reply text cut short ends the reply: a line is only cut as the last one.
                 out.append(prefix)
+                break
             if scan.is_quote(scan.nxt[i + span]):
                 after_removed = True
                 i += span
                 continue
             break
-        if qp.is_separator(line) or scan.is_outlook_block(i):
+        if scan.marked[i] and (qp.is_separator(line) or scan.is_outlook_block(i)):
             if not has_text and qp.is_forward_separator(line):
                 # A message that is only a forward: its content is the forwarded body.
                 i = scan.field_block_end(i + 1 if scan.is_outlook_block(i + 1) else i)
