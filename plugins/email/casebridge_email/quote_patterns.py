@@ -209,20 +209,21 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
     return False
 
 
-_MARK_CHARS = frozenset(":：-_=*@<")
+_MARK_CHARS = re.compile(r"[:：\-_=*@<]")
 
 
 def may_mark_quote(line: str) -> bool:
     """A cheap test: ``False`` when ``line`` alone cannot be an attribution, header field or
     separator (those hold one of ``:：-_=*@<`` or end in a CJK verb)."""
-    return not _MARK_CHARS.isdisjoint(line) or line.endswith(("작성", "写道", "寫道"))
+    return bool(_MARK_CHARS.search(line)) or line.endswith(("작성", "写道", "寫道"))
 
 
 # First words of an attribution's first line (lower case), for could_start_header's prefilter.
 _INTRO_WORDS = frozenset(
     ("on", "le", "am", "el", "em", "op", "il", "in", "w", "dnia", "den", "på", "vào", "dne", "at")
 )
-_INTRO_SPECIAL = frozenset('<"«')
+_INTRO_SPECIAL = re.compile(r'[<"«]')
+_DIGIT = re.compile(r"\d")
 
 
 def could_start_header(line: str) -> bool:
@@ -231,8 +232,7 @@ def could_start_header(line: str) -> bool:
         return False
     # Cheap prefilter: every _INTRO alternative needs a digit near the start, one of <"«, or
     # an intro word first.
-    head = line[:60]
-    if _INTRO_SPECIAL.isdisjoint(line) and not any(ch.isdigit() for ch in head):
+    if not _DIGIT.search(line, 0, 60) and not _INTRO_SPECIAL.search(line):
         words = line.lstrip(" \t-*_>").split(None, 1)
         if not words or (words[0].lower() not in _INTRO_WORDS and words[0][0] not in "在于於"):
             return False

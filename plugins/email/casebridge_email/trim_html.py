@@ -38,6 +38,8 @@ _CUT_SELECTORS = (
     "#ecxstopSpelling",
     "div.gmail_extra > div.gmail_quote",
 )
+_CUT_QUERY = ", ".join(_CUT_SELECTORS)
+_QUOTE_QUERY = ", ".join(_QUOTE_SELECTORS)
 _BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
 _MAX_PASSES = 3
 # An attribution wraps over at most this many rendered lines; a header block spans at most
@@ -113,11 +115,11 @@ def visible_html(html: str) -> str:
 def _trim_tree(tree: LexborHTMLParser) -> bool:
     """One trimming pass over ``tree``, in place; whether anything was removed."""
     changed = False
-    for selector in _CUT_SELECTORS:
-        node = tree.css_first(selector)
-        if node is not None:
-            _cut_from(node)
-            changed = True
+    # One query per kind: cutting from the first cut marker removes all later ones.
+    node = tree.css_first(_CUT_QUERY)
+    if node is not None:
+        _cut_from(node)
+        changed = True
     for div in tree.css("div[style]"):
         style = div.attributes.get("style") or ""
         if _BORDER_TOP.search(style) and any(
@@ -126,8 +128,8 @@ def _trim_tree(tree: LexborHTMLParser) -> bool:
             _cut_from(div)
             changed = True
             break
-    for selector in _QUOTE_SELECTORS:
-        for node in tree.css(selector):
+    for node in tree.css(_QUOTE_QUERY):
+        if node.parent is not None:
             node.decompose()
             changed = True
     root = tree.root
