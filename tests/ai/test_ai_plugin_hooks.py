@@ -195,6 +195,7 @@ async def test_hook_configure_ai_missing_knowledge_file_names_it(make_bridge) ->
     ({"base_url": "ftp://x"}, "base_url must start with http"),
     ({"base_url": "https://user:pw@api.example.com/v1"}, "must not contain credentials"),
     ({"timeout": 0}, "timeout must be positive"),
+    ({"api_key": API_KEY}, "api_key must come from the environment or a file"),
     ({"fields": [{**TEXT, "kind": "number"}]}, "expected one of 'text', 'lookup'"),
 ])
 def test_ai_settings_errors_name_the_problem(tmp_path, monkeypatch, ai_server, table,
@@ -362,3 +363,12 @@ async def test_hook_check_ai_unreachable_server(make_bridge, ai_server) -> None:
         result = await bridge.hooks.check("ai", bridge)
     assert not result.ok and result.detail == (
         f"cannot reach http://127.0.0.1:{port}/v1/models (ConnectError)")
+
+
+async def test_hook_check_ai_reads_the_key_from_a_file(make_bridge, ai_server,
+                                                       tmp_path: Path) -> None:
+    (tmp_path / "ai.key").write_text("sk-from-a-file\n")
+    async with make_bridge(api_key={"file": "ai.key"}) as (bridge, _):
+        assert (await bridge.hooks.check("ai", bridge)).ok
+        assert "sk-from-a-file" not in repr(bridge.settings("ai"))
+    assert ai_server.requests[0].headers["authorization"] == "Bearer sk-from-a-file"

@@ -50,8 +50,9 @@ class AiSettings:
     """``[plugins.ai]``.
 
     ``base_url`` is the OpenAI-compatible API root, the part before ``/chat/completions``
-    (``https://api.openai.com/v1``, ``http://127.0.0.1:11434/v1`` for Ollama). ``api_key`` is
-    sent as a Bearer token when set. ``knowledge_files`` are read at start-up (paths relative
+    (``https://api.openai.com/v1``, ``http://127.0.0.1:11434/v1`` for Ollama). ``api_key`` (from
+    ``{env = "NAME"}`` or ``{file = "path"}``, never written in the TOML) is sent as a Bearer
+    token when set. ``knowledge_files`` are read at start-up (paths relative
     to the TOML) and given to the assistant as reference material, at most
     ``knowledge_max_chars`` in all. ``language`` is the summary's language ("" = the
     customer's). Each call waits ``timeout`` seconds at most and is retried ``retries`` times
@@ -88,6 +89,9 @@ class AiSettings:
             # The URL appears in logs and handoff reasons; a key belongs in api_key.
             raise ValueError("base_url must not contain credentials: put the key in api_key")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        if self.api_key is not None and self.api_key.origin == "literal":
+            raise ValueError('api_key must come from the environment or a file: '
+                             'api_key = {env = "NAME"} or {file = "path"}')
         if not self.model.strip():
             raise ValueError("model must not be empty")
         problems = []
