@@ -157,8 +157,10 @@ class ChatClient:
                 wait_hint: float | None = None
                 try:
                     async with self.limiter:
-                        response = await client.request(method, url, json=body)
-                except httpx.TimeoutException:
+                        # httpx times each read; this bounds the whole call, slow trickle too.
+                        with anyio.fail_after(self.timeout):
+                            response = await client.request(method, url, json=body)
+                except (httpx.TimeoutException, TimeoutError):
                     problem = f"no answer from {url} within {self.timeout:g}s"
                 except httpx.TransportError as exc:
                     problem = f"cannot reach {url} ({type(exc).__name__})"

@@ -117,7 +117,8 @@ def decide_turn(output: Output, answer_max_chars: int) -> AssistantTurn:
         why = _one_line(reason, REASON_MAX) or "the assistant handed off without a reason"
         return AssistantTurn(handoff=HandoffDecision(why, SOURCE))
     if action != "answer":
-        return invalid(f"unknown action {str(action)[:40]!r} (expected answer or handoff)")
+        shown = repr(action[:40]) if isinstance(action, str) else f"of type {type(action).__name__}"
+        return invalid(f"unknown action {shown} (expected answer or handoff)")
     if not answer.strip():
         return invalid("the answer is empty")
     if len(answer.strip()) > answer_max_chars:
