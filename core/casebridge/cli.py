@@ -145,6 +145,20 @@ async def cmd_handoff(args: argparse.Namespace) -> int:
     return await _with_store(args, work)
 
 
+async def cmd_sessions_close(args: argparse.Namespace) -> int:
+    async def work(bridge: Bridge) -> int:
+        session = await bridge.store.get_session(args.session)
+        if session is None:
+            raise CasebridgeError(f"no session {args.session}")
+        if session.status is SessionStatus.CLOSED:
+            raise CasebridgeError(f"session {args.session} is closed already")
+        await bridge.store.enqueue([bridge.pipeline.close_job(session.id, new_trace_id())])
+        print(f"closing {session.id} queued; the running bridge closes it and tells the CRM")
+        return 0
+
+    return await _with_store(args, work)
+
+
 async def cmd_outbox_list(args: argparse.Namespace) -> int:
     async def work(bridge: Bridge) -> int:
         jobs = await bridge.store.list_jobs(state=args.state, limit=args.limit)
@@ -206,6 +220,8 @@ def core_commands() -> list[Command]:
         Command(("sessions", "list"), "list sessions", sessions_list, cmd_sessions_list),
         Command(("sessions", "show"), "show one session's transcript", session_arg,
                 cmd_sessions_show),
+        Command(("sessions", "close"), "close a session (and resolve its case, if set)",
+                session_arg, cmd_sessions_close),
         Command(("handoff",), "hand a session to a human now", handoff, cmd_handoff),
         Command(("outbox", "list"), "list outbox jobs", outbox_list, cmd_outbox_list),
         Command(("outbox", "replay"), "queue dead jobs again", outbox_replay, cmd_outbox_replay),

@@ -4,7 +4,7 @@ Three kinds of hook, called in three ways (see ``casebridge.plugins.Hooks``):
 
 * **Routed I/O hooks** (``ingest``, ``deliver_reply``, ``sync_contact``, ``find_open_case``,
   ``get_case``, ``create_case``, ``append_activity``, ``append_activities``, ``attach_file``,
-  ``read_webhook``, ``check``) are
+  ``resolve_case``, ``read_webhook``, ``check``) are
   ``async def`` in the implementation. The core calls only the plugin the TOML names for
   the channel or CRM at hand and awaits its one result.
 * **Transform hooks** (``handoff_policy``, ``assistant_turn``, ``summarize``,
@@ -182,6 +182,16 @@ def append_activity(request: ActivityRequest) -> ActivityRef:
     """Routed, async: add one message to a case as an activity, at most once per ``request.key``.
 
     Same idempotency rule as ``create_case``. Returns the activity.
+    """
+
+
+@hookspec
+def resolve_case(case_id: str) -> None:
+    """Routed, async, optional: casebridge closed the conversation of this case.
+
+    Called by the ``close`` job (``casebridge sessions close``, ``POST
+    /api/sessions/{id}/close``). A CRM may set its resolved status here, if its settings ask
+    for it; it must be harmless to call twice and on a case that is already final.
     """
 
 

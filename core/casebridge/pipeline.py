@@ -9,7 +9,8 @@ Every step is an outbox job, so each one survives a crash and is retried on fail
 * ``sync``      write every message of a handed-off session that the case lacks, in order;
 * ``attach``    upload one stored attachment of a written message to the case;
 * ``reply``     store a rep's reply and deliver it to the customer;
-* ``closed``    mark the sessions of a closed case closed.
+* ``closed``    mark the sessions of a closed case closed;
+* ``close``     casebridge closes a session itself, and tells the CRM (``resolve_case``).
 
 Jobs of one session share an ``order_key`` so they run one at a time, in order. Every
 follow-up job has an idempotency key, so a job re-run after a crash enqueues nothing twice;
@@ -84,6 +85,7 @@ class Pipeline:
             "attach": self.on_attach,
             "reply": self.on_reply,
             "closed": self.on_closed,
+            "close": self.on_close,
         }
 
     # -- jobs -----------------------------------------------------------------------------
@@ -485,6 +487,21 @@ class Pipeline:
                 await self.store.update_session(session.id, status=SessionStatus.CLOSED)
                 log.info("session %s closed with its case", session.id)
         return []
+
+    @staticmethod
+    def close_job(session_id: str, trace_id: str = "") -> NewJob:
+        return NewJob(kind="close", payload={"session_id": session_id, "trace_id": trace_id},
+                      key=f"close:{session_id}", order_key=session_id)
+
+    async def on_close(self, job: Job) -> list[NewJob]:
+        session = await self._session(job.payload["session_id"])
+        with log_context(session_id=session.id, trace_id=job.payload.get("trace_id", "")):
+            if session.status is not SessionStatus.CLOSED:
+                await self.store.update_session(session.id, status=SessionStatus.CLOSED)
+                log.info("session closed by casebridge")
+            if session.case is not None and self.hooks.implements(self.crm, "resolve_case"):
+                await self.hooks.resolve_case(self.crm, session.case.case_id)
+            return []
 
     # -- helpers --------------------------------------------------------------------------
 

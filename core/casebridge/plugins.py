@@ -286,6 +286,9 @@ class Hooks:
     async def attach_file(self, crm: str, request: AttachmentRequest) -> str | None:
         return await self._routed_async("attach_file", crm, request=request)
 
+    async def resolve_case(self, crm: str, case_id: str) -> None:
+        await self._routed_async("resolve_case", crm, case_id=case_id)
+
     async def read_webhook(self, crm: str, request: WebhookRequest) -> list[CrmEvent]:
         return await self._routed_async("read_webhook", crm, request=request)
 

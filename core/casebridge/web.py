@@ -22,7 +22,7 @@ from starlette.routing import Route
 from .errors import CasebridgeError, WebhookRefused
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
-from .model import HandoffDecision, SessionStatus, WebhookRequest, utcnow
+from .model import HandoffDecision, Session, SessionStatus, WebhookRequest, utcnow
 from .pipeline import closed_job, reply_job
 
 if TYPE_CHECKING:
@@ -66,28 +66,50 @@ def create_app(bridge: Bridge) -> Starlette:
         return PlainTextResponse(bridge.registry.render(),
                                  media_type="text/plain; version=0.0.4")
 
-    async def handoff(request: Request) -> Response:
+    def refused(request: Request) -> Response | None:
+        """The answer to an API call without the bearer token, or None when it has it."""
         token = bridge.config.http.api_token
         if not token:
-            return JSONResponse({"error": "the handoff API is off: set [http] api_token"}, 403)
+            return JSONResponse({"error": "the session API is off: set [http] api_token"}, 403)
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.reveal().encode()):
-            log.warning("handoff API call with a wrong or missing token refused")
+            log.warning("session API call with a wrong or missing token refused")
             return JSONResponse({"error": "missing or wrong bearer token"}, 401)
+        return None
+
+    async def open_session(request: Request) -> Response | Session:
+        """The session the path names, or the answer when there is none open."""
         session_id = request.path_params["session_id"]
-        try:
-            body = await read_body(request, limit)
-            reason = _reason(body)
-        except (BodyTooLarge, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, 400 if isinstance(exc, ValueError) else 413)
         session = await bridge.store.get_session(session_id)
         if session is None:
             return JSONResponse({"error": f"no session {session_id}"}, 404)
         if session.status is SessionStatus.CLOSED:
             return JSONResponse({"error": f"session {session_id} is closed"}, 409)
+        return session
+
+    async def handoff(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        try:
+            body = await read_body(request, limit)
+            reason = _reason(body)
+        except (BodyTooLarge, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, 400 if isinstance(exc, ValueError) else 413)
+        session = await open_session(request)
+        if not isinstance(session, Session):
+            return session
         await bridge.enqueue(bridge.pipeline.handoff_job(
-            session_id, HandoffDecision(reason, "api"), new_trace_id()))
-        return JSONResponse({"session": session_id, "handoff": "queued"}, 202)
+            session.id, HandoffDecision(reason, "api"), new_trace_id()))
+        return JSONResponse({"session": session.id, "handoff": "queued"}, 202)
+
+    async def close(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        session = await open_session(request)
+        if not isinstance(session, Session):
+            return session
+        await bridge.enqueue(bridge.pipeline.close_job(session.id, new_trace_id()))
+        return JSONResponse({"session": session.id, "close": "queued"}, 202)
 
     async def webhook(request: Request) -> Response:
         crm = request.path_params["crm"]
@@ -143,6 +165,7 @@ def create_app(bridge: Bridge) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/sessions/{session_id}/handoff", handoff, methods=["POST"]),
+        Route("/api/sessions/{session_id}/close", close, methods=["POST"]),
         Route("/webhooks/{crm}/{token}", webhook, methods=["POST"]),
         Route("/sessions/{session_id}", session_page),
     ]

@@ -223,3 +223,17 @@ async def test_hook_attach_file_uploads_each_stored_attachment_once(world) -> No
     await bridge.receive(inbound("any news?", msg_id="f3"))
     await settle(bridge)
     assert len(jsonl_records(bridge, "file")) == 1
+
+
+async def test_close_through_the_api_closes_the_session(world) -> None:
+    bridge, _, client = world
+    await bridge.receive(inbound("thanks, all good", msg_id="c1"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    url = f"/api/sessions/{session.id}/close"
+    assert (await client.post(url)).status_code == 401
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert (await client.post(url, headers=auth)).status_code == 202
+    await settle(bridge)
+    assert (await bridge.store.get_session(session.id)).status is SessionStatus.CLOSED
+    assert (await client.post(url, headers=auth)).status_code == 409

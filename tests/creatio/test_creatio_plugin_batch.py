@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from casebridge.model import SessionStatus
+from casebridge_creatio.sandbox import seed
 from plugin_world import API_TOKEN, creatio_config, running, sandbox_settings
 from support.bridges import inbound
 
@@ -67,3 +68,22 @@ async def test_hook_attach_file_creatio_uploads_a_case_file_once(tmp_path) -> No
         await world.bridge.receive(inbound("hello?", msg_id="att3"))
         await world.settle()
         assert len(world.rows("CaseFile", CaseId=session.case.case_id)) == 1
+
+
+@pytest.mark.parametrize("resolve", [True, False])
+async def test_hook_resolve_case_creatio_on_close(tmp_path, resolve) -> None:
+    settings = sandbox_settings("login", resolve_on_close=resolve)
+    path = creatio_config(tmp_path, settings, handoff={"max_customer_turns": 1})
+    async with running(path) as world:
+        await world.bridge.receive(inbound("my order is late", msg_id="r1"))
+        await world.settle()
+        [session] = await world.sessions()
+        answer = await world.http.post(
+            f"{world.bridge_url}/api/sessions/{session.id}/close",
+            headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert answer.status_code == 202
+        await world.settle()
+        assert (await world.bridge.store.get_session(session.id)).status is SessionStatus.CLOSED
+        [case] = world.rows("Case", Id=session.case.case_id)
+        expected = seed.STATUS_RESOLVED if resolve else seed.STATUS_NEW
+        assert case["StatusId"].lower() == expected.lower()

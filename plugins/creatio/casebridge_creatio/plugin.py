@@ -191,6 +191,12 @@ class CreatioPlugin:
         return await ops.attach_file(request)
 
     @hookimpl
+    async def resolve_case(self, case_id: str) -> None:
+        ops = await self.operations()
+        if ops.settings.resolve_on_close:
+            await ops.resolve_case(case_id)
+
+    @hookimpl
     async def read_webhook(self, request: WebhookRequest) -> list[CrmEvent]:
         settings = self._settings()
         authenticate(

@@ -73,6 +73,8 @@ class CreatioSettings:
     origin_names: dict[str, str] = field(default_factory=lambda: {"sms": "SMS"})
     new_status_id: str = STATUS_NEW
     resolved_status_id: str = STATUS_RESOLVED
+    # When casebridge closes a conversation, set the case to resolved_status_id.
+    resolve_on_close: bool = False
     priority_id: str = CASE_PRIORITY_MEDIUM
     owner_id: str = ""
     group_id: str = ""
