@@ -179,11 +179,14 @@ class ActivityRef:
 @dataclass(frozen=True, slots=True)
 class FieldValue:
     """A value for one CRM column. ``kind`` "lookup" carries a display value the CRM plugin
-    resolves to its record id; "text" is written as it is."""
+    resolves to its record id; "text" is written as it is. An empty ``value`` with a ``note``
+    says why a plugin left the column empty: nothing is written, and the note goes into the
+    case description for the rep."""
 
     value: str
     kind: Literal["text", "lookup"] = "text"
     source: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -326,6 +326,14 @@ class Pipeline:
                 return existing
         transcript = await self.store.transcript(session.id)
         summary = await self.hooks.summarize(session, transcript, decision)
+        mapped = await self.hooks.map_fields(session, transcript, summary)
+        fields = {column: value for column, value in mapped.items() if value.value}
+        # Why a plugin left a column empty is for the rep to read, on the case.
+        empty = [f"- {column}: {value.note}" for column, value in mapped.items()
+                 if not value.value and value.note]
+        if empty:
+            summary = replace(summary, description=summary.description
+                              + "\n\nFields left empty:\n" + "\n".join(empty))
         templates = self.bridge.templates
         summary = replace(
             summary,
@@ -334,7 +342,6 @@ class Pipeline:
                 summary, session, decision, self.bridge.session_link(session.id)
             ),
         )
-        fields = await self.hooks.map_fields(session, transcript, summary)
         case = await self.hooks.create_case(
             self.crm,
             CaseRequest(key=key, session=session, contact=contact, summary=summary,

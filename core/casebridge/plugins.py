@@ -326,7 +326,14 @@ class Hooks:
         for impl in impls:
             result = await _resolve(impl.function(**{a: kwargs[a] for a in impl.argnames}))
             for column, value in (result or {}).items():
-                if column in merged and owner[column] != impl.plugin_name:
+                current = merged.get(column)
+                if not value.value:
+                    # Left empty, with the reason in its note: never overrides a value and
+                    # never conflicts with one.
+                    if current is None:
+                        merged[column], owner[column] = value, impl.plugin_name
+                    continue
+                if current is not None and current.value and owner[column] != impl.plugin_name:
                     winner = self.prefer.get(column)
                     if winner not in (owner[column], impl.plugin_name):
                         raise PluginError(
@@ -335,6 +342,5 @@ class Hooks:
                         )
                     if winner == owner[column]:
                         continue
-                merged[column] = value
-                owner[column] = impl.plugin_name
+                merged[column], owner[column] = value, impl.plugin_name
         return merged

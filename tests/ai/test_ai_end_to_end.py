@@ -80,6 +80,8 @@ async def test_hook_assistant_turn_ai_conversation_reaches_the_crm_with_ai_summa
         state = await bridge.store.get_state("ai", f"fields:{session.id}")
         assert set(state["rejected"]) == {"CategoryId"}
         assert "AI field CategoryId left empty" in caplog.text
+        assert "Fields left empty:\n- CategoryId: the model's choice is not one of" in \
+            case["description"]
         # Every message reaches the case, the one after the handoff included.
         activities = jsonl_records(bridge, "activity")
         assert [a["author"] for a in activities] == ["customer", "assistant", "customer",

@@ -279,7 +279,9 @@ async def test_hook_map_fields_ai_value_outside_the_list_is_left_empty_with_why(
                                                     "ProductName": None}))
     caplog.set_level(logging.INFO)
     async with make_bridge(fields=[LOOKUP, TEXT]) as (bridge, _):
-        assert await plugin(bridge).map_fields(SESSION, TRANSCRIPT, SUMMARY) == {}
+        why = "the model's choice is not one of the allowed values (High, Medium, Low)"
+        assert await plugin(bridge).map_fields(SESSION, TRANSCRIPT, SUMMARY) == {
+            "PriorityId": FieldValue("", "lookup", "ai", note=why)}
         state = await bridge.store.get_state("ai", f"fields:{SESSION.id}")
     assert state["rejected"] == {
         "PriorityId": "the model's choice is not one of the allowed values (High, Medium, Low)"}

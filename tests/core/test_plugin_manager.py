@@ -179,3 +179,18 @@ def test_each_manager_instantiates_its_own_plugins() -> None:
     load_entry_points(a, enabled=["defaults"], strict=True)
     load_entry_points(b, enabled=["defaults"], strict=True)
     assert a.get_plugin("defaults") is not b.get_plugin("defaults")
+
+
+async def test_map_fields_an_empty_value_with_a_note_never_conflicts() -> None:
+    class Refuser:
+        @hookimpl
+        def map_fields(self):
+            return {"PriorityId": FieldValue("", "lookup", "a", note="'Huge' is not allowed"),
+                    "CategoryId": FieldValue("", "lookup", "a", note="no answer")}
+
+    pm = new_manager()
+    pm.register(Refuser(), name="a")
+    pm.register(_fields("b", {"PriorityId": "Low"}), name="b")
+    merged = await Hooks(pm).map_fields(session(), [message("hi")], Summary("s", "d"))
+    assert merged["PriorityId"] == FieldValue("Low", source="b")
+    assert merged["CategoryId"].note == "no answer" and not merged["CategoryId"].value

@@ -262,4 +262,8 @@ class AiPlugin:
             "problem": outcome.problem,
         })
         log.info("AI fields filled: %s", ", ".join(outcome.values) or "none")
-        return outcome.values
+        kinds = {f.column: f.kind for f in settings.fields}
+        # A rejected answer leaves the column empty; the note tells the rep why, on the case.
+        rejected = {column: FieldValue("", kinds.get(column, "text"), NAME, note=why)
+                    for column, why in outcome.rejected.items()}
+        return {**rejected, **outcome.values}
