@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -39,6 +40,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+SESSION_LINK = re.compile(r'https?://[^"\s<>]+/sessions/[^"\s<>]+')
+
+
+def session_link(body: str) -> str | None:
+    """The "View session" URL in an activity body (HTML or text), or None."""
+    found = SESSION_LINK.search(body)
+    return found.group(0).replace("&amp;", "&") if found else None
+
+
+def odata_text(value: str) -> str:
+    """``value`` as an OData string literal."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
@@ -241,6 +256,27 @@ class Deployment:
         return self.odata("Activity", **{"$filter": f"CaseId eq {case_id}",
                                          "$orderby": "CreatedOn"})
 
+    def contacts(self, address: str) -> list[dict[str, Any]]:
+        """Creatio contacts whose Email or MobilePhone is ``address``."""
+        literal = odata_text(address)
+        return self.odata("Contact",
+                          **{"$filter": f"Email eq {literal} or MobilePhone eq {literal}"})
+
+    def cases_for(self, address: str) -> list[dict[str, Any]]:
+        """The cases of the contacts :meth:`contacts` finds for ``address``, oldest first."""
+        literal = odata_text(address)
+        return self.odata("Case", **{
+            "$filter": f"Contact/Email eq {literal} or Contact/MobilePhone eq {literal}",
+            "$orderby": "CreatedOn"})
+
+    def case_files(self, case_id: str) -> list[dict[str, Any]]:
+        return self.odata("CaseFile", **{"$filter": f"CaseId eq {case_id}"})
+
+    def lookup_id(self, entity: str, name: str) -> str:
+        """The Id of the ``entity`` lookup row called ``name`` (e.g. CasePriority "High")."""
+        [row] = self.odata(entity, **{"$filter": f"Name eq {odata_text(name)}"})
+        return str(row["Id"]).lower()
+
     def rep_reply(self, case_id: str, text: str) -> None:
         """A rep replies through the sandbox's case page form."""
         answer = httpx.post(f"{self.creatio_url}/sandbox/cases/{case_id}/reply",
@@ -258,6 +294,23 @@ class Deployment:
         headers = {"Authorization": f"Bearer {API_TOKEN}"}
         return httpx.request(method, self.bridge_url + path, headers=headers, timeout=30,
                              **kwargs)
+
+    def sessions(self, address: str = "") -> list[dict[str, str]]:
+        """The bridge's sessions (``casebridge sessions list``), newest first: id, channel,
+        status, case; only those of the customer ``address`` when given."""
+        done = self.cli("sessions", "list", "--limit", "1000")
+        assert done.returncode == 0, done.stderr
+        rows = []
+        for line in done.stdout.splitlines():
+            session_id, channel, status, _, case, *who = line.split()
+            if address and address not in " ".join(who).split(", "):
+                continue
+            rows.append({"id": session_id, "channel": channel, "status": status, "case": case})
+        return rows
+
+    def sms_to(self, number: str) -> list[dict[str, Any]]:
+        """The SMS the provider sent to ``number``, oldest first."""
+        return [m for m in self.sms_sent() if m["to"] == number]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
