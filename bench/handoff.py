@@ -1,0 +1,269 @@
+"""Handoffs (a case and N activities) per second and their latency against the Creatio
+sandbox with an injected per-request latency, and the Creatio requests each one costs.
+
+Usage::
+
+    .venv/bin/python bench/handoff.py                  # 50 ms per Creatio request
+    .venv/bin/python bench/handoff.py --latency-ms 20
+    .venv/bin/python bench/handoff.py --quick          # the smoke test: small and fast
+
+The Creatio sandbox runs as its own process on loopback (``casebridge sandbox creatio``), its
+fault settings holding ``latency_ms``. Each row is a fresh, real Bridge (SQLite store, the
+creatio plugin pointed at the sandbox, the loopback test channel) running its outbox with
+``workers`` workers. Sessions of N customer messages are made through ``Bridge.receive``;
+then one handoff job per session (``Pipeline.handoff_job``) is enqueued at once and the
+outbox works them: contact, case, then the activities in one ``$batch``
+(``append_activities``), or, for the baseline rows (``use_batch = false``), one request per
+activity.
+
+* latency: from the handoff job being claimed to its sync job (the activities) done;
+* throughput: handoffs divided by the time from enqueueing them to the last one done;
+* requests/handoff: the sandbox's API request count (``/sandbox/admin/stats``) over the
+  handoffs, divided by their number; every case is then checked to hold N activities.
+
+The bridge runs pinned to one core and the sandbox to another when there are two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import common
+import httpx
+
+SUPERVISOR = "Supervisor"
+DESK = "desk"
+
+
+@dataclass
+class Run:
+    batch: bool
+    messages: int
+    workers: int
+    handoffs: int
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    requests: int = 0
+
+
+@contextmanager
+def sandbox(folder: Path, core: int | None) -> Iterator[str]:
+    """A Creatio sandbox process on a free loopback port, pinned to ``core`` if given;
+    yields its URL."""
+    port = common.free_port()
+    log = (folder / "sandbox.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "casebridge.cli", "sandbox", "creatio", "--port", str(port)],
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        preexec_fn=(lambda: os.sched_setaffinity(0, {core})) if core is not None else None,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/sandbox/cases", timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the Creatio sandbox did not start: "
+                                   + (folder / "sandbox.log").read_text()[-2000:])
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def write_config(folder: Path, url: str, run: Run) -> Path:
+    import tomli_w
+
+    config: dict[str, Any] = {
+        "bridge": {"crm": "creatio", "channels": ["loop"], "data_dir": "data",
+                   "public_url": "http://127.0.0.1:8080"},
+        "http": {"host": "127.0.0.1", "port": common.free_port()},
+        "outbox": {"workers": run.workers, "poll_seconds": 0.02, "backoff_base": 0.05,
+                   "backoff_cap": 0.5, "jitter": 0.0},
+        "handoff": {"max_customer_turns": 0},
+        "logging": {"level": "WARNING"},
+        "plugins": {"creatio": {
+            "url": url, "auth": "login", "username": SUPERVISOR, "password": SUPERVISOR,
+            "use_batch": run.batch, "max_concurrency": 16, "reconcile_interval": 0,
+            "backoff": 0.05, "backoff_max": 0.5, "upload_attachments": False,
+            "webhook_token": "bench-webhook-token-0123456789",
+        }},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "casebridge.toml"
+    path.write_text(tomli_w.dumps(config))
+    return path
+
+
+async def measure(url: str, folder: Path, run: Run) -> None:
+    import anyio
+    from casebridge.bridge import Bridge
+    from casebridge.model import HandoffDecision, RawInbound
+    from casebridge.outbox import OutboxEvent
+    from casebridge.pipeline import Pipeline
+    from support.plugins import LoopChannel
+
+    claimed: dict[str, float] = {}
+    finished: dict[str, float] = {}
+
+    class TimedBridge(Bridge):
+        # The outbox reports every job event here; the handoff's start and the end of the
+        # sync job it enqueues bracket one handoff.
+        def _job_event(self, event: OutboxEvent) -> None:
+            super()._job_event(event)
+            session_id = event.job.payload.get("session_id", "")
+            if event.kind == "claimed" and event.job.kind == "handoff":
+                claimed.setdefault(session_id, time.perf_counter())
+            elif event.kind == "done" and event.job.key == f"sync:{session_id}:handoff":
+                finished[session_id] = time.perf_counter()
+            elif event.kind in ("retry", "dead"):
+                print(f"  {event.kind} {event.job.kind}: {event.error}", file=sys.stderr)
+
+    bridge = TimedBridge.from_config(write_config(folder, url, run),
+                                     plugins={"loop": LoopChannel()})
+    tag = folder.name
+    async with httpx.AsyncClient(base_url=url, timeout=30) as admin, \
+            anyio.create_task_group() as tg:
+        await tg.start(bridge.run)
+        for s in range(run.handoffs):
+            for i in range(run.messages):
+                await bridge.receive(RawInbound(channel="loop", fields={
+                    "from": f"{tag}-{s}@example.com", "to": DESK, "id": f"{tag}-{s}-{i}",
+                    "name": f"Customer {s}", "subject": "Printer broken",
+                    "body": f"Message {i}: the printer shows error E{i:02d} again."}))
+        await settle(bridge)
+        sessions = await bridge.store.list_sessions(limit=run.handoffs + 1)
+        assert len(sessions) == run.handoffs, len(sessions)
+        before = (await admin.get("/sandbox/admin/stats")).json()["requests"]
+        start = time.perf_counter()
+        decision = HandoffDecision("benchmark", "bench")
+        await bridge.enqueue(*(Pipeline.handoff_job(s.id, decision) for s in sessions))
+        await settle(bridge)
+        run.seconds = max(finished.values()) - start
+        run.requests = (await admin.get("/sandbox/admin/stats")).json()["requests"] - before
+        run.latencies = [finished[s.id] - claimed[s.id] for s in sessions]
+        await check_cases(bridge, admin, run)
+        tg.cancel_scope.cancel()
+
+
+async def settle(bridge: Any) -> None:
+    import anyio
+
+    with anyio.fail_after(600):
+        while True:
+            await bridge.outbox.drain()
+            counts = await bridge.store.job_counts()
+            if counts.get("dead"):
+                raise RuntimeError(f"jobs died: {await bridge.store.list_jobs('dead')}")
+            if not counts.get("pending") and not counts.get("running"):
+                return
+            await anyio.sleep(0.02)
+
+
+async def check_cases(bridge: Any, admin: httpx.AsyncClient, run: Run) -> None:
+    """Every session's case holds exactly its N activities (read with no latency)."""
+    latency = (await admin.get("/sandbox/admin/faults")).json()["latency_ms"]
+    await admin.post("/sandbox/admin/faults", json={"latency_ms": 0})
+    try:
+        login = await admin.post("/ServiceModel/AuthService.svc/Login",
+                                 json={"UserName": SUPERVISOR, "UserPassword": SUPERVISOR})
+        headers = {"BPMCSRF": login.cookies["BPMCSRF"], "ForceUseSession": "true"}
+        for session in await bridge.store.list_sessions(limit=run.handoffs):
+            assert session.case is not None, session
+            answer = await admin.get("/0/odata/Activity", headers=headers, params={
+                "$filter": f"CaseId eq {session.case.case_id}", "$select": "Id"})
+            found = len(answer.json()["value"])
+            if found != run.messages:
+                raise RuntimeError(f"case {session.case.case_id} has {found} activities, "
+                                   f"expected {run.messages}")
+    finally:
+        await admin.post("/sandbox/admin/faults", json={"latency_ms": latency})
+
+
+def rows(runs: Sequence[Run]) -> list[list[object]]:
+    baseline = {(r.messages, r.workers): r for r in runs if not r.batch}
+    out: list[list[object]] = []
+    for r in runs:
+        base = baseline[(r.messages, r.workers)]
+        per = r.requests / r.handoffs
+        base_per = base.requests / base.handoffs
+        out.append([
+            "$batch" if r.batch else "per activity (baseline)", r.messages, r.workers,
+            r.handoffs, f"{r.handoffs / r.seconds:.1f}",
+            f"{common.percentile(r.latencies, 50) * 1000:,.0f}",
+            f"{common.percentile(r.latencies, 99) * 1000:,.0f}", f"{per:.1f}",
+            f"{per / base_per:.2f}×",
+            f"{(r.handoffs / r.seconds) / (base.handoffs / base.seconds):.2f}×",
+        ])
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency-ms", type=int, default=50,
+                        help="latency the sandbox adds to every API request (50)")
+    parser.add_argument("--messages", type=int, nargs="+", default=[1, 5, 20],
+                        help="messages per session, N (1 5 20)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16],
+                        help="outbox workers (1 4 16)")
+    parser.add_argument("--per-worker", type=int, default=4,
+                        help="handoffs per row: this many per worker, at least 8 (4)")
+    parser.add_argument("--quick", action="store_true",
+                        help="N 1 and 5, workers 1 and 4, 2 handoffs per worker, 10 ms")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.latency_ms, args.messages, args.workers, args.per_worker = 10, [1, 5], [1, 4], 2
+
+    import logging
+
+    import anyio
+
+    logging.basicConfig(level=logging.WARNING)
+    sandbox_core = common.other_core()
+    pinned = common.pin_to_one_core()
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="casebridge-bench-") as tmp, \
+            sandbox(Path(tmp), sandbox_core) as url:
+        httpx.post(url + "/sandbox/admin/faults", json={"latency_ms": args.latency_ms},
+                   timeout=10).raise_for_status()
+        for batch in (False, True):
+            for workers in args.workers:
+                for messages in args.messages:
+                    handoffs = workers * args.per_worker if not args.quick else workers * 2
+                    run = Run(batch, messages, workers, max(handoffs, 2 if args.quick else 8))
+                    folder = Path(tmp) / f"b{int(batch)}w{workers}n{messages}"
+                    anyio.run(measure, url, folder, run)
+                    runs.append(run)
+    runs.sort(key=lambda r: (r.workers, r.messages, r.batch))
+    common.report(
+        "Handoff: case + N activities against the Creatio sandbox",
+        [f"Sandbox latency {args.latency_ms} ms per API request; creatio max_concurrency 16.",
+         f"Bridge process {pinned}; the sandbox runs in its own process"
+         + (f" pinned to core {sandbox_core}." if sandbox_core is not None else "."),
+         "Latency: handoff job claimed → its activities written. Ratios against the "
+         "per-activity baseline with the same N and workers."],
+        ["activities", "N", "workers", "handoffs", "handoffs/s", "p50 ms", "p99 ms",
+         "requests/handoff", "requests vs baseline", "throughput vs baseline"],
+        rows(runs),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
