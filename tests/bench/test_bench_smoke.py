@@ -1,0 +1,59 @@
+"""Each benchmark runs end to end with tiny sizes and prints its table, so none can rot.
+No figure is asserted except counts that do not depend on speed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run_bench(name: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Machine: nproc" in done.stdout
+    return done.stdout
+
+
+def table_rows(output: str) -> list[list[str]]:
+    lines = [line for line in output.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+@pytest.mark.slow
+def test_ingest_bench_prints_every_row() -> None:
+    rows = table_rows(run_bench("ingest.py", "--quick"))
+    assert [r[0] for r in rows] == [
+        "stdlib parse + body (baseline P)", "parse_email + trim",
+        "SQLite insert, same bytes (baseline S)", "Bridge.receive: ingest + SqliteStore",
+        "SMTP → bridge, 1 connection(s)", "SMTP → bridge, 4 connection(s)",
+    ]
+    assert all(r[1] == "40" for r in rows)
+
+
+@pytest.mark.slow
+def test_handoff_bench_batches_activities() -> None:
+    rows = table_rows(run_bench("handoff.py", "--quick"))
+    assert len(rows) == 8  # 2 modes x N in {1, 5} x workers in {1, 4}
+    requests = {(r[0], r[1], r[2]): float(r[7]) for r in rows}
+    for workers in ("1", "4"):
+        # Five activities cost four requests more one at a time, and no more with $batch.
+        assert requests[("per activity (baseline)", "5", workers)] >= \
+            requests[("$batch", "5", workers)] + 4
+        assert requests[("$batch", "5", workers)] <= requests[("$batch", "1", workers)]
+
+
+@pytest.mark.slow
+def test_memory_bench_measures_sessions_and_both_emails() -> None:
+    output = run_bench("memory.py", "--quick")
+    rows = table_rows(output)
+    assert len(rows) == 8
+    assert sum("open sessions" in r[0] for r in rows) == 3
+    assert sum("MiB attachment" in r[0] for r in rows) == 2
+    assert sum("MiB text body" in r[0] for r in rows) == 2
+    assert all(float(r[2]) > 0 for r in rows)
