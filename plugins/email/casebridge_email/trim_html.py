@@ -87,6 +87,11 @@ _VOID_BREAKS = frozenset({"br", "hr"})
 _BREAK_TAGS = _PARAGRAPH_TAGS | _LINE_TAGS | _VOID_BREAKS | {"li"}
 _SPACES = re.compile(r"[^\S\n]+")
 _MANY_BREAKS = re.compile(r"\n{3,}")
+# A link's URL is shown beside its text only for these schemes: a javascript: or data: URL
+# shown as text is an attack waiting for an auto-linker. Browsers ignore controls and spaces
+# inside a scheme ("java\tscript:"), so they are removed before looking.
+_SHOWN_SCHEMES = ("http:", "https:", "mailto:", "tel:")
+_URL_IGNORED = re.compile(r"[\x00-\x20\x7f]+")
 
 
 def visible_html(html: str) -> str:
@@ -294,7 +299,7 @@ def _open(tag: str, parts: list[str]) -> None:
 
 def _close(node: LexborNode, tag: str, parts: list[str]) -> None:
     if tag == "a":
-        href = (node.attributes.get("href") or "").strip()
+        href = _shown_href(node.attributes.get("href") or "")
         label = " ".join(node.text(deep=True).split())
         if href and not href.startswith("#") and href not in (label, f"mailto:{label}"):
             parts.append(f" ({href})" if label else href)
@@ -302,6 +307,16 @@ def _close(node: LexborNode, tag: str, parts: list[str]) -> None:
         parts.append("\n\n")
     elif tag in _LINE_TAGS:
         parts.append("\n")
+
+
+def _shown_href(href: str) -> str:
+    """``href`` stripped, or "" when it names a scheme other than :data:`_SHOWN_SCHEMES`."""
+    href = href.strip()
+    squeezed = _URL_IGNORED.sub("", href).lower()
+    scheme, colon, _ = squeezed.partition(":")
+    if colon and "/" not in scheme and not squeezed.startswith(_SHOWN_SCHEMES):
+        return ""
+    return href
 
 
 def _finish(text: str) -> str:
