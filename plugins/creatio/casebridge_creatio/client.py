@@ -374,7 +374,10 @@ class CreatioClient:
             idempotent = method in ("GET", "PATCH", "DELETE", "PUT")
         url = self._url(path) + (f"?{query}" if query else "")
         what = f"{operation} {entity}"
-        renewed = False
+        # Sign-ins this call has asked for. A 401 right after a successful sign-in is a
+        # session that expired again (a busy instance, a restarted node), not refused
+        # credentials (those fail the sign-in itself): sign in again, up to ``retries`` times.
+        renewals = 0
         # The sign-in generation a 401 was answered to; the next pass signs in again.
         stale: int | None = None
         attempt = 0
@@ -415,8 +418,10 @@ class CreatioClient:
                 self._auth.absorb(response)
                 status = response.status_code
                 if status == 401 or (status == 403 and self._auth.renew_on_403):
-                    if not renewed:
-                        renewed = True
+                    if renewals == 0 or (status == 401 and renewals <= self.settings.retries):
+                        if renewals:
+                            await self._sleep(self._backoff(renewals - 1))
+                        renewals += 1
                         log.info("Creatio answered %s to %s; signing in again", status, what)
                         stale = generation
                         continue
