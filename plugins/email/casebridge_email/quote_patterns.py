@@ -320,6 +320,28 @@ def may_open_signature(line: str) -> bool:
     return stripped[:1] in ("-", "_") or stripped.lower().startswith(_SIGNATURE_STARTS)
 
 
+# Characters one of the rules needs somewhere in the line: markers, digits (dates), and the
+# quote marks and "<" an attribution may open with.
+_MATTER_CHARS = re.compile(r"[:：\-_=*@<\"«\d]")
+_CJK_VERBS = ("작성", "写道", "寫道")
+# Longer than every word of _SIGNATURE_STARTS and _INTRO_WORDS.
+_HEAD_CHARS = 14
+
+
+def may_matter(line: str) -> bool:
+    """A cheap test: ``False`` when ``line`` can start no attribution, header block,
+    separator or signature; ``True`` whenever ``may_mark_quote``, ``could_start_header`` or
+    ``may_open_signature`` is (and sometimes when none is)."""
+    if _MATTER_CHARS.search(line) is not None or line.endswith(_CJK_VERBS):
+        return True
+    # Without "-*_" in the line, both word tests look at the first word after " \t>".
+    head = line.lstrip(" \t>").lstrip()[:_HEAD_CHARS].lower()
+    if head.startswith(_SIGNATURE_STARTS):
+        return True
+    words = head.split(None, 1)
+    return bool(words) and (words[0] in _INTRO_WORDS or words[0][0] in "在于於")
+
+
 def opens_signature(line: str) -> bool:
     """A line after which everything is signature: ``--``, ``-- ``, a line of underscores,
     or a mobile footer such as ``Sent from my iPhone``."""

@@ -12,14 +12,11 @@ whitespace removed; the last kept line may be cut short where a quote header sta
 
 from __future__ import annotations
 
-import re
-
 from casebridge_email import quote_patterns as qp
 from casebridge_email.trim_html import html_to_text, visible_html
 
 __all__ = ["html_to_text", "normalize_lines", "visible_html", "visible_text"]
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Joined header candidates: an attribution wraps over at most this many lines.
 _MAX_HEADER_LINES = 4
 _HEADER_WINDOW = 6
@@ -38,7 +35,10 @@ def normalize_lines(text: str) -> list[str]:
     """Split ``text`` into lines with trailing whitespace removed and without leading or
     trailing blank lines. ``visible_text`` of text without quote markers equals
     ``"\\n".join(normalize_lines(text))``."""
-    lines = [line.rstrip() for line in _LINE_BREAK.split(text)]
+    if "\r" in text:
+        # The same lines as splitting on \r\n, \r or \n; str.split is faster than a regex.
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip() for line in text.split("\n")]
     start = 0
     while start < len(lines) and not lines[start]:
         start += 1
@@ -76,14 +76,79 @@ def visible_text(text: str, *, keep_signature: bool = False) -> str:
 def _trim(lines: list[str], keep_signature: bool) -> list[str]:
     """Trimming passes until stable; ``[]`` when the first pass leaves nothing."""
     current = lines
+    start = 0
     for _ in range(_MAX_PASSES):
-        trimmed = _trim_pass(current, keep_signature)
+        trimmed, src = _trim_pass(current, keep_signature, start)
         if not any(trimmed):
             return [] if current is lines else current
-        if trimmed == current:
+        if len(trimmed) == len(current) and (not src or src[-1] >= 0):
+            # Same length and no line cut short: a subsequence of every line is the input.
             break
+        start = _first_changeable(trimmed, src, len(current), keep_signature)
         current = trimmed
+        if start >= len(trimmed):
+            break
     return current
+
+
+# A line's decision looks at most this many lines ahead of it (or of the last line a
+# signature check reaches): a header joins lines within _HEADER_WINDOW, an Outlook block
+# spans _OUTLOOK_WINDOW.
+_LOOKAHEAD = max(_HEADER_WINDOW, _OUTLOOK_WINDOW)
+# A signature check reaches this many non-blank lines past its line (the next line, then
+# short_tail's lines and what follows each).
+_SIGNATURE_REACH = _SIGN_OFF_LINES + 1
+
+
+def _first_changeable(out: list[str], src: list[int], n_before: int, keep_signature: bool) -> int:
+    """Where the next pass over ``out`` (one pass's output; ``src[j]`` is the input index of
+    ``out[j]``, ``-1`` for a line cut short) can first decide differently; ``len(out)`` when
+    ``out`` is already stable.
+
+    A pass decides each line from the lines after it only, never from those before (a kept
+    line is not a quote, so the look back in wrapped_quote_end finds none). The next pass
+    therefore keeps ``out[j]`` as this pass did when the lines ``out[j]`` looks at are the
+    same input lines, without anything removed between them: a header or Outlook block
+    starting at ``j`` looks ``_LOOKAHEAD`` lines ahead, a signature check up to
+    ``_SIGNATURE_REACH`` non-blank lines and ``_LOOKAHEAD`` lines past the last of them.
+    When ``out`` ends before the input did, header and Outlook tests see fewer lines, and
+    find no header where this pass found none (fewer lines, fewer fields; no ``>`` quote
+    follows, which only ever relaxes the header test); only a signature check, which asks
+    whether a line is the last, can change its mind. That happens only for a line
+    :func:`qp.may_open_signature` accepts, with fewer than ``_SIGNATURE_REACH`` non-blank
+    lines after it before the end."""
+    m = len(out)
+    # src increases by one per line up to the first gap (lines removed in between, or the
+    # line cut short); its first index is where the unchanged run ends.
+    first = src[0]
+    if first >= 0 and src[m - 1] - (m - 1) == first:
+        gap = m
+    else:
+        gap = next(j for j in range(1, m + 1) if j == m or src[j] != src[j - 1] + 1)
+        if first < 0:
+            gap = 0
+    if gap == m:
+        if src[m - 1] == n_before - 1:
+            return m  # the input's own tail, unchanged: every line sees what it saw before
+        limit = m  # only the end moved: check the last lines that may open a signature
+    else:
+        limit = gap - _LOOKAHEAD
+    if keep_signature:
+        return max(limit, 0) if gap < m else m
+    # Lines before ``limit`` look at unchanged lines only, except a signature check, which
+    # looks _SIGNATURE_REACH non-blank lines ahead and then _LOOKAHEAD lines (only the
+    # first part when the run reaches the end).
+    j = limit - 1
+    seen = 0
+    while j >= 0 and seen < _SIGNATURE_REACH:
+        if out[j]:
+            seen += 1
+        j -= 1
+    for k in range(j + 1, limit):
+        line = out[k]
+        if line and qp.may_open_signature(line):
+            return k
+    return max(limit, 0)
 
 
 def _after_leading_header(lines: list[str]) -> list[str]:
@@ -93,30 +158,26 @@ def _after_leading_header(lines: list[str]) -> list[str]:
         return []
     scan = _Scan(lines)
     span = scan.header_span(0)
-    if not span or scan.is_quote(scan.nxt[span]):
+    if not span or scan.is_quote(scan.nxt(span)):
         return []
     return normalize_lines("\n".join(lines[span:]))
 
 
-def _next_nonblank(lines: list[str]) -> list[int]:
-    """``result[i]`` is the index of the first non-blank line at or after ``i`` (or len)."""
-    n = len(lines)
-    result = [n] * (n + 1)
-    for i in range(n - 1, -1, -1):
-        result[i] = i if lines[i] else result[i + 1]
-    return result
-
-
 class _Scan:
-    """One trimming pass over normalised lines."""
+    """Line tests over normalised lines that look at the lines after a given one. Nothing
+    is computed ahead: a pass usually stops at the first header, long before the end."""
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
         self.n = len(lines)
-        self.nxt = _next_nonblank(lines)
-        # Per-line prefilter: lines without any marker character cannot be a one-line
-        # header, separator or header field, so the expensive patterns are skipped for them.
-        self.marked = [qp.may_mark_quote(line) for line in lines]
+
+    def nxt(self, i: int) -> int:
+        """The index of the first non-blank line at or after ``i`` (``>= n`` when none)."""
+        lines = self.lines
+        n = self.n
+        while i < n and not lines[i]:
+            i += 1
+        return i
 
     def is_quote(self, i: int) -> bool:
         return i < self.n and bool(qp.QUOTE_LINE.match(self.lines[i]))
@@ -126,19 +187,20 @@ class _Scan:
         wrapped over a few lines, with blank lines in between (Polymail, Discourse)."""
         lines = self.lines
         candidate = lines[i]
-        if not self.marked[i] and not qp.could_start_header(candidate):
+        if not qp.may_mark_quote(candidate) and not qp.could_start_header(candidate):
             return 0
         joined = 1
         k = i
         while True:
-            before_quote = self.is_quote(self.nxt[k + 1])
+            following = self.nxt(k + 1)
+            before_quote = self.is_quote(following)
             if qp.is_quote_header(candidate, before_quote=before_quote):
                 return k + 1 - i
             if candidate.endswith((":", "：")) or joined == _MAX_HEADER_LINES:
                 return 0
             if joined == 1 and not qp.could_start_header(candidate):
                 return 0
-            k = self.nxt[k + 1]
+            k = following
             if k >= self.n or k - i >= _HEADER_WINDOW:
                 return 0
             # A line continuing an unclosed "<address" is not a header of its own.
@@ -153,7 +215,7 @@ class _Scan:
         """A run of quoted mail header lines (From:, Sent:, To:, Subject:) starting at ``i``."""
         return (
             i < self.n
-            and self.marked[i]
+            and qp.may_mark_quote(self.lines[i])
             and qp.is_field_block(self.lines[i : i + _OUTLOOK_WINDOW])
         )
 
@@ -166,7 +228,7 @@ class _Scan:
 
     def ends_here(self, i: int) -> bool:
         """Whether nothing but blank lines, quotes or cut markers follow line ``i``."""
-        j = self.nxt[i + 1] if i + 1 <= self.n else self.n
+        j = self.nxt(i + 1)
         if j >= self.n:
             return True
         line = self.lines[j]
@@ -178,13 +240,16 @@ class _Scan:
             or self.is_outlook_block(j)
         )
 
-    def signature_starts(self, i: int, prev_blank: bool, prev_text: str) -> bool:
+    def signature_starts(self, i: int, out: list[str]) -> bool:
+        """Whether a signature starts at line ``i``, below the kept lines ``out``."""
         line = self.lines[i]
         if not qp.may_open_signature(line):
             return False
         if qp.opens_signature(line):
             return True
-        following = self.nxt[i + 1]
+        following = self.nxt(i + 1)
+        prev_blank = not out or not out[-1]
+        prev_text = next((kept for kept in reversed(out) if kept), "")
         set_apart = (
             prev_blank
             and not prev_text.lstrip().startswith(("-", "*"))
@@ -208,7 +273,7 @@ class _Scan:
                 return False
             if self.ends_here(j):
                 return True
-            j = self.nxt[j + 1]
+            j = self.nxt(j + 1)
         return False
 
     def wrapped_quote_end(self, i: int) -> int:
@@ -237,65 +302,85 @@ def _split_prefix(line: str) -> str:
     return ""
 
 
-def _trim_pass(lines: list[str], keep_signature: bool) -> list[str]:
+def _trim_pass(
+    lines: list[str], keep_signature: bool, start: int = 0
+) -> tuple[list[str], list[int]]:
+    """One trimming pass over ``lines``, keeping ``lines[:start]`` as they are (the caller
+    knows the pass would keep them). Returns the kept lines and, for each, its index in
+    ``lines`` (``-1`` for a line cut short)."""
     scan = _Scan(lines)
-    out: list[str] = []
-    has_text = False
+    n = scan.n
+    out = lines[:start]
+    src = list(range(start))
+    has_text = any(out)
     # Blank lines right after removed quote material go with it.
     after_removed = False
-    i = 0
-    while i < scan.n:
+    quote_line = qp.QUOTE_LINE.match
+    may_matter = qp.may_matter
+    # Whether lines[i - 1] is a ">" quote: only then can line i be wrapped out of one.
+    prev_quoted = scan.is_quote(start - 1) if start else False
+    i = start
+    while i < n:
         line = lines[i]
         if not line:
             if not after_removed:
                 out.append(line)
+                src.append(i)
+            prev_quoted = False
             i += 1
             continue
-        if qp.QUOTE_LINE.match(line):
-            after_removed = True
+        if quote_line(line):
+            after_removed = prev_quoted = True
             i += 1
             continue
-        wrapped_end = scan.wrapped_quote_end(i)
-        if wrapped_end > i:
-            i = wrapped_end
-            continue
-        span = scan.header_span(i)
-        if span:
-            prefix = _split_prefix(line) if span == 1 else ""
-            if prefix:
-                # Reply text cut short ends the reply: a line is only cut as the last one.
-                out.append(prefix)
+        if prev_quoted:
+            prev_quoted = False
+            wrapped_end = scan.wrapped_quote_end(i)
+            if wrapped_end > i:
+                i = wrapped_end
+                continue
+        # Most lines hold nothing any rule below reacts to: kept without further tests.
+        if may_matter(line):
+            span = scan.header_span(i)
+            if span:
+                prefix = _split_prefix(line) if span == 1 else ""
+                if prefix:
+                    # Reply text cut short ends the reply: a line is only cut as the last one.
+                    out.append(prefix)
+                    src.append(-1)
+                    break
+                if scan.is_quote(scan.nxt(i + span)):
+                    after_removed = True
+                    i += span
+                    prev_quoted = scan.is_quote(i - 1)
+                    continue
                 break
-            if scan.is_quote(scan.nxt[i + span]):
-                after_removed = True
-                i += span
-                continue
-            break
-        if scan.marked[i] and (qp.is_separator(line) or scan.is_outlook_block(i)):
-            if not has_text and qp.is_forward_separator(line):
-                # A message that is only a forward: its content is the forwarded body.
-                i = scan.field_block_end(i + 1 if scan.is_outlook_block(i + 1) else i)
-                after_removed = True
-                continue
-            break
-        if not keep_signature and has_text:
-            prev_blank = not out or not out[-1]
-            prev_text = next((kept for kept in reversed(out) if kept), "")
-            if scan.signature_starts(i, prev_blank, prev_text):
+            if qp.may_mark_quote(line) and (qp.is_separator(line) or scan.is_outlook_block(i)):
+                if not has_text and qp.is_forward_separator(line):
+                    # A message that is only a forward: its content is the forwarded body.
+                    i = scan.field_block_end(i + 1 if scan.is_outlook_block(i + 1) else i)
+                    after_removed = True
+                    prev_quoted = scan.is_quote(i - 1)
+                    continue
+                break
+            if not keep_signature and has_text and scan.signature_starts(i, out):
                 break
         out.append(line)
+        src.append(i)
         has_text = True
         after_removed = False
         i += 1
-    return _tidy(out)
+    first, end = _tidy(out)
+    return out[first:end], src[first:end]
 
 
-def _tidy(out: list[str]) -> list[str]:
-    """Drop leading blank lines and trailing blank or rule-only lines."""
+def _tidy(out: list[str]) -> tuple[int, int]:
+    """The slice of ``out`` without leading blank lines and trailing blank or rule-only
+    lines."""
     end = len(out)
     while end and (not out[end - 1] or qp.is_delimiter(out[end - 1])):
         end -= 1
     start = 0
     while start < end and not out[start]:
         start += 1
-    return out[start:end]
+    return start, end
