@@ -18,15 +18,17 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 import charset_normalizer
 
 # A message nested deeper than this is not walked further (a zip-bomb of multiparts).
 MAX_DEPTH = 40
+# Bytes fed to the parser at a time; see _parse_bytes.
+FEED_CHUNK = 64 * 1024
 MAX_FILENAME = 180
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -83,7 +85,7 @@ def parse_email(data: bytes) -> ParsedEmail:
     """Parse one message. Never raises; repairs are listed in ``notes``."""
     notes: list[str] = []
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(data)
+        msg = _parse_bytes(data)
     except (Exception, RecursionError) as exc:
         # The parser gives up only on pathological input; keep the bytes as plain text.
         notes.append(f"message could not be parsed ({type(exc).__name__}); kept as plain text")
@@ -120,6 +122,21 @@ def parse_email(data: bytes) -> ParsedEmail:
         notes=tuple(dict.fromkeys(notes)),
         size=len(data),
     )
+
+
+def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
+    """What ``BytesParser(policy=policy.default).parsebytes(data)`` returns, with less memory.
+
+    ``parsebytes`` decodes the whole message to a str and copies it into a StringIO (four
+    bytes per character) before parsing: about 8x a large message's size at its peak. Fed in
+    slices instead, the parser holds one slice at a time; decoding is per byte (ASCII with
+    surrogateescape), so where a slice ends changes nothing.
+    """
+    parser = BytesFeedParser(policy=policy.default)
+    view = memoryview(data)
+    for start in range(0, len(data), chunk):
+        parser.feed(bytes(view[start:start + chunk]))
+    return parser.close()
 
 
 def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
