@@ -293,7 +293,9 @@ class Templates:
                 "message": m,
                 "author_label": _author_label(m, session),
                 "attachments": _attachment_rows(m),
-                "show_original": bool(m.original_text) and m.original_text != m.text,
+                # Trailing newlines are no trimming: only a real cut offers the original.
+                "show_original": bool(m.original_text.strip())
+                and m.original_text.strip() != m.text.strip(),
             }
             for m in transcript
         ]
