@@ -41,6 +41,11 @@ def activities(deployment: Deployment, case_id: str, count: int) -> list[dict[st
     return rows
 
 
+def originals(page: str) -> list[str]:
+    """The "Original message" shown folded under each trimmed message of the session page."""
+    return [node.text() for node in LexborHTMLParser(page).css("article.msg details pre")]
+
+
 def transcript(page: str) -> list[tuple[str, str]]:
     """The session page's messages as (author class, text)."""
     tree = LexborHTMLParser(page)
@@ -96,6 +101,10 @@ def test_policy_handoff_writes_one_complete_case(deployment: Deployment) -> None
     texts = [text for _, text in transcript(page.text)]
     assert any("My printer prints blank pages since Monday." in t for t in texts)
     assert any("This is urgent now." in t for t in texts)
+    # Only the messages that lost quoted text offer the original.
+    [first_original, third_original] = originals(page.text)
+    assert "an old quoted line" in first_original
+    assert "> I tried a new cartridge" in third_original
     # The link is signed: the same page without its signature is refused.
     assert httpx.get(link.split("?")[0], timeout=10).status_code == 403
 
@@ -120,7 +129,9 @@ def test_manual_handoff_through_the_cli(deployment: Deployment) -> None:
     assert case["PriorityId"].lower() != deployment.lookup_id("CasePriority", "High")
     [activity] = activities(deployment, case["Id"], 1)
     assert "Why was I billed twice in March?" in activity["Body"]
-    assert httpx.get(session_link(activity["Body"]) or "", timeout=10).status_code == 200
+    page = httpx.get(session_link(activity["Body"]) or "", timeout=10)
+    assert page.status_code == 200 and "Why was I billed twice in March?" in page.text
+    assert originals(page.text) == []  # nothing was trimmed: no "Original message" to unfold
     [after] = deployment.sessions(sender)
     assert after["status"] == "handed_off"
 
