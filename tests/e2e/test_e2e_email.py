@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+import pytest
 from deployment import OWNER_ID, SUPPORT, Deployment, session_link, wait_for
 from selectolax.lexbor import LexborHTMLParser
 
@@ -109,17 +110,25 @@ def test_policy_handoff_writes_one_complete_case(deployment: Deployment) -> None
     assert httpx.get(link.split("?")[0], timeout=10).status_code == 403
 
 
-def test_manual_handoff_through_the_cli(deployment: Deployment) -> None:
-    sender = "carol@customer.example"
+@pytest.mark.parametrize("through", ["cli", "api"])
+def test_manual_handoff(deployment: Deployment, through: str) -> None:
+    sender = f"carol-{through}@customer.example"
     deployment.send_email(customer_mail(sender, "Invoice question",
-                                        "Why was I billed twice in March?\n", "carol-1",
+                                        "Why was I billed twice in March?\n", f"carol-{through}",
                                         name="Carol Example"))
     [session] = wait_for(lambda: deployment.sessions(sender), what="Carol's session")
     assert session["status"] == "assistant" and session["case"] == "-"
     assert deployment.cases_for(sender) == []
 
-    done = deployment.cli("handoff", session["id"], "--reason", "billing needs a human")
-    assert done.returncode == 0, done.stderr
+    if through == "cli":
+        done = deployment.cli("handoff", session["id"], "--reason", "billing needs a human")
+        assert done.returncode == 0, done.stderr
+    else:
+        path = f"/api/sessions/{session['id']}/handoff"
+        refused = httpx.post(deployment.bridge_url + path, json={"reason": "x"}, timeout=10)
+        assert refused.status_code == 401
+        answer = deployment.api("POST", path, json={"reason": "billing needs a human"})
+        assert answer.status_code == 202, answer.text
 
     case = one_case(deployment, sender)
     assert "Handed off because billing needs a human." in case["Symptoms"]

@@ -88,8 +88,9 @@ def test_stop_stops_everything(deployment: Deployment) -> None:
     retried = httpx.post(url, data=stop["form"], timeout=10, headers={
         "X-Twilio-Signature": compute_signature(SMS_TOKEN, url, stop["form"])})
     assert retried.status_code == 200, retried.text
-    # STOP is no message of the conversation: the case gets no activity for it.
+    # STOP is no message of the conversation: no activity, no other session for it.
     activities(deployment, case["Id"], 1)
+    assert len(deployment.sessions(number)) == 1
 
     deployment.rep_reply(case["Id"], "We have refunded the double charge.")
     _, _, refusal = activities(deployment, case["Id"], 3)  # the rep's own, then the refusal
