@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from casebridge.templates import TemplateError, Templates
 from casebridge_creatio.sandbox import seed
 from casebridge_email.trim_html import html_to_text
 from deployment import (
@@ -544,3 +546,33 @@ def test_template_sandbox_escape_fails_and_customer_braces_stay_literal(
         body = row.get("Body") or ""
         assert not any(marker in body for marker in ESCAPED_MARKERS), body
     assert "5150" not in json.dumps(hostile.odata("Activity"))
+
+
+ESCAPES = [
+    ESCAPE_TXT,
+    ESCAPE_HTML,
+    "{{ lipsum.__globals__['os'].system('true') }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ message.__class__.__init__.__globals__ }}",
+    "{{ ''|attr('__class__') }}",
+    "{{ '{0.__class__.__mro__}'.format('') }}",
+    "{{ 'a'.format_map }}{{ ''.__class__ }}",
+    "{% set items = [] %}{{ items.append(1) }}",
+    "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+    "{{ range(10 ** 9) | list | length }}",
+    "{{ config.items() }}",
+    "{% include '../../../../etc/passwd' %}",
+    "{% import 'os' as os %}{{ os.system('true') }}",
+]
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_template_escapes_fail_with_an_error_naming_the_template(tmp_path: Path,
+                                                                 source: str) -> None:
+    # In-process, the same Templates the runner builds from [templates] dir.
+    (tmp_path / "activity").mkdir()
+    (tmp_path / "activity" / "customer.sms.txt.j2").write_text(source)
+    templates = Templates(tmp_path)
+    with pytest.raises(TemplateError) as failed:
+        templates.render("activity/customer.sms.txt.j2", message="hello")
+    assert "activity/customer.sms.txt.j2" in str(failed.value)
