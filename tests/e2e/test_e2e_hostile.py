@@ -266,8 +266,7 @@ def test_creatio_webhooks_without_token_or_secret_are_refused(hostile: HostileDe
     assert job_total(hostile) == before + 1
     log = hostile.log("bridge")
     assert "webhook refused" in log
-    assert WEBHOOK_SECRET not in log and WEBHOOK_TOKEN not in log.replace(
-        "/webhooks/creatio/" + WEBHOOK_TOKEN, "")
+    assert WEBHOOK_SECRET not in log and WEBHOOK_TOKEN not in log
 
 
 # -- script in customer HTML ----------------------------------------------------------------
