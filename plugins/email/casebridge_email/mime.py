@@ -11,6 +11,7 @@ it before showing it) and no HTML-to-text conversion happens here.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import mimetypes
 import re
@@ -33,6 +34,8 @@ MAX_FILENAME = 180
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+# A base64 body with nothing to repair: the alphabet in lines, padding only at the end.
+_CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +391,9 @@ class _Body:
     def _payload(self, part: Message) -> bytes:
         before = len(part.defects)
         try:
-            data = part.get_payload(decode=True)
+            data = _clean_base64(part)
+            if data is None:
+                data = part.get_payload(decode=True)
         except Exception:
             data = None
         if data is None:
@@ -447,6 +452,26 @@ class _Body:
                 inline=False,
             )
         )
+
+
+def _clean_base64(part: Message) -> bytes | None:
+    """A well-formed base64 body, decoded in one step; None for any other body.
+
+    The stdlib splits a base64 body into lines and joins them again before decoding: about
+    4.5x the body at its peak. A body with nothing to repair decodes to the same bytes
+    directly; anything else takes the stdlib's path, with its repairs and defects.
+    """
+    if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
+        return None
+    raw = part.get_payload()
+    if not isinstance(raw, str) or not _CLEAN_BASE64.fullmatch(raw):
+        return None
+    if (len(raw) - raw.count("\r") - raw.count("\n")) % 4:
+        return None  # a partial last quantum: the stdlib repairs it and says so
+    try:
+        return binascii.a2b_base64(raw)
+    except binascii.Error:
+        return None
 
 
 def _disposition(part: Message) -> str | None:
