@@ -13,15 +13,31 @@ from __future__ import annotations
 
 import re
 
+_DIGIT = re.compile(r"\d")
+
+# Several patterns below are also kept reversed, to be matched at the start of the reversed
+# text: an end-anchored search tries every position of the line, a reversed match only one.
+# The two agree on single lines (no "\n", where "$" could match before a final newline).
+
+
+def _phrases(words: tuple[str, ...], *, reverse: bool = False) -> str:
+    """An alternation of ``words`` (spelled backwards when ``reverse``); a space in a word
+    stands for any run of whitespace."""
+    return "|".join(
+        re.escape(word[::-1] if reverse else word).replace(r"\ ", r"\s+") for word in words
+    )
+
+
 # "wrote" and its equivalents, as the last word of an "On <date>, <name> wrote:" header.
-_WROTE = (
-    r"wrote|sent|writes|schrieb|schreibt|a\s+écrit|a\s+ecrit|écrit|escribió|escribio|"
-    r"ha\s+escrit|escrigué|ha\s+scritto|scrisse|escreveu|escreve|schreef|"
-    r"het\s+volgende\s+geschreven|geschreven|napisał\(a\)|napisała|napisał|pisze|"
-    r"skrev|skrivit|kirjoitti|написал\(а\)|написала|написал|пишет|написав\(ла\)|"
-    r"написала|написав|пише|写道|寫道|のメッセージ|は書きました|작성|đã\s+viết|a\s+scris|"
-    r"yazdı|napsal|írta"
+_WROTE_WORDS = (
+    "wrote", "sent", "writes", "schrieb", "schreibt", "a écrit", "a ecrit", "écrit", "escribió",
+    "escribio", "ha escrit", "escrigué", "ha scritto", "scrisse", "escreveu", "escreve",
+    "schreef", "het volgende geschreven", "geschreven", "napisał(a)", "napisała", "napisał",
+    "pisze", "skrev", "skrivit", "kirjoitti", "написал(а)", "написала", "написал", "пишет",
+    "написав(ла)", "написав", "пише", "写道", "寫道", "のメッセージ", "は書きました", "작성",
+    "đã viết", "a scris", "yazdı", "napsal", "írta",
 )
+_WROTE = _phrases(_WROTE_WORDS)
 # Words a wrapped quote header typically starts with, in the languages above.
 _INTRO = (
     r"On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne|At|"
@@ -29,29 +45,79 @@ _INTRO = (
     r"在|于|於"
 )
 # CJK verbs follow the date or name without a space: "于2025年1月6日 09:14写道："
-_CJK_VERB_END = re.compile(r"(?:写道|寫道|のメッセージ|작성)\s*[:：]?$")
+# (reversed: (?:写道|寫道|のメッセージ|작성)\s*[:：]?$).
+_CJK_VERBS_END = ("写道", "寫道", "のメッセージ", "작성")
+_CJK_VERB_END_REVERSED = re.compile(rf"[:：]?\s*(?:{_phrases(_CJK_VERBS_END, reverse=True)})")
 # The verb before the date: "Ann <a@b.c> schrieb am Mo., 6. Jan. 2025, 09:14:"
-_VERB_THEN_DATE = re.compile(
-    r"(?:^|\s)(?:wrote|schrieb|a\s+écrit|escribió|escreveu|ha\s+scritto|schreef|skrev|"
-    r"napisał\(a\)|napisał|написал\(а\)|написал|написала)\s+(?:am|on|le|el|em|il|op|den|"
-    r"dnia|в)\s+[^:：]{0,40}\d.{0,20}[:：]$",
+# (reversed: (?:^|\s)(?:verb)\s+(?:am|on|...)\s+[^:：]{0,40}\d.{0,20}[:：]$).
+_VERBS_BEFORE_DATE = (
+    "wrote", "schrieb", "a écrit", "escribió", "escreveu", "ha scritto", "schreef", "skrev",
+    "napisał(a)", "napisał", "написал(а)", "написал", "написала",
+)
+_DATE_PREPOSITIONS = ("am", "on", "le", "el", "em", "il", "op", "den", "dnia", "в")
+_VERB_THEN_DATE_REVERSED = re.compile(
+    r"[:：].{0,20}\d[^:：]{0,40}\s+"
+    rf"(?:{_phrases(_DATE_PREPOSITIONS, reverse=True)})\s+"
+    rf"(?:{_phrases(_VERBS_BEFORE_DATE, reverse=True)})(?:\s|\Z)",
     re.IGNORECASE,
 )
 # The verb before the name, without an address: "Am 06.01.2025 um 09:14 schrieb Ann Lee:".
+_VERBS_BEFORE_NAME = ("wrote", "schrieb", "schreef", "skrev", "escribió", "escreveu", "scrisse")
 _DATE_VERB_NAME = re.compile(
-    r"^\s*(?:On|Am|Op|Den|På|El|Em|Il)\s.{0,60}?\d.{0,40}?\s(?:wrote|schrieb|schreef|skrev|"
-    r"escribió|escreveu|scrisse)\s+[^\s:：<>@][^:：<>@]{0,60}[:：]$",
+    r"^\s*(?:On|Am|Op|Den|På|El|Em|Il)\s.{0,60}?\d.{0,40}?\s"
+    rf"(?:{_phrases(_VERBS_BEFORE_NAME)})\s+[^\s:：<>@][^:：<>@]{{0,60}}[:：]$",
     re.IGNORECASE,
+)
+# Cheap necessary parts of _DATE_VERB_NAME, tested first: how it starts, and the verb and
+# the first letter of the name (after the last of ":：<>@" before the final colon).
+_DATE_VERB_NAME_START = re.compile(r"\s*(?:On|Am|Op|Den|På|El|Em|Il)\s", re.IGNORECASE)
+_VERB_BEFORE_NAME = re.compile(
+    rf"\s(?:{_phrases(_VERBS_BEFORE_NAME)})\s+[^\s:：<>@]", re.IGNORECASE
 )
 _STRONG_INTRO = re.compile(
     r"^\s*(?:On|Le|Am|El|Em|Op|Il|In\s+data|W\s+dniu|Dnia|Den|På|Vào|Dne)\s|^\s*\d"
 )
-_VERB_END = re.compile(rf"(?:^|[\s,)>»\"'])(?:{_WROTE})\s*[:：]?\s*-*$", re.IGNORECASE)
+# (reversed: (?:^|[\s,)>»"'])(?:wrote|...)\s*[:：]?\s*-*$)
+_VERB_END_REVERSED = re.compile(
+    rf"-*\s*[:：]?\s*(?:{_phrases(_WROTE_WORDS, reverse=True)})(?:[\s,)>»\"']|\Z)",
+    re.IGNORECASE,
+)
 _INTRO_START = re.compile(rf"^\s*(?:[-*_>]+\s*)?(?:{_INTRO})", re.IGNORECASE)
 _HAS_DATEISH = re.compile(r"\d{1,4}[:/.\-]\d{1,2}|\b(?:19|20)\d\d\b|\d{1,2}\s*[:.h]\s*\d\d")
-_HAS_ADDRESS = re.compile(r"@|<[^>]*>|\bmailto:")
-# "2014-03-20 8:48 GMT+01:00 Name <a@b.c>:" (Gmail without a verb) and similar.
-_ADDRESS_COLON_END = re.compile(r"(?:>|@[\w.\-]+\)?|\"|»)\s*[:：]$")
+_MAILTO = re.compile(r"\bmailto:")
+# "2014-03-20 8:48 GMT+01:00 Name <a@b.c>:" (Gmail without a verb) and similar
+# (reversed: (?:>|@[\w.\-]+\)?|"|»)\s*[:：]$).
+_ADDRESS_COLON_END_REVERSED = re.compile(r"[:：]\s*(?:>|\)?[\w.\-]+@|\"|»)")
+
+
+def _has_dateish(text: str) -> bool:
+    """A date or time: ``2025-01-06``, ``6.1.``, ``2025``, ``09:14``, ``9h14``."""
+    # Every match starts at a digit: search from the first one.
+    first = _DIGIT.search(text)
+    return first is not None and _HAS_DATEISH.search(text, first.start()) is not None
+
+
+def _has_address(text: str) -> bool:
+    """An e-mail address: ``@``, ``<...>`` or ``mailto:``."""
+    if "@" in text:
+        return True
+    opening = text.find("<")
+    if opening >= 0 and text.find(">", opening + 1) >= 0:
+        return True
+    return "mailto:" in text and _MAILTO.search(text) is not None
+
+
+def _date_verb_name(stripped: str) -> bool:
+    """``_DATE_VERB_NAME`` matches ``stripped`` (which ends in a colon)."""
+    if _DATE_VERB_NAME_START.match(stripped) is None:
+        return False
+    body = stripped[:-1]
+    last_mark = max(body.rfind(mark) for mark in ":：<>@")
+    return (
+        _VERB_BEFORE_NAME.search(body, last_mark + 1) is not None
+        and _DATE_VERB_NAME.match(stripped) is not None
+    )
+
 
 # Where a quote header starts inside a line that also holds reply text
 # ("Test replyOn 04/19/2011 07:10 AM, Roman wrote:").
@@ -101,8 +167,10 @@ _SEPARATOR_PHRASES = (
     r"原始邮件|原始郵件|转发的邮件|轉寄的郵件|元のメッセージ|転送されたメッセージ|"
     r"원본\s*메시지|전달된\s*메시지|Reply\s+message|Reply\s+Message"
 )
+# Possessive runs: a phrase starts with a letter, so giving back a rule character or a space
+# never helps, and a long rule line fails at once instead of after trying every split.
 SEPARATOR = re.compile(
-    rf"^\s*[-=_*]{{2,}}\s*(?:{_SEPARATOR_PHRASES})\s*[-=_*]{{2,}}\s*$"
+    rf"^\s*+[-=_*]{{2,}}+\s*+(?:{_SEPARATOR_PHRASES})\s*[-=_*]{{2,}}\s*$"
     rf"|^\s*(?:{_SEPARATOR_PHRASES})\s*[:：]\s*$"
     r"|^\s*(?:Begin\s+forwarded\s+message|Début\s+du\s+message\s+réexpédié|"
     r"Anfang\s+der\s+weitergeleiteten\s+Nachricht|Inicio\s+del\s+mensaje\s+reenviado|"
@@ -112,6 +180,7 @@ SEPARATOR = re.compile(
     r"Начало\s+переадресованного\s+сообщения|Forwarded\s+message)\s*[:：]\s*$",
     re.IGNORECASE,
 )
+_SEPARATOR_ENDS = frozenset(":：-=_*")
 _FORWARD_WORD = re.compile(
     r"forward|weitergeleitet|transféré|réexpédié|reenviado|inoltrato|encaminhada|doorgestuurd|"
     r"przekazan|vidarebefordrat|videresendt|välitetty|пересыла|переслан|переадрес|转发|轉寄|"
@@ -179,33 +248,33 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
         return False
     if _FENCED_HEADER.match(stripped) or _GMAIL_DATE_HEADER.match(stripped):
         return True
-    tail = stripped[-60:]
-    if stripped[-1] not in ":：-" and not stripped.endswith(("작성", "写道")):
+    last = stripped[-1]
+    backwards = stripped[-60:][::-1]
+    if last not in ":：-" and not stripped.endswith(("작성", "写道")):
         # "On <date> <name> <address> wrote" without its colon (Zoho, some webmails).
         if "@" not in stripped and "<" not in stripped and "mailto" not in stripped:
             return False
         return bool(
-            _VERB_END.search(tail)
+            _VERB_END_REVERSED.match(backwards)
             and _INTRO_START.match(stripped)
-            and _HAS_DATEISH.search(stripped)
-            and _HAS_ADDRESS.search(stripped)
+            and _has_dateish(stripped)
+            and _has_address(stripped)
         )
-    if _CJK_VERB_END.search(tail):
-        return before_quote or bool(_HAS_ADDRESS.search(stripped) or _HAS_DATEISH.search(stripped))
-    if _VERB_THEN_DATE.search(tail) and _HAS_ADDRESS.search(stripped):
+    if _CJK_VERB_END_REVERSED.match(backwards):
+        return before_quote or _has_address(stripped) or _has_dateish(stripped)
+    colon = last in ":："
+    if colon and _has_address(stripped) and _VERB_THEN_DATE_REVERSED.match(backwards):
         return True
-    if _DATE_VERB_NAME.match(stripped) and _HAS_DATEISH.search(stripped):
+    if colon and _date_verb_name(stripped) and _has_dateish(stripped):
         return True
-    if _VERB_END.search(tail):
+    if _VERB_END_REVERSED.match(backwards):
         if before_quote:
             return True
         return bool(
-            _HAS_DATEISH.search(stripped)
-            or _HAS_ADDRESS.search(stripped)
-            or _INTRO_START.match(stripped)
+            _has_dateish(stripped) or _has_address(stripped) or _INTRO_START.match(stripped)
         )
-    if stripped[-1] in ":：" and _ADDRESS_COLON_END.search(tail):
-        return bool(_HAS_DATEISH.search(stripped))
+    if colon and _ADDRESS_COLON_END_REVERSED.match(backwards):
+        return _has_dateish(stripped)
     return False
 
 
@@ -223,7 +292,6 @@ _INTRO_WORDS = frozenset(
     ("on", "le", "am", "el", "em", "op", "il", "in", "w", "dnia", "den", "på", "vào", "dne", "at")
 )
 _INTRO_SPECIAL = re.compile(r'[<"«]')
-_DIGIT = re.compile(r"\d")
 
 
 def could_start_header(line: str) -> bool:
@@ -244,9 +312,13 @@ def starts_new_header(line: str) -> bool:
     return bool(_STRONG_INTRO.match(line))
 
 
+def _has_colon(line: str) -> bool:
+    return ":" in line or "：" in line
+
+
 def is_field_line(line: str) -> bool:
     """An e-mail header line as Outlook quotes it: ``From:``, ``*Sent:*``, ``Betreff:`` ..."""
-    return bool(_FIELD_LINE_ANY.match(line))
+    return _has_colon(line) and _FIELD_LINE_ANY.match(line) is not None
 
 
 def is_from_field(line: str) -> bool:
@@ -263,10 +335,13 @@ def is_field_block(lines: list[str]) -> bool:
     """Whether ``lines`` open with a quoted mail header block: a ``From:`` or ``To:`` line and
     another kind of field (``Sent:``, ``Date:``, ``Subject:`` ...) among them, or fields run
     together on a first ``From:`` line (``From: a@b.c Date: ...``)."""
-    if not lines or not _FIELD_LINE_ANY.match(lines[0]):
+    # Every field line holds a colon; most lines that reach here have none.
+    if not lines or not _has_colon(lines[0]) or not _FIELD_LINE_ANY.match(lines[0]):
         return False
     party = other = 0
     for line in lines:
+        if not _has_colon(line):
+            continue
         if _FIELD_LINE_FROM.match(line) or _FIELD_LINE_TO.match(line):
             party += 1
         elif _FIELD_LINE_ANY.match(line):
@@ -278,7 +353,7 @@ def is_field_block(lines: list[str]) -> bool:
 
 def is_forward_separator(line: str) -> bool:
     """A separator that introduces a forwarded (not a replied-to) message."""
-    return bool(SEPARATOR.match(line)) and bool(_FORWARD_WORD.search(line))
+    return is_separator(line) and _FORWARD_WORD.search(line) is not None
 
 
 def is_last_dash_word(line: str, *, set_apart: bool) -> bool:
@@ -291,7 +366,8 @@ def is_last_dash_word(line: str, *, set_apart: bool) -> bool:
 
 def is_separator(line: str) -> bool:
     """``-----Original Message-----``, ``---------- Forwarded message ---------`` and the like."""
-    return bool(SEPARATOR.match(line))
+    # Every separator ends in a colon or a rule character.
+    return line.rstrip()[-1:] in _SEPARATOR_ENDS and SEPARATOR.match(line) is not None
 
 
 def is_dash_rule(line: str) -> bool:

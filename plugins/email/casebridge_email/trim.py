@@ -76,17 +76,17 @@ def visible_text(text: str, *, keep_signature: bool = False) -> str:
 def _trim(lines: list[str], keep_signature: bool) -> list[str]:
     """Trimming passes until stable; ``[]`` when the first pass leaves nothing."""
     current = lines
-    start = 0
+    check: list[int] | None = None
     for _ in range(_MAX_PASSES):
-        trimmed, src = _trim_pass(current, keep_signature, start)
+        trimmed, src = _trim_pass(current, keep_signature, check)
         if not any(trimmed):
             return [] if current is lines else current
-        if len(trimmed) == len(current) and (not src or src[-1] >= 0):
+        if len(trimmed) == len(current) and src[-1] >= 0:
             # Same length and no line cut short: a subsequence of every line is the input.
             break
-        start = _first_changeable(trimmed, src, len(current), keep_signature)
+        check = _lines_to_recheck(trimmed, src, len(current), keep_signature)
         current = trimmed
-        if start >= len(trimmed):
+        if not check:
             break
     return current
 
@@ -100,55 +100,67 @@ _LOOKAHEAD = max(_HEADER_WINDOW, _OUTLOOK_WINDOW)
 _SIGNATURE_REACH = _SIGN_OFF_LINES + 1
 
 
-def _first_changeable(out: list[str], src: list[int], n_before: int, keep_signature: bool) -> int:
-    """Where the next pass over ``out`` (one pass's output; ``src[j]`` is the input index of
-    ``out[j]``, ``-1`` for a line cut short) can first decide differently; ``len(out)`` when
-    ``out`` is already stable.
+def _lines_to_recheck(
+    out: list[str], src: list[int], n_before: int, keep_signature: bool
+) -> list[int]:
+    """The lines of ``out`` (one pass's output; ``src[j]`` is the input index of ``out[j]``,
+    ``-1`` for a line cut short) that the next pass might not keep; ``[]`` when ``out`` is
+    already stable.
 
-    A pass decides each line from the lines after it only, never from those before (a kept
-    line is not a quote, so the look back in wrapped_quote_end finds none). The next pass
-    therefore keeps ``out[j]`` as this pass did when the lines ``out[j]`` looks at are the
-    same input lines, without anything removed between them: a header or Outlook block
-    starting at ``j`` looks ``_LOOKAHEAD`` lines ahead, a signature check up to
-    ``_SIGNATURE_REACH`` non-blank lines and ``_LOOKAHEAD`` lines past the last of them.
-    When ``out`` ends before the input did, header and Outlook tests see fewer lines, and
-    find no header where this pass found none (fewer lines, fewer fields; no ``>`` quote
-    follows, which only ever relaxes the header test); only a signature check, which asks
-    whether a line is the last, can change its mind. That happens only for a line
-    :func:`qp.may_open_signature` accepts, with fewer than ``_SIGNATURE_REACH`` non-blank
-    lines after it before the end."""
+    A pass decides each line from the kept lines before it and the lines after it, never
+    from the input lines before it (a kept line is not a quote, so the look back in
+    wrapped_quote_end finds none). Until the next pass changes something, it has kept the
+    same lines before ``out[j]``; so it keeps ``out[j]`` too when the lines ``out[j]`` looks
+    at are the same input lines, with nothing removed between them. A header or Outlook
+    block starting at ``j`` looks ``_LOOKAHEAD`` lines ahead; a signature check
+    ``_SIGNATURE_REACH`` non-blank lines and then ``_LOOKAHEAD`` lines ahead. When ``out``
+    ends before the input did, header and Outlook tests see fewer lines and find no header
+    where the pass found none (fewer lines, fewer fields, and no ``>`` quote follows, which
+    only ever relaxes the header test); only a signature check, which asks whether a line
+    is the last, can change its mind, and only with fewer than ``_SIGNATURE_REACH``
+    non-blank lines after it."""
     m = len(out)
-    # src increases by one per line up to the first gap (lines removed in between, or the
-    # line cut short); its first index is where the unchanged run ends.
-    first = src[0]
-    if first >= 0 and src[m - 1] - (m - 1) == first:
-        gap = m
+    cut = src[m - 1] < 0
+    end = m - 1 if cut else m  # out[:end] are input lines
+    # A gap is where the run of consecutive input lines breaks: lines were removed there,
+    # or the next line is one cut short.
+    if end and src[end - 1] - src[0] == end - 1:
+        gaps = []
     else:
-        gap = next(j for j in range(1, m + 1) if j == m or src[j] != src[j - 1] + 1)
-        if first < 0:
-            gap = 0
-    if gap == m:
-        if src[m - 1] == n_before - 1:
-            return m  # the input's own tail, unchanged: every line sees what it saw before
-        limit = m  # only the end moved: check the last lines that may open a signature
-    else:
-        limit = gap - _LOOKAHEAD
-    if keep_signature:
-        return max(limit, 0) if gap < m else m
-    # Lines before ``limit`` look at unchanged lines only, except a signature check, which
-    # looks _SIGNATURE_REACH non-blank lines ahead and then _LOOKAHEAD lines (only the
-    # first part when the run reaches the end).
-    j = limit - 1
+        gaps = [g for g in range(1, end) if src[g] != src[g - 1] + 1]
+    if cut:
+        gaps.append(end)
+    moved_end = not cut and src[m - 1] != n_before - 1
+    if not gaps and not moved_end:
+        return []
+    recheck: set[int] = set()
+    signatures = not keep_signature
+    for gap in gaps:
+        limit = max(gap - _LOOKAHEAD, 0)
+        recheck.update(j for j in range(limit, gap) if out[j])
+        if signatures:
+            recheck.update(_signature_lines_before(out, limit))
+    if cut:
+        recheck.add(end)
+    if moved_end and signatures:
+        recheck.update(_signature_lines_before(out, m))
+    return sorted(recheck)
+
+
+def _signature_lines_before(out: list[str], limit: int) -> list[int]:
+    """Lines before ``limit`` that may open a signature and have fewer than
+    ``_SIGNATURE_REACH`` non-blank lines between them and ``limit``."""
+    found = []
     seen = 0
+    j = limit - 1
     while j >= 0 and seen < _SIGNATURE_REACH:
-        if out[j]:
+        line = out[j]
+        if line:
             seen += 1
+            if qp.may_open_signature(line):
+                found.append(j)
         j -= 1
-    for k in range(j + 1, limit):
-        line = out[k]
-        if line and qp.may_open_signature(line):
-            return k
-    return max(limit, 0)
+    return found
 
 
 def _after_leading_header(lines: list[str]) -> list[str]:
@@ -303,24 +315,44 @@ def _split_prefix(line: str) -> str:
 
 
 def _trim_pass(
-    lines: list[str], keep_signature: bool, start: int = 0
+    lines: list[str], keep_signature: bool, check: list[int] | None = None
 ) -> tuple[list[str], list[int]]:
-    """One trimming pass over ``lines``, keeping ``lines[:start]`` as they are (the caller
-    knows the pass would keep them). Returns the kept lines and, for each, its index in
-    ``lines`` (``-1`` for a line cut short)."""
+    """One trimming pass over ``lines``. Returns the kept lines and, for each, its index in
+    ``lines`` (``-1`` for a line cut short).
+
+    With ``check`` (ascending indices), the caller knows that the pass keeps every other
+    line as long as it has kept all lines before it: only the lines in ``check`` are tested
+    until one is not kept, and from then on every line."""
     scan = _Scan(lines)
     n = scan.n
-    out = lines[:start]
-    src = list(range(start))
-    has_text = any(out)
+    out: list[str] = []
+    src: list[int] = []
+    has_text = False
     # Blank lines right after removed quote material go with it.
     after_removed = False
     quote_line = qp.QUOTE_LINE.match
     may_matter = qp.may_matter
     # Whether lines[i - 1] is a ">" quote: only then can line i be wrapped out of one.
-    prev_quoted = scan.is_quote(start - 1) if start else False
-    i = start
+    prev_quoted = False
+    to_test = check if check is not None else []
+    # Position in ``to_test`` while every line so far was kept; -1: test every line.
+    pending = 0 if check is not None else -1
+    i = 0
     while i < n:
+        if pending >= 0:
+            if len(out) != i:
+                pending = -1  # the line just tested was not kept
+            else:
+                upto = to_test[pending] if pending < len(to_test) else n
+                if i < upto:
+                    # Kept untested; none is a quote (a pass never keeps one).
+                    out.extend(lines[i:upto])
+                    src.extend(range(i, upto))
+                    has_text = has_text or any(lines[i:upto])
+                    i = upto
+                    prev_quoted = False
+                    continue
+                pending += 1
         line = lines[i]
         if not line:
             if not after_removed:
@@ -329,7 +361,9 @@ def _trim_pass(
             prev_quoted = False
             i += 1
             continue
-        if quote_line(line):
+        # QUOTE_LINE without a call for the usual cases: ">" first, or no space first.
+        first_char = line[0]
+        if first_char == ">" or (first_char.isspace() and quote_line(line)):
             after_removed = prev_quoted = True
             i += 1
             continue
