@@ -38,9 +38,13 @@ def cpu_model() -> str:
 
 
 def machine() -> str:
-    """One line describing the machine: cores, CPU model, Python, OS."""
+    """One line describing the machine: cores, CPU model, Python, OS, and the load average
+    when the bench ended (other work on the machine skews every figure)."""
+    load = ", load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()) \
+        if hasattr(os, "getloadavg") else ""
     return (f"nproc {os.cpu_count()}, CPU {cpu_model()}, Python {platform.python_version()} "
-            f"({platform.python_implementation()}), {platform.system()} {platform.release()}")
+            f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
+            f"{load}")
 
 
 def pin_to_one_core() -> str:
