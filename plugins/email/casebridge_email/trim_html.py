@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -111,25 +112,45 @@ def visible_html(html: str) -> str:
         return html
     result = html
     for _ in range(_MAX_PASSES):
-        if not _trim_tree(tree) or not _has_text(tree):
+        outcome = _trim_tree(tree)
+        if not outcome.changed or not outcome.has_text:
             break
         result = tree.html or ""
+        if outcome.settled:
+            break
     return result
 
 
-def _trim_tree(tree: LexborHTMLParser) -> bool:
-    """One trimming pass over ``tree``, in place; whether anything was removed."""
+@dataclass(frozen=True, slots=True)
+class _PassOutcome:
+    changed: bool  # something was removed
+    has_text: bool  # text is left
+    settled: bool  # another pass would remove nothing
+
+
+def _trim_tree(tree: LexborHTMLParser) -> _PassOutcome:
+    """One trimming pass over ``tree``, in place.
+
+    Removing nodes never makes a selector match that did not (they test a node and its
+    parent only), so after a pass no cut or quote selector matches: the first cut marker
+    in document order went with everything after it, and every quote element went. The
+    text cut then sees the lines it saw, or the lines before its cut (a header block test
+    sees fewer lines, a wrapped attribution fewer to join): nothing new. Only an Outlook
+    ``border-top`` block tested before a later removal changed its text may match now, so a
+    pass that saw one is not settled."""
     changed = False
     # One query per kind: cutting from the first cut marker removes all later ones.
     node = tree.css_first(_CUT_QUERY)
     if node is not None:
         _cut_from(node)
         changed = True
+    saw_border_top = False
     for div in tree.css("div[style]"):
         style = div.attributes.get("style") or ""
-        if _BORDER_TOP.search(style) and any(
-            qp.is_field_line(line) for line in div.text(separator="\n").splitlines()[:3]
-        ):
+        if not _BORDER_TOP.search(style):
+            continue
+        saw_border_top = True
+        if any(qp.is_field_line(line) for line in div.text(separator="\n").splitlines()[:3]):
             _cut_from(div)
             changed = True
             break
@@ -138,16 +159,13 @@ def _trim_tree(tree: LexborHTMLParser) -> bool:
             node.decompose()
             changed = True
     root = tree.root
-    cut = _first_cut_node(_text_lines(root)) if root is not None else None
+    lines = _text_lines(root) if root is not None else []
+    cut = _first_cut_node(lines)
     if cut is not None:
         _cut_from(cut)
-        changed = True
-    return changed
-
-
-def _has_text(tree: LexborHTMLParser) -> bool:
-    root = tree.root
-    return root is not None and any(line for line, _ in _text_lines(root))
+        # The cut starts at the second line or later: the first line stays.
+        return _PassOutcome(changed=True, has_text=True, settled=not saw_border_top)
+    return _PassOutcome(changed=changed, has_text=bool(lines), settled=not saw_border_top)
 
 
 def _text_lines(root: LexborNode) -> list[tuple[str, LexborNode | None]]:
