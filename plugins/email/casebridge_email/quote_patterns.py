@@ -112,7 +112,9 @@ def _date_verb_name(stripped: str) -> bool:
     if _DATE_VERB_NAME_START.match(stripped) is None:
         return False
     body = stripped[:-1]
-    last_mark = max(body.rfind(mark) for mark in ":：<>@")
+    last_mark = max(
+        body.rfind(":"), body.rfind("："), body.rfind("<"), body.rfind(">"), body.rfind("@")
+    )
     return (
         _VERB_BEFORE_NAME.search(body, last_mark + 1) is not None
         and _DATE_VERB_NAME.match(stripped) is not None
@@ -262,17 +264,18 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
         )
     if _CJK_VERB_END_REVERSED.match(backwards):
         return before_quote or _has_address(stripped) or _has_dateish(stripped)
-    colon = last in ":："
-    if colon and _has_address(stripped) and _VERB_THEN_DATE_REVERSED.match(backwards):
-        return True
-    if colon and _date_verb_name(stripped) and _has_dateish(stripped):
-        return True
     if _VERB_END_REVERSED.match(backwards):
+        # Also covers a verb before the date or name: both need an address or a date.
         if before_quote:
             return True
         return bool(
             _has_dateish(stripped) or _has_address(stripped) or _INTRO_START.match(stripped)
         )
+    colon = last in ":："
+    if colon and _has_address(stripped) and _VERB_THEN_DATE_REVERSED.match(backwards):
+        return True
+    if colon and _date_verb_name(stripped) and _has_dateish(stripped):
+        return True
     if colon and _ADDRESS_COLON_END_REVERSED.match(backwards):
         return _has_dateish(stripped)
     return False

@@ -307,6 +307,8 @@ class _Scan:
 
 def _split_prefix(line: str) -> str:
     """The reply text in front of a quote header sharing its line, or ``""``."""
+    if line.find("On", 1) < 0:
+        return ""  # SPLIT_HEADER needs "On" after the first character
     for match in qp.SPLIT_HEADER.finditer(line):
         start = match.start()
         if start and line[:start].strip() and qp.is_quote_header(line[start:], before_quote=False):
