@@ -118,7 +118,9 @@ class Sender:
                 self.retries[f"{what}: {type(exc).__name__}"] += 1
                 if time.monotonic() > give_up:
                     raise AssertionError(f"{what} still not accepted: {exc}") from exc
-                time.sleep(0.05)
+                # A refused connection means the bridge is down: no use knocking 20 times a second.
+                time.sleep(0.2 if isinstance(exc, ConnectionRefusedError | httpx.ConnectError)
+                           else 0.05)
 
     def email(self, message: EmailMessage) -> None:
         with smtplib.SMTP("127.0.0.1", self.deployment.smtp_port, timeout=30) as smtp:
@@ -195,13 +197,15 @@ class CrmReader:
         cases = self.rows("Case", **{"$select": "Id,Number,CreatedOn"})
         activities = self.rows("Activity", **{"$select": "Id,CaseId,Body,CreatedOn",
                                               "$orderby": "CreatedOn"})
-        return Snapshot({c["Id"] for c in cases}, activities)
+        contacts = self.rows("Contact", **{"$select": "Id,Email,MobilePhone"})
+        return Snapshot({c["Id"] for c in cases}, activities, contacts)
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     case_ids: set[str]
     activities: list[dict[str, Any]]
+    contacts: list[dict[str, Any]]
 
     def tags(self) -> Counter[str]:
         return Counter(tag for a in self.activities for tag in TAG.findall(a["Body"] or ""))
@@ -210,8 +214,15 @@ class Snapshot:
 def problems(load: Sequence[Conversation], before: Snapshot, after: Snapshot) -> list[str]:
     """What is wrong with ``after`` for ``load``, sent since ``before``: a message that is
     not exactly one activity, a conversation spread over several cases or out of order, a
-    case the load made twice (a new case holding none of its messages). Empty when right."""
+    case the load made twice (a new case holding none of its messages), a customer who is
+    not exactly one Creatio contact. Empty when right."""
     found: list[str] = []
+    contacts = Counter(str(c.get(column) or "").lower() for c in after.contacts
+                       for column in ("Email", "MobilePhone"))
+    for conversation in load:
+        if contacts[conversation.address.lower()] != 1:
+            found.append(f"{conversation.address}: {contacts[conversation.address.lower()]} "
+                         "Creatio contacts (want 1)")
     by_tag: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_case: dict[str, list[str]] = defaultdict(list)
     for activity in after.activities:  # in CreatedOn order
