@@ -115,6 +115,8 @@ class Sender:
                 return
             except (OSError, smtplib.SMTPServerDisconnected, httpx.TransportError,
                     TemporaryFailure) as exc:
+                if isinstance(exc, smtplib.SMTPResponseException):
+                    raise  # a 5xx refusal: sending it again would not help
                 self.retries[f"{what}: {type(exc).__name__}"] += 1
                 if time.monotonic() > give_up:
                     raise AssertionError(f"{what} still not accepted: {exc}") from exc
