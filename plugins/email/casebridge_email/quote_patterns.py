@@ -248,7 +248,11 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
     stripped = candidate.rstrip()
     if not stripped:
         return False
-    if _FENCED_HEADER.match(stripped) or _GMAIL_DATE_HEADER.match(stripped):
+    # The fenced header starts with dashes, Gmail's dated one with a digit (\d is isdecimal).
+    head = stripped.lstrip()[:1]
+    if (head == "-" and _FENCED_HEADER.match(stripped)) or (
+        head.isdecimal() and _GMAIL_DATE_HEADER.match(stripped)
+    ):
         return True
     last = stripped[-1]
     backwards = stripped[-60:][::-1]
@@ -426,6 +430,18 @@ def opens_signature(line: str) -> bool:
     or a mobile footer such as ``Sent from my iPhone``."""
     return bool(
         _DASH_SIGNATURE.match(line) or _UNDERSCORES.match(line) or MOBILE_FOOTER.match(line)
+    )
+
+
+def signature_needs_context(line: str) -> bool:
+    """Whether a signature test on ``line`` depends on the lines around it: ``False`` when
+    only :func:`opens_signature`, which looks at ``line`` alone, can find one there (the
+    other tests: a last ``-word``, a ``-Name``, a sign-off above a name, a dash rule)."""
+    return may_open_signature(line) and bool(
+        _DASH_WORD.match(line)
+        or _DASH_NAME.match(line)
+        or _SIGN_OFF.match(line)
+        or _DASH_RULE.match(line)
     )
 
 

@@ -118,7 +118,12 @@ def _lines_to_recheck(
     where the pass found none (fewer lines, fewer fields, and no ``>`` quote follows, which
     only ever relaxes the header test); only a signature check, which asks whether a line
     is the last, can change its mind, and only with fewer than ``_SIGNATURE_REACH``
-    non-blank lines after it."""
+    non-blank lines after it.
+
+    Whatever its context, a pass keeps a line that :func:`qp.may_matter` rejects (below kept
+    lines, which are no quotes), and finds a signature at a line only through
+    :func:`qp.opens_signature`, which looks at that line alone, unless
+    :func:`qp.signature_needs_context` accepts it."""
     m = len(out)
     cut = src[m - 1] < 0
     end = m - 1 if cut else m  # out[:end] are input lines
@@ -137,7 +142,7 @@ def _lines_to_recheck(
     signatures = not keep_signature
     for gap in gaps:
         limit = max(gap - _LOOKAHEAD, 0)
-        recheck.update(j for j in range(limit, gap) if out[j])
+        recheck.update(j for j in range(limit, gap) if out[j] and qp.may_matter(out[j]))
         if signatures:
             recheck.update(_signature_lines_before(out, limit))
     if cut:
@@ -148,8 +153,8 @@ def _lines_to_recheck(
 
 
 def _signature_lines_before(out: list[str], limit: int) -> list[int]:
-    """Lines before ``limit`` that may open a signature and have fewer than
-    ``_SIGNATURE_REACH`` non-blank lines between them and ``limit``."""
+    """Lines before ``limit`` whose signature test depends on other lines and that have
+    fewer than ``_SIGNATURE_REACH`` non-blank lines between them and ``limit``."""
     found = []
     seen = 0
     j = limit - 1
@@ -157,7 +162,7 @@ def _signature_lines_before(out: list[str], limit: int) -> list[int]:
         line = out[j]
         if line:
             seen += 1
-            if qp.may_open_signature(line):
+            if qp.signature_needs_context(line):
                 found.append(j)
         j -= 1
     return found
@@ -192,7 +197,14 @@ class _Scan:
         return i
 
     def is_quote(self, i: int) -> bool:
-        return i < self.n and bool(qp.QUOTE_LINE.match(self.lines[i]))
+        if i >= self.n:
+            return False
+        line = self.lines[i]
+        first_char = line[:1]
+        # QUOTE_LINE without a call for the usual cases: ">" first, or no space first.
+        return first_char == ">" or (
+            first_char.isspace() and qp.QUOTE_LINE.match(line) is not None
+        )
 
     def header_span(self, i: int) -> int:
         """Number of lines of the attribution header starting at ``i``, or 0. A header may be
