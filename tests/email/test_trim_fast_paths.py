@@ -154,9 +154,7 @@ def test_reversed_patterns_match_the_forward_ones(text: str) -> None:
     backwards = text[::-1]
     assert bool(qp._VERB_END_REVERSED.match(backwards)) == bool(_VERB_END.search(text))
     assert bool(qp._CJK_VERB_END_REVERSED.match(backwards)) == bool(_CJK_VERB_END.search(text))
-    assert bool(qp._VERB_THEN_DATE_REVERSED.match(backwards)) == bool(
-        _VERB_THEN_DATE.search(text)
-    )
+    assert bool(qp._VERB_THEN_DATE_REVERSED.match(backwards)) == bool(_VERB_THEN_DATE.search(text))
     assert bool(qp._ADDRESS_COLON_END_REVERSED.match(backwards)) == bool(
         _ADDRESS_COLON_END.search(text)
     )

@@ -202,9 +202,7 @@ class _Scan:
         line = self.lines[i]
         first_char = line[:1]
         # QUOTE_LINE without a call for the usual cases: ">" first, or no space first.
-        return first_char == ">" or (
-            first_char.isspace() and qp.QUOTE_LINE.match(line) is not None
-        )
+        return first_char == ">" or (first_char.isspace() and qp.QUOTE_LINE.match(line) is not None)
 
     def header_span(self, i: int) -> int:
         """Number of lines of the attribution header starting at ``i``, or 0. A header may be
