@@ -71,10 +71,11 @@ def extractive_summary(
     subject = _clip(" ".join(subject_line.split()) or f"{session.channel} conversation",
                     SUBJECT_LIMIT)
     answers = sum(1 for m in transcript if m.author is Author.ASSISTANT)
+    # One sentence of who, where and why; the description template adds the structured
+    # Customer / Channel lines, so they are not repeated here.
     lines = [
-        f"Customer: {who}" + (f" ({address})" if address and address != who else ""),
-        f"Channel: {session.channel}",
-        f"Handed off because {decision.reason}.",
+        f"{who}" + (f" ({address})" if address and address != who else "")
+        + f" wrote by {session.channel}; handed off because {decision.reason}.",
         f"The assistant answered {answers} time(s) before the handoff.",
         "",
         "Request, in the customer's words:",
