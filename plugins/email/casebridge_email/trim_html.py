@@ -10,7 +10,6 @@ Outlook, Yahoo); ``html_to_text`` renders readable plain text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -174,41 +173,42 @@ def _text_lines(root: LexborNode) -> list[tuple[str, LexborNode | None]]:
     lines: list[tuple[str, LexborNode | None]] = []
     words: list[str] = []
     first: LexborNode | None = None
-    for node, text in _walk(root):
-        if text is None:
-            if words:
-                lines.append((" ".join(" ".join(words).split()), first))
-                words, first = [], None
-            continue
-        if text.strip():
-            if first is None:
-                first = node
-            words.append(text)
+    # Iterative walk in document order. A break tag ends the line where it opens and where
+    # it closes; ``None`` on the stack marks where one closes.
+    stack: list[LexborNode | None] = [root]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        node = pop()
+        if node is not None:
+            tag = node.tag or ""
+            if tag == "-text":
+                text = node.text_content or ""
+                if text.strip():
+                    if first is None:
+                        first = node
+                    words.append(text)
+                continue
+            if tag in _SKIP_TAGS or node.is_comment_node:
+                continue
+            if tag not in _BREAK_TAGS:
+                child = node.last_child
+                while child is not None:
+                    push(child)
+                    child = child.prev
+                continue
+        if words:
+            lines.append((" ".join(" ".join(words).split()), first))
+            words, first = [], None
+        if node is not None and tag not in _VOID_BREAKS:
+            push(None)
+            child = node.last_child
+            while child is not None:
+                push(child)
+                child = child.prev
     if words:
         lines.append((" ".join(" ".join(words).split()), first))
     return [(line, node) for line, node in lines if line]
-
-
-def _walk(root: LexborNode) -> Iterator[tuple[LexborNode, str | None]]:
-    """Text nodes in document order as ``(node, text)``; ``(node, None)`` at a line break."""
-    stack: list[tuple[LexborNode, bool]] = [(root, True)]
-    while stack:
-        node, entering = stack.pop()
-        tag = node.tag or ""
-        if tag == "-text":
-            yield node, node.text_content or ""
-            continue
-        if tag in _SKIP_TAGS or node.is_comment_node:
-            continue
-        if tag in _BREAK_TAGS:
-            yield node, None
-        if not entering or tag in _VOID_BREAKS:
-            continue
-        stack.append((node, False))
-        child = node.last_child
-        while child is not None:
-            stack.append((child, True))
-            child = child.prev
 
 
 def _first_cut_node(lines: list[tuple[str, LexborNode | None]]) -> LexborNode | None:
