@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+import pytest
 from casebridge_email.mime import (
     decode_text,
     first_message_id,
@@ -219,3 +220,20 @@ def test_safe_filename_keeps_the_extension_of_long_names() -> None:
     assert safe_filename("a" * 500 + ".pdf").endswith(".pdf")
     assert safe_filename("../../etc/passwd") == "passwd"
     assert safe_filename("", "image/png") == "attachment.png"
+
+
+@pytest.mark.parametrize("header", [
+    'From: <<<@@@>>>, "unterminated <a@b, ,,, @, a@, @b',
+    "From: a b@c d",
+])
+def test_garbage_from_headers_give_no_address(header: str) -> None:
+    parsed = parse_email(f"{header}\nTo: support@example.com\nSubject: x\n\nbody\n".encode())
+    assert parsed.from_addr == ""
+    assert any("no readable address" in note for note in parsed.notes)
+
+
+def test_ordinary_addresses_still_parse() -> None:
+    parsed = parse_email(b"From: \"Ann, Example\" <Ann.O'Neil+tag@Mail.Example.com>\n"
+                         b"To: support@example.com\n\nbody\n")
+    assert parsed.from_addr == "ann.o'neil+tag@mail.example.com"
+    assert parsed.from_name == "Ann, Example"

@@ -33,6 +33,8 @@ FEED_CHUNK = 64 * 1024
 MAX_FILENAME = 180
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
+# A plain addr-spec: one @, nothing that cannot stand unquoted in an address.
+_ADDRESS = re.compile(r'[^\s<>@,;:"()\[\]\\]+@[^\s<>@,;:"()\[\]\\]+')
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
 # A base64 body with nothing to repair: the alphabet in lines, padding only at the end.
 _CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*")
@@ -283,7 +285,9 @@ class _Headers:
         result = []
         for display, addr in pairs:
             addr = addr.strip().lower()
-            if "@" not in addr:
+            if not _ADDRESS.fullmatch(addr):
+                # A broken header can parse into a "address" with spaces or brackets in it;
+                # such a thing must not become a contact's address.
                 continue
             result.append((_decode_words(display).strip(), addr))
         if not result and raw.strip():
