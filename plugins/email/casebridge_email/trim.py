@@ -269,6 +269,8 @@ class _Scan:
             return False
         if qp.opens_signature(line):
             return True
+        if not qp.signature_needs_context(line):
+            return False  # none of the tests below can match
         following = self.nxt(i + 1)
         prev_blank = not out or not out[-1]
         prev_text = next((kept for kept in reversed(out) if kept), "")
