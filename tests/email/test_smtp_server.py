@@ -319,3 +319,21 @@ def test_require_starttls_needs_a_context() -> None:
             on_message=on_message,
             require_starttls=True,
         )
+
+
+async def test_auth_is_advertised_only_when_logins_are_checked() -> None:
+    async def on_message(envelope: IngestEnvelope) -> None:
+        return None
+
+    def features(port: int) -> dict[str, str]:
+        with client(port) as smtp:
+            smtp.ehlo()
+            return dict(smtp.esmtp_features)
+
+    async with serving(on_message, auth_require_tls=False) as port:
+        open_features = await anyio.to_thread.run_sync(features, port)
+    checker = password_checker("forwarder", Secret("pw"))
+    async with serving(on_message, authenticator=checker, auth_require_tls=False) as port:
+        auth_features = await anyio.to_thread.run_sync(features, port)
+    assert "auth" not in open_features and "size" in open_features
+    assert auth_features["auth"].split() == ["LOGIN", "PLAIN"]

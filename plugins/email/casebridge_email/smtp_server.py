@@ -66,6 +66,17 @@ class _Handler:
         self._on_message = on_message
         self._authenticator = authenticator
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # the hook's duty, per aiosmtpd
+        if self._authenticator is None:
+            # aiosmtpd offers its built-in AUTH mechanisms even with nothing to check them
+            # against; a server that takes no logins must not advertise any.
+            responses = [r for r in responses if not r.startswith("250-AUTH")]
+        return responses
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
