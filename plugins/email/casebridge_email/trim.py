@@ -378,8 +378,13 @@ def _trim_pass(
         # QUOTE_LINE without a call for the usual cases: ">" first, or no space first.
         first_char = line[0]
         if first_char == ">" or (first_char.isspace() and quote_line(line)):
-            after_removed = prev_quoted = True
+            # Removed, with the ">" lines and blank lines right after it (what the branches
+            # here would do with them, one at a time).
             i += 1
+            while i < n and (not lines[i] or lines[i][0] == ">"):
+                i += 1
+            after_removed = True
+            prev_quoted = bool(lines[i - 1])
             continue
         if prev_quoted:
             prev_quoted = False
