@@ -204,24 +204,33 @@ class _Scan:
         # QUOTE_LINE without a call for the usual cases: ">" first, or no space first.
         return first_char == ">" or (first_char.isspace() and qp.QUOTE_LINE.match(line) is not None)
 
-    def header_span(self, i: int) -> int:
+    def header_span(self, i: int, marked: bool | None = None) -> int:
         """Number of lines of the attribution header starting at ``i``, or 0. A header may be
-        wrapped over a few lines, with blank lines in between (Polymail, Discourse)."""
+        wrapped over a few lines, with blank lines in between (Polymail, Discourse).
+        ``marked`` is ``qp.may_mark_quote(lines[i])`` when the caller knows it."""
         lines = self.lines
         candidate = lines[i]
-        if not qp.may_mark_quote(candidate) and not qp.could_start_header(candidate):
+        if marked is None:
+            marked = qp.may_mark_quote(candidate)
+        can_start = None if marked else qp.could_start_header(candidate)
+        if can_start is False:
             return 0
         joined = 1
         k = i
         while True:
             following = self.nxt(k + 1)
-            before_quote = self.is_quote(following)
-            if qp.is_quote_header(candidate, before_quote=before_quote):
+            # A following ">" quote only ever relaxes the test: look at it only when needed.
+            if qp.is_quote_header(candidate, before_quote=True) and (
+                self.is_quote(following) or qp.is_quote_header(candidate, before_quote=False)
+            ):
                 return k + 1 - i
             if candidate.endswith((":", "：")) or joined == _MAX_HEADER_LINES:
                 return 0
-            if joined == 1 and not qp.could_start_header(candidate):
-                return 0
+            if joined == 1:
+                if can_start is None:
+                    can_start = qp.could_start_header(candidate)
+                if not can_start:
+                    return 0
             k = following
             if k >= self.n or k - i >= _HEADER_WINDOW:
                 return 0
@@ -394,7 +403,8 @@ def _trim_pass(
                 continue
         # Most lines hold nothing any rule below reacts to: kept without further tests.
         if may_matter(line):
-            span = scan.header_span(i)
+            marked = qp.may_mark_quote(line)
+            span = scan.header_span(i, marked)
             if span:
                 prefix = _split_prefix(line) if span == 1 else ""
                 if prefix:
@@ -408,7 +418,7 @@ def _trim_pass(
                     prev_quoted = scan.is_quote(i - 1)
                     continue
                 break
-            if qp.may_mark_quote(line) and (qp.is_separator(line) or scan.is_outlook_block(i)):
+            if marked and (qp.is_separator(line) or scan.is_outlook_block(i)):
                 if not has_text and qp.is_forward_separator(line):
                     # A message that is only a forward: its content is the forwarded body.
                     i = scan.field_block_end(i + 1 if scan.is_outlook_block(i + 1) else i)
