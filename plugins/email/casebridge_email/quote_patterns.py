@@ -406,19 +406,29 @@ def may_open_signature(line: str) -> bool:
 # Characters one of the rules needs somewhere in the line: markers, digits (dates), and the
 # quote marks and "<" an attribution may open with.
 _MATTER_CHARS = re.compile(r"[:：\-_=*@<\"«\d]")
+# The same for ASCII text, much faster: a class of characters searches quicker than \d.
+_MATTER_CHARS_ASCII = re.compile(r"[:\-_=*@<\"0-9]")
 _CJK_VERBS = ("작성", "写道", "寫道")
 # Longer than every word of _SIGNATURE_STARTS and _INTRO_WORDS.
 _HEAD_CHARS = 14
+_HEAD_FIRST_CHARS = frozenset(
+    word[0] for word in (*_SIGNATURE_STARTS, *_INTRO_WORDS, "在", "于", "於")
+)
 
 
 def may_matter(line: str) -> bool:
     """A cheap test: ``False`` when ``line`` can start no attribution, header block,
     separator or signature; ``True`` whenever ``may_mark_quote``, ``could_start_header`` or
     ``may_open_signature`` is (and sometimes when none is)."""
-    if _MATTER_CHARS.search(line) is not None or line.endswith(_CJK_VERBS):
+    if line.isascii():
+        if _MATTER_CHARS_ASCII.search(line) is not None:
+            return True
+    elif _MATTER_CHARS.search(line) is not None or line.endswith(_CJK_VERBS):
         return True
     # Without "-*_" in the line, both word tests look at the first word after " \t>".
     head = line.lstrip(" \t>").lstrip()[:_HEAD_CHARS].lower()
+    if head[:1] not in _HEAD_FIRST_CHARS:
+        return False
     if head.startswith(_SIGNATURE_STARTS):
         return True
     words = head.split(None, 1)
