@@ -248,24 +248,28 @@ def is_quote_header(candidate: str, *, before_quote: bool) -> bool:
     stripped = candidate.rstrip()
     if not stripped:
         return False
-    # The fenced header starts with dashes, Gmail's dated one with a digit (\d is isdecimal).
-    head = stripped.lstrip()[:1]
-    if (head == "-" and _FENCED_HEADER.match(stripped)) or (
-        head.isdecimal() and _GMAIL_DATE_HEADER.match(stripped)
-    ):
+    # Gmail's dated header starts with a digit (\d is isdecimal), the fenced one with dashes
+    # and ends with them.
+    head = stripped[0]
+    if head.isspace():
+        head = stripped.lstrip()[:1]
+    if head.isdecimal() and _GMAIL_DATE_HEADER.match(stripped):
         return True
     last = stripped[-1]
-    backwards = stripped[-60:][::-1]
     if last not in ":：-" and not stripped.endswith(("작성", "写道")):
         # "On <date> <name> <address> wrote" without its colon (Zoho, some webmails).
         if "@" not in stripped and "<" not in stripped and "mailto" not in stripped:
             return False
+        backwards = stripped[-60:][::-1]
         return bool(
             _VERB_END_REVERSED.match(backwards)
             and _INTRO_START.match(stripped)
             and _has_dateish(stripped)
             and _has_address(stripped)
         )
+    if head == "-" and _FENCED_HEADER.match(stripped):
+        return True
+    backwards = stripped[-60:][::-1]
     if _CJK_VERB_END_REVERSED.match(backwards):
         return before_quote or _has_address(stripped) or _has_dateish(stripped)
     if _VERB_END_REVERSED.match(backwards):
@@ -400,7 +404,10 @@ _SIGNATURE_STARTS = (
 def may_open_signature(line: str) -> bool:
     """A cheap test: ``False`` when no signature rule below can match ``line``."""
     stripped = line.lstrip()
-    return stripped[:1] in ("-", "_") or stripped.lower().startswith(_SIGNATURE_STARTS)
+    # Lower-casing a head longer than any start gives the same answer as the whole line.
+    return stripped[:1] in ("-", "_") or stripped[:_HEAD_CHARS].lower().startswith(
+        _SIGNATURE_STARTS
+    )
 
 
 # Characters one of the rules needs somewhere in the line: markers, digits (dates), and the
