@@ -262,17 +262,22 @@ def html_to_text(html: str) -> str:
     if root is None:
         return ""
     parts: list[str] = []
-    # Iterative walk: a deeply nested message must not hit the recursion limit.
-    stack: list[tuple[LexborNode, bool]] = [(root, True)]
+    # Iterative walk: a deeply nested message must not hit the recursion limit. A node on
+    # the stack is entered; a (node, tag) pair is closed (only tags whose closing writes).
+    stack: list[LexborNode | tuple[LexborNode, str]] = [root]
+    pop = stack.pop
+    push = stack.append
     pre_depth = 0
     while stack:
-        node, entering = stack.pop()
-        tag = node.tag or ""
-        if not entering:
+        item = pop()
+        if type(item) is tuple:
+            node, tag = item
             if tag == "pre":
                 pre_depth -= 1
             _close(node, tag, parts)
             continue
+        node = item
+        tag = node.tag or ""
         if tag == "-text":
             text = node.text_content or ""
             parts.append(text if pre_depth else _collapse(text))
@@ -285,14 +290,17 @@ def html_to_text(html: str) -> str:
         if tag == "pre":
             pre_depth += 1
         _open(tag, parts)
-        stack.append((node, False))
-        children = []
-        child = node.child
+        if tag in _CLOSE_WRITES:
+            push((node, tag))
+        child = node.last_child
         while child is not None:
-            children.append(child)
-            child = child.next
-        stack.extend((c, True) for c in reversed(children))
+            push(child)
+            child = child.prev
     return _finish("".join(parts))
+
+
+# Tags whose closing does something in _close (or ends a <pre>).
+_CLOSE_WRITES = _PARAGRAPH_TAGS | _LINE_TAGS | {"a", "pre"}
 
 
 def _collapse(text: str) -> str:
