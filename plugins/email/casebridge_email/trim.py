@@ -136,8 +136,11 @@ def _lines_to_recheck(
     if cut:
         gaps.append(end)
     moved_end = not cut and src[m - 1] != n_before - 1
-    if not gaps and not moved_end:
-        return []
+    if not gaps:
+        # Only the end moved (the usual case): the last lines that may open a signature.
+        if not moved_end or keep_signature:
+            return []
+        return _signature_lines_before(out, m)[::-1]
     recheck: set[int] = set()
     signatures = not keep_signature
     for gap in gaps:
