@@ -19,6 +19,10 @@ How a case is run:
   and compared with all whitespace removed, per the corpus README's advice to compare
   rendered text rather than markup.
 
+Speed: every implementation gets the same cases, each round runs all of them in turn (so load
+from other processes falls on all alike), and the best of ``--rounds`` rounds counts. A peer
+given ``html_to_text(input)`` is timed including that conversion.
+
 Two accuracies are printed per implementation:
 
 * ``raw``: every case, compared exactly as its manifest says.
