@@ -75,8 +75,8 @@ def test_policy_handoff_writes_one_complete_case(deployment: Deployment) -> None
     case = one_case(deployment, sender)
     symptoms = case["Symptoms"]
     # The default summary is the description: who, why handed off, their own words.
-    assert "Customer: Ann Example (ann@customer.example)" in symptoms
-    assert "Handed off because the customer asked for a person ('speak to a person')" in symptoms
+    assert "Ann Example (ann@customer.example) wrote by email" in symptoms
+    assert "handed off because the customer asked for a person ('speak to a person')" in symptoms
     assert "My printer prints blank pages since Monday." in symptoms
     assert "Latest message:\nThis is urgent now." in symptoms
     assert case["Subject"] == "Printer broken"
@@ -131,7 +131,7 @@ def test_manual_handoff(deployment: Deployment, through: str) -> None:
         assert answer.status_code == 202, answer.text
 
     case = one_case(deployment, sender)
-    assert "Handed off because billing needs a human." in case["Symptoms"]
+    assert "handed off because billing needs a human." in case["Symptoms"]
     assert "Why was I billed twice in March?" in case["Symptoms"]
     assert case["OwnerId"].lower() == OWNER_ID
     # No "urgent" in what Carol wrote: the rule leaves the sandbox's default priority.

@@ -43,8 +43,9 @@ def test_sms_handoff_puts_the_number_on_the_case_and_matches_the_contact_by_it(
 
     text(deployment, number, "Can I speak to a person?")
     case = one_case(deployment, number)
+    assert f"{number} wrote by sms" in case["Symptoms"]
     assert f"Customer: {number}" in case["Symptoms"]
-    assert "Channel: sms" in case["Symptoms"]
+    assert "Channel: SMS" in case["Symptoms"]
     assert "My router blinks red since this morning." in case["Symptoms"]
     [contact] = deployment.contacts(number)
     assert contact["MobilePhone"] == number and case["ContactId"] == contact["Id"]
