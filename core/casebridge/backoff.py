@@ -1,6 +1,7 @@
 """How long the outbox waits before retrying a job: exponential backoff with jitter.
 
-Pure computation, no clock and no I/O. The envelope for attempt ``n`` (1 for the first
+Pure computation, no I/O. Also how to read a ``Retry-After`` header, which every HTTP
+client of the bridge honours. The envelope for attempt ``n`` (1 for the first
 retry) is ``min(cap, base * factor ** (n - 1))``; the delay is drawn uniformly from
 ``[envelope * (1 - jitter), envelope]``. ``jitter=1`` is "full jitter" (AWS's recommended
 default, which spreads a thundering herd best), ``jitter=0.5`` is "equal jitter" (never
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-__all__ = ["BackoffPolicy", "RandomSource", "delay", "envelope"]
+__all__ = ["BackoffPolicy", "RandomSource", "delay", "envelope", "retry_after_seconds"]
 
 
 class RandomSource(Protocol):
@@ -70,3 +73,24 @@ def delay(policy: BackoffPolicy, attempt: int, rng: RandomSource) -> float:
     ``[envelope * (1 - jitter), envelope]``."""
     top = envelope(policy, attempt)
     return top * (1 - policy.jitter * rng.random())
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date), or
+    None when absent or unreadable. Never negative; ``now`` is for tests."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
+        return None
+    return max(0.0, seconds)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
-from casebridge_ai.client import retry_after_seconds
 from casebridge_ai.decisions import Output, decide_turn, read_fields, read_output, read_summary
 from casebridge_ai.settings import AiField
 from casebridge_ai.usage import Usage, add_usage, parse_usage
@@ -124,24 +121,6 @@ def test_fields_are_validated_column_by_column(value) -> None:
 def test_unusable_fields_output_fills_nothing_and_says_why() -> None:
     outcome = read_fields(read_output({"content": "PriorityId: High"}, "fill"), [LOOKUP])
     assert outcome.values == {} and "not JSON" in outcome.problem
-
-
-@given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
-def test_retry_after_reads_seconds(seconds) -> None:
-    assert retry_after_seconds(repr(seconds)) == seconds
-
-
-@given(st.integers(-3600, 3600))
-def test_retry_after_reads_an_http_date(offset) -> None:
-    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    header = format_datetime(now + timedelta(seconds=offset), usegmt=True)
-    assert retry_after_seconds(header, now) == max(0, offset)
-
-
-@given(st.text() | st.none())
-def test_retry_after_never_raises_nor_goes_negative(value) -> None:
-    result = retry_after_seconds(value)
-    assert result is None or result >= 0
 
 
 @given(st.lists(st.tuples(st.sampled_from(["assistant", "summary", "fields"]),

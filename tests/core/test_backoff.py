@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
-from casebridge.backoff import BackoffPolicy, delay, envelope
+from casebridge.backoff import BackoffPolicy, delay, envelope, retry_after_seconds
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -97,3 +99,21 @@ def test_attempts_start_at_one() -> None:
 def test_bad_policies_are_refused_by_name(kwargs: dict[str, float], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         BackoffPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_retry_after_reads_seconds(seconds) -> None:
+    assert retry_after_seconds(repr(seconds)) == seconds
+
+
+@given(st.integers(-3600, 3600))
+def test_retry_after_reads_an_http_date(offset) -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    header = format_datetime(now + timedelta(seconds=offset), usegmt=True)
+    assert retry_after_seconds(header, now) == max(0, offset)
+
+
+@given(st.text() | st.none())
+def test_retry_after_never_raises_nor_goes_negative(value) -> None:
+    result = retry_after_seconds(value)
+    assert result is None or result >= 0

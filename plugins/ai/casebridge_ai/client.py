@@ -17,18 +17,16 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import anyio
 import httpx
-from casebridge.backoff import BackoffPolicy, RandomSource, delay
+from casebridge.backoff import BackoffPolicy, RandomSource, delay, retry_after_seconds
 from casebridge.secrets import Secret
 
 from .usage import Usage, parse_usage
 
-__all__ = ["AiUnavailable", "ChatClient", "Completion", "retry_after_seconds"]
+__all__ = ["AiUnavailable", "ChatClient", "Completion"]
 
 log = logging.getLogger("casebridge.ai")
 
@@ -51,27 +49,6 @@ class Completion:
     message: Mapping[str, Any]
     usage: Usage
     finish_reason: str = ""
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date), or
-    None when absent or unreadable. Never negative."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN or infinite
-        return None
-    return max(0.0, seconds)
 
 
 def _error_detail(response: httpx.Response) -> str:

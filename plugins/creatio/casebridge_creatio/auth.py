@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import anyio
 import httpx
+from casebridge.backoff import retry_after_seconds
 from casebridge.errors import PermanentError, TransientError
 
 from .settings import CreatioSettings
@@ -45,19 +45,8 @@ def looks_like_html(response: httpx.Response) -> bool:
 
 def retry_after(response: httpx.Response, now: float | None = None) -> float | None:
     """The answer's ``Retry-After`` in seconds (a number or an HTTP date), or None."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    current = None if now is None else datetime.fromtimestamp(now, UTC)
+    return retry_after_seconds(response.headers.get("retry-after"), current)
 
 
 def transient_answer(response: httpx.Response, what: str) -> TransientError | None:

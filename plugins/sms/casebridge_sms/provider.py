@@ -26,6 +26,7 @@ from typing import Any, Protocol, Self
 
 import anyio
 import httpx
+from casebridge.backoff import retry_after_seconds
 from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
 from casebridge.secrets import Secret
 
@@ -260,7 +261,7 @@ class TwilioProvider:
                     return response
                 if status != 429 and status < 500:
                     raise PermanentError(self._scrub(f"{what}: {_describe(response)}"))
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 reason = _describe(response)
             if attempt == self._max_attempts:
                 raise TransientError(
@@ -316,24 +317,6 @@ def _describe(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}" + (
         f": {snippet}" if snippet else ""
     )
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _parse_date(value: object) -> datetime | None:
