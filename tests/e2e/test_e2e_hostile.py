@@ -544,7 +544,10 @@ def test_template_sandbox_escape_fails_and_customer_braces_stay_literal(
     for row in hostile.odata("Activity"):
         body = row.get("Body") or ""
         assert not any(marker in body for marker in ESCAPED_MARKERS), body
-    assert "5150" not in json.dumps(hostile.odata("Activity"))
+    # The SMS never became an activity: its text is in no row's title or body. (Not a
+    # search of the whole JSON: ids, dates and signed links may contain "5150" by chance.)
+    assert not [row for row in hostile.odata("Activity")
+                if "modem 5150" in f"{row.get('Title')} {row.get('Body')}"]
 
 
 ESCAPES = [
