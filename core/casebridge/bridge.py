@@ -58,10 +58,10 @@ class Bridge:
         self.config = config
         self.pm = pm
         self.load_report = report
-        self.hooks = Hooks(pm, prefer=config.fields.prefer)
+        self.registry = Registry()
+        self.hooks = Hooks(pm, prefer=config.fields.prefer, registry=self.registry)
         self.data_dir = config.data_dir
         self.public_url = config.bridge.public_url.rstrip("/")
-        self.registry = Registry()
         self.metrics = BridgeMetrics(self.registry)
         self.store: Store = SqliteStore(self.data_dir / config.store.path)
         override = config.templates.dir

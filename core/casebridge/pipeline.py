@@ -38,6 +38,7 @@ from .model import (
     CaseRef,
     CaseRequest,
     Contact,
+    CrmEvent,
     Delivery,
     DeliveryState,
     Direction,
@@ -527,11 +528,24 @@ def reply_job(reply: Reply, trace_id: str) -> NewJob:
     }
     # Replies to one case go out in the order they arrived.
     return NewJob(kind="reply", payload=payload, key=f"reply:{reply.crm}:{reply.activity_id}",
-                  order_key=f"case:{reply.crm}:{reply.case_id}")
+                  order_key=f"case:{reply.crm}:{reply.case_id}", trace_id=trace_id)
 
 
-def closed_job(crm: str, case_id: str, event_id: str = "") -> NewJob:
+def closed_job(crm: str, case_id: str, trace_id: str, event_id: str = "") -> NewJob:
     """Closing is idempotent, so each event may have its own job: a case that is reopened
     and closed again closes its sessions again (``event_id`` tells the events apart)."""
     return NewJob(kind="closed", payload={"crm": crm, "case_id": case_id},
-                  key=f"closed:{crm}:{case_id}:{event_id}")
+                  key=f"closed:{crm}:{case_id}:{event_id}", trace_id=trace_id)
+
+
+def crm_event_jobs(events: Sequence[CrmEvent], trace_id: str, event_id: str = "") -> list[NewJob]:
+    """The jobs that act on what a CRM reported, in the order it reported them: a rep's reply
+    to deliver, a closed case whose sessions close. ``event_id`` tells one report of a
+    closure from another (a webhook call); a poller that sees each closure once passes none."""
+    jobs = []
+    for event in events:
+        if event.reply is not None:
+            jobs.append(reply_job(event.reply, trace_id))
+        elif event.kind == "case_closed":
+            jobs.append(closed_job(event.crm, event.case_id, trace_id, event_id))
+    return jobs

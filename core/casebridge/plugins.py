@@ -15,9 +15,11 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 import pluggy
+from pluggy import HookImpl
 
 from . import hookspecs
 from .errors import PluginError
+from .metrics import Registry
 from .model import (
     ActivityRef,
     ActivityRequest,
@@ -179,9 +181,21 @@ class Hooks:
     transform hooks go to every registered plugin and await whatever they return.
     """
 
-    def __init__(self, pm: pluggy.PluginManager, *, prefer: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        *,
+        prefer: Mapping[str, str] | None = None,
+        registry: Registry | None = None,
+    ):
         self.pm = pm
         self.prefer = dict(prefer or {})
+        self._hook_errors = (registry or Registry()).counter(
+            "casebridge_hook_errors_total",
+            "Transform hook implementations that raised (their answer skipped), by hook and "
+            "plugin.",
+            ["hook", "plugin"],
+        )
 
     # -- routing --------------------------------------------------------------------------
 
@@ -207,11 +221,34 @@ class Hooks:
     async def _each(self, hook: str, **kwargs: Any) -> list[Any]:
         return [await _resolve(r) for r in getattr(self.pm.hook, hook)(**kwargs)]
 
+    def _call_order(self, hook: str) -> list[HookImpl]:
+        # pluggy calls the last of get_hookimpls() first: later-registered and tryfirst
+        # plugins before the trylast defaults.
+        return list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+
+    async def _isolated(
+        self, hook: str, impl: HookImpl, kwargs: Mapping[str, Any],
+        *, failed: list[str] | None = None,
+    ) -> Any:
+        """One transform implementation's answer, or None when it raised: a broken plugin
+        is named in the log and counted, and the others (and the defaults) still answer."""
+        try:
+            return await _resolve(impl.function(**{a: kwargs[a] for a in impl.argnames}))
+        except Exception as exc:
+            log.error("plugin %r failed in %s (its answer is skipped): %s: %s",
+                      impl.plugin_name, hook, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            self._hook_errors.labels(hook=hook, plugin=impl.plugin_name).inc()
+            if failed is not None:
+                failed.append(f"{impl.plugin_name}: {type(exc).__name__}")
+            return None
+
     async def _first(self, hook: str, **kwargs: Any) -> Any:
-        # Results come in call order: later-registered and tryfirst plugins first, the
-        # trylast defaults last. Awaited one by one so a default does no needless work.
-        for result in getattr(self.pm.hook, hook)(**kwargs):
-            value = await _resolve(result)
+        # Implementations are called one at a time, so one that answers first leaves the
+        # rest uncalled: no coroutine is created that nobody awaits, and a default does no
+        # needless work.
+        for impl in self._call_order(hook):
+            value = await self._isolated(hook, impl, kwargs)
             if value is not None:
                 return value
         return None
@@ -302,7 +339,18 @@ class Hooks:
     async def assistant_turn(
         self, session: Session, transcript: Sequence[Message]
     ) -> AssistantTurn | None:
-        return await self._first("assistant_turn", session=session, transcript=transcript)
+        """The first assistant's turn. An assistant that raised hands the session off when no
+        other answered: a customer is never left without a human because a plugin broke."""
+        kwargs = {"session": session, "transcript": transcript}
+        failed: list[str] = []
+        for impl in self._call_order("assistant_turn"):
+            turn = await self._isolated("assistant_turn", impl, kwargs, failed=failed)
+            if turn is not None:
+                return turn
+        if failed:
+            return AssistantTurn(handoff=HandoffDecision(
+                f"the assistant failed ({'; '.join(failed)})", "core"))
+        return None
 
     async def summarize(
         self, session: Session, transcript: Sequence[Message], decision: HandoffDecision
@@ -324,7 +372,7 @@ class Hooks:
         merged: dict[str, FieldValue] = {}
         owner: dict[str, str] = {}
         for impl in impls:
-            result = await _resolve(impl.function(**{a: kwargs[a] for a in impl.argnames}))
+            result = await self._isolated("map_fields", impl, kwargs)
             for column, value in (result or {}).items():
                 current = merged.get(column)
                 if not value.value:

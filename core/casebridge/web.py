@@ -23,7 +23,7 @@ from .errors import CasebridgeError, WebhookRefused
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
 from .model import HandoffDecision, Session, SessionStatus, WebhookRequest, utcnow
-from .pipeline import closed_job, reply_job
+from .pipeline import crm_event_jobs
 
 if TYPE_CHECKING:
     from .bridge import Bridge
@@ -130,12 +130,9 @@ def create_app(bridge: Bridge) -> Starlette:
             except WebhookRefused as exc:
                 log.warning("%s webhook refused: %s", crm, exc)
                 return JSONResponse({"error": str(exc)}, exc.status)
-            jobs = [
-                reply_job(e.reply, trace_id) if e.reply is not None
-                else closed_job(crm, e.case_id, trace_id)
-                for e in events
-                if e.kind == "case_closed" or e.reply is not None
-            ]
+            # Each call is its own closure event: a case reopened and closed again closes
+            # its sessions again.
+            jobs = crm_event_jobs(events, trace_id, event_id=trace_id)
             await bridge.enqueue(*jobs)
             return JSONResponse({"accepted": len(jobs)})
 

@@ -237,3 +237,20 @@ async def test_close_through_the_api_closes_the_session(world) -> None:
     await settle(bridge)
     assert (await bridge.store.get_session(session.id)).status is SessionStatus.CLOSED
     assert (await client.post(url, headers=auth)).status_code == 409
+
+
+async def test_webhook_events_carry_the_calls_trace_id(world) -> None:
+    # Both kinds of CRM event become jobs that log under the webhook call's trace id.
+    bridge, _, client = world
+    await bridge.receive(inbound("refund please", msg_id="t1"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    case_id = session.case.case_id
+    await webhook(client, {"event_type": "new_activity", "caseId": case_id,
+                           "activityId": "rep-t", "text": "On its way."})
+    await webhook(client, {"event_type": "case_closed", "caseId": case_id})
+    jobs = await bridge.store.list_jobs(limit=100)
+    events = [j for j in jobs if j.kind in ("reply", "closed")]
+    assert sorted(j.kind for j in events) == ["closed", "reply"]
+    assert all(len(j.trace_id) >= 16 for j in events), [(j.kind, j.trace_id) for j in events]
+    assert events[0].trace_id != events[1].trace_id  # two calls, two traces

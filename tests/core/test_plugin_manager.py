@@ -194,3 +194,94 @@ async def test_map_fields_an_empty_value_with_a_note_never_conflicts() -> None:
     merged = await Hooks(pm).map_fields(session(), [message("hi")], Summary("s", "d"))
     assert merged["PriorityId"] == FieldValue("Low", source="b")
     assert merged["CategoryId"].note == "no answer" and not merged["CategoryId"].value
+
+
+class _AsyncPolicy:
+    def __init__(self, reason: str | None) -> None:
+        self.reason = reason
+        self.awaited = 0
+
+    @hookimpl
+    async def handoff_policy(self, session, transcript):
+        self.awaited += 1
+        return HandoffDecision(self.reason, "rule") if self.reason else None
+
+
+async def test_first_result_awaits_only_what_it_calls() -> None:
+    # Two async implementations of a transform hook: the first answer wins and the other
+    # is never called, so no coroutine is left unawaited.
+    import gc
+    import warnings
+
+    pm = new_manager()
+    later, earlier = _AsyncPolicy("later"), _AsyncPolicy("earlier")
+    pm.register(later, name="later")
+    pm.register(earlier, name="earlier")  # registered last: called first
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decision = await Hooks(pm).handoff_policy(session(), [message("hi")])
+        gc.collect()
+    assert decision is not None and decision.reason == "earlier"
+    assert (earlier.awaited, later.awaited) == (1, 0)
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+class _Broken:
+    @hookimpl
+    async def handoff_policy(self, session, transcript):
+        raise RuntimeError("policy exploded")
+
+    @hookimpl
+    def assistant_turn(self, session, transcript):
+        raise RuntimeError("assistant exploded")
+
+    @hookimpl
+    async def summarize(self, session, transcript, decision):
+        raise ValueError("summary exploded")
+
+    @hookimpl
+    def map_fields(self, session, transcript, summary):
+        raise KeyError("fields exploded")
+
+
+class _Fallback:
+    @hookimpl(trylast=True)
+    def handoff_policy(self, session, transcript):
+        return HandoffDecision("fallback", "rule")
+
+    @hookimpl(trylast=True)
+    def summarize(self, session, transcript, decision):
+        return Summary("fallback subject", "fallback description")
+
+    @hookimpl
+    def map_fields(self, session, transcript, summary):
+        return {"Notes": FieldValue("kept", source="fallback")}
+
+
+async def test_a_transform_that_raises_is_isolated(caplog) -> None:
+    from casebridge.metrics import Registry
+
+    pm = new_manager()
+    pm.register(_Fallback(), name="fallback")
+    pm.register(_Broken(), name="broken")
+    registry = Registry()
+    hooks = Hooks(pm, registry=registry)
+    args = (session(), [message("hi")])
+    with caplog.at_level("ERROR"):
+        assert (await hooks.handoff_policy(*args)).reason == "fallback"
+        turn = await hooks.assistant_turn(*args)
+        summary = await hooks.summarize(*args, HandoffDecision("r", "rule"))
+        fields = await hooks.map_fields(*args, summary)
+    assert summary.subject == "fallback subject"
+    # No other assistant answered: the session goes to a human rather than waiting.
+    assert turn is not None and turn.answer == "" and turn.handoff is not None
+    assert "broken: RuntimeError" in turn.handoff.reason
+    assert {k: v.value for k, v in fields.items()} == {"Notes": "kept"}
+    failures = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert {h for r in failures for h in ("handoff_policy", "assistant_turn", "summarize",
+                                          "map_fields") if h in r.getMessage()} == {
+        "handoff_policy", "assistant_turn", "summarize", "map_fields"}
+    assert "exploded" in caplog.text
+    text = registry.render()
+    assert 'casebridge_hook_errors_total{hook="summarize",plugin="broken"} 1' in text
+    assert 'casebridge_hook_errors_total{hook="map_fields",plugin="broken"} 1' in text

@@ -194,11 +194,6 @@ class AiPlugin:
             log.warning("assistant unavailable, handing off: %s", exc)
             return AssistantTurn(handoff=HandoffDecision(f"the assistant is unavailable: {exc}",
                                                          NAME))
-        except Exception as exc:
-            # A customer must not be left without a human, whatever went wrong here.
-            log.exception("assistant failed, handing off")
-            return AssistantTurn(handoff=HandoffDecision(
-                f"the assistant failed ({type(exc).__name__})", NAME))
         if output.value is None:
             log.warning("assistant output unusable, handing off: %s", output.problem)
         turn = decide_turn(output, settings.answer_max_chars)
@@ -221,9 +216,6 @@ class AiPlugin:
         except AiUnavailable as exc:
             log.warning("AI summary unavailable, the default summary serves: %s", exc)
             return None
-        except Exception:
-            log.exception("AI summary failed, the default summary serves")
-            return None
         summary = read_summary(output, settings.summary_max_chars, settings.language)
         if isinstance(summary, str):
             log.warning("AI summary unusable, the default summary serves: %s", summary)
@@ -245,9 +237,6 @@ class AiPlugin:
                                       fields_schema(settings.fields))
         except AiUnavailable as exc:
             log.warning("AI fields unavailable, none filled: %s", exc)
-            return {}
-        except Exception:
-            log.exception("AI fields failed, none filled")
             return {}
         outcome = read_fields(output, settings.fields)
         if outcome.problem:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +124,8 @@ class Reconciler:
         ops = await self._operations()
         jobs: list[NewJob] = []
         closed = await self._closed_cases(ops, cases)
-        jobs += [closed_job(CRM, case_id) for case_id in closed]
+        trace_id = new_trace_id()
+        jobs += [closed_job(CRM, case_id, trace_id) for case_id in closed]
         rows = await self._activities_since(ops, cases, watermark - OVERLAP)
         types = reply_type_ids(ops.settings.sms_activity_type_id)
         marker_column = ops.settings.marker_column
@@ -144,9 +145,9 @@ class Reconciler:
                 continue
             reply = reply_from_activity(activity)
             if reply is not None:
-                # Replies found together go out in the order the reps wrote them.
-                job = reply_job(reply, new_trace_id())
-                jobs.append(replace(job, order_key=job.order_key or f"replies:{reply.case_id}"))
+                # Replies to one case go out in the order the reps wrote them (reply_job
+                # orders them by case).
+                jobs.append(reply_job(reply, trace_id))
                 replies += 1
         if jobs:
             await self.bridge.enqueue(*jobs)
