@@ -28,7 +28,7 @@ from .backoff import BackoffPolicy
 from .errors import PermanentError
 from .links import sign_session_link
 from .logs import log_context, new_trace_id
-from .metrics import BridgeMetrics, Registry
+from .metrics import BridgeMetrics, new_registry
 from .model import Inbound, RawInbound, utcnow
 from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
@@ -58,11 +58,11 @@ class Bridge:
         self.config = config
         self.pm = pm
         self.load_report = report
-        self.registry = Registry()
-        self.hooks = Hooks(pm, prefer=config.fields.prefer, registry=self.registry)
+        self.registry = new_registry()
+        self.metrics = BridgeMetrics(self.registry)
+        self.hooks = Hooks(pm, prefer=config.fields.prefer, metrics=self.metrics)
         self.data_dir = config.data_dir
         self.public_url = config.bridge.public_url.rstrip("/")
-        self.metrics = BridgeMetrics(self.registry)
         self.store: Store = SqliteStore(self.data_dir / config.store.path)
         override = config.templates.dir
         self.templates = Templates(config.base_dir / override if override else None)

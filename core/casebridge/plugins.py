@@ -19,7 +19,7 @@ from pluggy import HookImpl
 
 from . import hookspecs
 from .errors import PluginError
-from .metrics import Registry
+from .metrics import BridgeMetrics, new_registry
 from .model import (
     ActivityRef,
     ActivityRequest,
@@ -186,16 +186,11 @@ class Hooks:
         pm: pluggy.PluginManager,
         *,
         prefer: Mapping[str, str] | None = None,
-        registry: Registry | None = None,
+        metrics: BridgeMetrics | None = None,
     ):
         self.pm = pm
         self.prefer = dict(prefer or {})
-        self._hook_errors = (registry or Registry()).counter(
-            "casebridge_hook_errors_total",
-            "Transform hook implementations that raised (their answer skipped), by hook and "
-            "plugin.",
-            ["hook", "plugin"],
-        )
+        self._hook_errors = (metrics or BridgeMetrics(new_registry())).hook_errors
 
     # -- routing --------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ from starlette.routing import Route
 from .errors import CasebridgeError, WebhookRefused
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import render as render_metrics
 from .model import HandoffDecision, Session, SessionStatus, WebhookRequest, utcnow
 from .pipeline import crm_event_jobs
 
@@ -63,8 +65,7 @@ def create_app(bridge: Bridge) -> Starlette:
         return JSONResponse({"ready": True, "plugins": bridge.plugin_names()})
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(bridge.registry.render(),
-                                 media_type="text/plain; version=0.0.4")
+        return Response(render_metrics(bridge.registry), media_type=METRICS_CONTENT_TYPE)
 
     def refused(request: Request) -> Response | None:
         """The answer to an API call without the bearer token, or None when it has it."""

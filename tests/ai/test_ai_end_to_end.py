@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from casebridge.metrics import render
 from casebridge.model import SessionStatus
 from scripted_server import Reply, tool_call
 from support.bridges import inbound, jsonl_records, only_session, settle
@@ -90,9 +91,9 @@ async def test_hook_assistant_turn_ai_conversation_reaches_the_crm_with_ai_summa
         usage = await bridge.pm.get_plugin("ai").session_usage(session.id)
         assert {k: v["calls"] for k, v in usage["by_kind"].items()} == {
             "assistant": 2, "summary": 1, "fields": 1}
-        metrics = bridge.registry.render()
+        metrics = render(bridge.registry)
         for kind, calls in (("assistant", 2), ("summary", 1), ("fields", 1)):
-            assert f'casebridge_ai_tokens_total{{kind="{kind}"}} {27 * calls}' in metrics
+            assert f'casebridge_ai_tokens_total{{kind="{kind}"}} {27 * calls}.0' in metrics
     assert len(ai_server.completions()) == 4 and ai_server.unscripted == 0
     for text in CONVERSATION:
         assert text not in caplog.text

@@ -54,7 +54,7 @@ def plugin(bridge: Bridge) -> AiPlugin:
 
 
 def tokens(bridge: Bridge, kind: str) -> float:
-    return bridge.metrics.ai_tokens.labels(kind=kind).value
+    return bridge.registry.get_sample_value("casebridge_ai_tokens_total", {"kind": kind}) or 0.0
 
 
 # -- assistant_turn -------------------------------------------------------------------------

@@ -203,7 +203,7 @@ async def test_health_readiness_and_metrics(world) -> None:
     ready = (await client.get("/readyz")).json()
     assert ready["ready"] and "jsonl" in ready["plugins"]
     metrics = (await client.get("/metrics")).text
-    assert 'casebridge_messages_in_total{channel="loop"} 1' in metrics
+    assert 'casebridge_messages_in_total{channel="loop"} 1.0' in metrics
 
 
 async def test_hook_attach_file_uploads_each_stored_attachment_once(world) -> None:

@@ -259,13 +259,13 @@ class _Fallback:
 
 
 async def test_a_transform_that_raises_is_isolated(caplog) -> None:
-    from casebridge.metrics import Registry
+    from casebridge.metrics import BridgeMetrics, new_registry, render
 
     pm = new_manager()
     pm.register(_Fallback(), name="fallback")
     pm.register(_Broken(), name="broken")
-    registry = Registry()
-    hooks = Hooks(pm, registry=registry)
+    registry = new_registry()
+    hooks = Hooks(pm, metrics=BridgeMetrics(registry))
     args = (session(), [message("hi")])
     with caplog.at_level("ERROR"):
         assert (await hooks.handoff_policy(*args)).reason == "fallback"
@@ -282,6 +282,6 @@ async def test_a_transform_that_raises_is_isolated(caplog) -> None:
                                           "map_fields") if h in r.getMessage()} == {
         "handoff_policy", "assistant_turn", "summarize", "map_fields"}
     assert "exploded" in caplog.text
-    text = registry.render()
-    assert 'casebridge_hook_errors_total{hook="summarize",plugin="broken"} 1' in text
-    assert 'casebridge_hook_errors_total{hook="map_fields",plugin="broken"} 1' in text
+    text = render(registry)
+    assert 'casebridge_hook_errors_total{hook="summarize",plugin="broken"} 1.0' in text
+    assert 'casebridge_hook_errors_total{hook="map_fields",plugin="broken"} 1.0' in text

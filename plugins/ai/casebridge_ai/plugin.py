@@ -28,6 +28,7 @@ from casebridge.model import (
     Session,
     Summary,
 )
+from prometheus_client import Counter
 
 from .client import AiUnavailable, ChatClient
 from .decisions import Output, decide_turn, read_fields, read_output, read_summary
@@ -84,6 +85,7 @@ class AiPlugin:
         self.settings: AiSettings | None = None
         self.bridge: Bridge | None = None
         self.client: ChatClient | None = None
+        self.tokens: Counter | None = None
         self.knowledge = ""
 
     # -- set-up ---------------------------------------------------------------------------
@@ -95,6 +97,9 @@ class AiPlugin:
     @hookimpl
     def configure(self, bridge: Bridge, settings: AiSettings) -> None:
         self.bridge, self.settings = bridge, settings
+        # The plugin's own metric, on the runner's registry.
+        self.tokens = Counter("casebridge_ai_tokens", "Tokens spent on AI calls, by kind.",
+                              ("kind",), registry=bridge.registry)
         self.knowledge = read_knowledge(bridge.config.base_dir, settings.knowledge_files,
                                         settings.knowledge_max_chars)
         self.client = ChatClient(
@@ -127,7 +132,7 @@ class AiPlugin:
         return CheckResult(NAME, True)
 
     async def _check_by_completion(self) -> CheckResult:
-        bridge, settings, client = self._ready()
+        _, settings, client = self._ready()
         try:
             completion = await client.complete({
                 "model": settings.model, "max_tokens": 1,
@@ -136,7 +141,7 @@ class AiPlugin:
         except AiUnavailable as exc:
             return CheckResult(NAME, False, str(exc))
         if completion.usage.total_tokens:
-            bridge.metrics.ai_tokens.labels(kind="check").inc(completion.usage.total_tokens)
+            self._count_tokens("check", completion.usage)
         return CheckResult(NAME, True)
 
     # -- calls ----------------------------------------------------------------------------
@@ -156,10 +161,13 @@ class AiPlugin:
             return Output(None, f"{output.problem} (cut off at max_tokens={settings.max_tokens})")
         return output
 
+    def _count_tokens(self, kind: str, usage: Usage) -> None:
+        if usage.total_tokens and self.tokens is not None:
+            self.tokens.labels(kind=kind).inc(usage.total_tokens)
+
     async def _record_usage(self, bridge: Bridge, kind: str, session_id: str,
                             usage: Usage) -> None:
-        if usage.total_tokens:
-            bridge.metrics.ai_tokens.labels(kind=kind).inc(usage.total_tokens)
+        self._count_tokens(kind, usage)
         key = f"usage:{session_id}"
         # Compare-and-swap: two jobs of one session may finish calls at the same time.
         for _ in range(20):
