@@ -216,7 +216,8 @@ def test_sign_off_is_kept_and_delimited_signature_goes(sign_off: str, delimiter:
     signature = f"{delimiter}\nAnna Smith\nSupport Lead, Acme\n+1 555 0100"
     text = f"{REPLY}\n\n{sign_off}\n{signature}\n"
     assert visible_text(text) == f"{REPLY}\n\n{sign_off}"
-    assert visible_text(text, keep_signature=True) == f"{REPLY}\n\n{sign_off}\n{signature}"
+    kept = f"{REPLY}\n\n{sign_off}\n{signature.replace('-- ', '--')}"
+    assert visible_text(text, keep_signature=True) == kept
 
 
 @pytest.mark.parametrize("sign_off", _SIGN_OFF_TEXTS, ids=_SIGN_OFF_IDS)
@@ -238,7 +239,7 @@ def test_sign_off_is_kept_above_an_outlook_block() -> None:
 
 def test_sign_off_in_html_reply_is_kept() -> None:
     html = (
-        "<div>Works now.</div><div><br></div><div>Best,</div><div>Anna</div>"
+        "<div>Works now.</div><br><div>Best,<br>Anna</div>"
         '<div class="gmail_quote"><div class="gmail_attr">On Mon, Jan 6, 2025 Ann wrote:</div>'
         '<blockquote class="gmail_quote">Try</blockquote></div>'
     )
@@ -353,12 +354,12 @@ HTML_CLIENTS = [
     (
         "gmail",
         '<div dir="ltr">Works now.</div><br><div class="gmail_quote"><div class="gmail_attr">'
-        'On Mon, Jan 6, 2025 Ann wrote:<br></div><blockquote class="gmail_quote">Try'
+        "On Mon, Jan 6, 2025 Ann wrote:<br></div><blockquote class=\"gmail_quote\">Try"
         "</blockquote></div>",
     ),
     (
         "apple",
-        '<div>Works now.</div><div><br><blockquote type="cite"><div>On 6 Jan 2025, at 09:14, '
+        "<div>Works now.</div><div><br><blockquote type=\"cite\"><div>On 6 Jan 2025, at 09:14, "
         "Ann wrote:</div><div>Try</div></blockquote></div>",
     ),
     (
@@ -459,3 +460,10 @@ def test_html_to_text_rendering() -> None:
 def test_html_to_text_handles_deep_nesting() -> None:
     html = "<div>" * 5000 + "deep" + "</div>" * 5000
     assert html_to_text(html) == "deep"
+
+
+def test_a_signature_needs_text_above_it_not_just_a_rule() -> None:
+    # Without text above, "--" is no signature: the default keeps what keep_signature keeps
+    # instead of trimming to nothing and falling back to the whole quote.
+    text = "> Which plan?\n==\n--\nBob\n"
+    assert visible_text(text) == visible_text(text, keep_signature=True) == "==\n--\nBob"

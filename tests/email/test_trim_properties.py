@@ -51,7 +51,9 @@ _MESSAGES = st.one_of(
 # Text that cannot contain a quote marker: no ">", ":", "-", "_", "<", "@", rule characters,
 # upper case (mobile footers and names start upper case) or non-ASCII.
 _PLAIN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 .,!?'\t"
-_PLAIN_TEXT = st.lists(st.text(alphabet=_PLAIN_ALPHABET, max_size=60), max_size=20).map("\n".join)
+_PLAIN_TEXT = st.lists(st.text(alphabet=_PLAIN_ALPHABET, max_size=60), max_size=20).map(
+    "\n".join
+)
 
 
 def _maps_into(output: str, source: str) -> bool:
@@ -177,8 +179,11 @@ def test_a_sign_off_under_new_text_is_kept(
 def test_a_dash_dash_delimited_block_is_removed(
     text: str, delimiter: str, block: list[str]
 ) -> None:
+    # A closing line of its own: a line ending in a "wrote" word ("schrieb") right above
+    # "--" reads as a dash-fenced attribution, which is another rule.
+    reply = f"{text}\nSee you."
     signature = "\n".join([delimiter, *block])
-    assert visible_text(f"{text}\n{signature}") == "\n".join(normalize_lines(text))
+    assert visible_text(f"{reply}\n{signature}") == "\n".join(normalize_lines(reply))
 
 
 def _is_line_subsequence(small: str, big: str) -> bool:
