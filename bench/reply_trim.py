@@ -39,8 +39,13 @@ implementation's output, does one of:
 2. is empty while the input has text (the spec always leaves something);
 3. keeps a quote marker the spec drops: an ``On ... wrote:`` line, an ``Original Message`` or
    ``Forwarded message`` separator, or ends on a line of rule characters only (``-----``);
-4. keeps a signature the spec drops, for kinds that strip signatures: a ``--`` line or a
-   ``-Name`` line.
+4. keeps a signature the spec drops, for kinds that strip signatures: a ``--`` line;
+5. drops the sender's sign-off, which the spec keeps as new content, for kinds that strip
+   signatures: the input's first non-blank line after the expectation's last one is a
+   closing (``Regards,``, ``Thanks!``, ``Viele Grüße`` ...) or a ``-Name`` line.
+
+Rules 4 and 5 follow the spec's signature rule: only what a delimiter or a mail client sets
+apart (``-- ``, mobile footers) is a signature; the sender's own closing and name stay.
 """
 
 from __future__ import annotations
@@ -69,7 +74,15 @@ _SEPARATOR = re.compile(
     r"^\s*-{2,}\s*(?:Original Message|Forwarded message)\s*-{2,}\s*$", re.IGNORECASE
 )
 _RULE = re.compile(r"^\s*[-_=*]{3,}\s*$")
-_SIGNATURE_LINE = re.compile(r"^(?:--\s*|-[A-Z][\w.]*(?:\s[A-Z][\w.]*)?)$")
+_SIGNATURE_LINE = re.compile(r"^--\s*$")
+_CLOSING_LINE = re.compile(
+    r"^\s*(?:(?:Many\s+|Best\s+|Kind\s+|Warm\s+)?(?:Thanks|Regards|Wishes)|Thank\s+you|Thx|"
+    r"Cheers|Best|Sincerely|Yours|Merci|Cordialement|Bien\s+à\s+vous|(?:Viele\s+)?Grüße|Gruß|"
+    r"Mit\s+freundlichen\s+Grüßen|Saludos|Saluti|Groeten|Pozdrawiam|Hälsningar|Hilsen|"
+    r"С\s+уважением)\s*[,.!]*\s*$",
+    re.IGNORECASE,
+)
+_DASH_NAME_LINE = re.compile(r"^\s*-\s?[^\W\d_][\w.'’]*(?:\s[A-Z][\w.'’]*)?\s*$")
 _BLOCKQUOTE = re.compile(r"<blockquote\b[^>]*>(.*?)</blockquote>", re.IGNORECASE | re.DOTALL)
 # Expectation kinds whose libraries keep signatures (talon, quotequail).
 _KEEPS_SIGNATURE = ("extract_from_plain", "text_top", "visible part")
@@ -168,7 +181,25 @@ def contradiction(case: Case) -> str | None:
     # A signature under content; a message that is only a signature keeps it under the spec.
     if not case.keep_signature and any(_SIGNATURE_LINE.match(line) for line in lines[1:]):
         return "keeps a signature"
+    if not case.keep_signature and _drops_sign_off(lines, given):
+        return "drops the sender's sign-off"
     return None
+
+
+def _drops_sign_off(expected: list[str], given: list[str]) -> bool:
+    """Whether the first non-blank input line after the expectation's lines (matched in
+    order) is a closing or a ``-Name`` line."""
+    if not expected:
+        return False
+    position = 0
+    for line in expected:
+        while position < len(given) and given[position] != line:
+            position += 1
+        if position == len(given):
+            return False  # the expectation is not made of input lines: no judgement
+        position += 1
+    following = next((line for line in given[position:] if line.strip()), "")
+    return bool(_CLOSING_LINE.match(following) or _DASH_NAME_LINE.match(following))
 
 
 def matches(case: Case, output: str) -> bool:

@@ -54,6 +54,22 @@ def test_keep_signature(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().out == f"{REPLY}\n\nSent from my iPhone\n"
 
 
+def test_sign_off_stays_and_only_keep_signature_keeps_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = (
+        f"{REPLY}\n\nViele Grüße\nTom\n-- \nTom Becker\nAcme GmbH\n\n"
+        f"Von meinem iPhone gesendet\n\n{HEADER}\n> Does Tuesday work?\n"
+    )
+    path = _eml(tmp_path, body, None)
+    assert _run([str(path)]) == 0
+    assert capsys.readouterr().out == f"{REPLY}\n\nViele Grüße\nTom\n"
+    assert _run([str(path), "--keep-signature"]) == 0
+    assert capsys.readouterr().out == (
+        f"{REPLY}\n\nViele Grüße\nTom\n--\nTom Becker\nAcme GmbH\n\nVon meinem iPhone gesendet\n"
+    )
+
+
 def test_html_only_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html = f"<div>{REPLY}</div><div>{HEADER.replace('<', '&lt;')}</div><blockquote>old</blockquote>"
     path = _eml(tmp_path, None, html)

@@ -162,6 +162,90 @@ def test_dash_dash_signature(delimiter: str) -> None:
     assert visible_text(text, keep_signature=True).endswith("+1 555 0100")
 
 
+# The customer's own closing, in several languages: new content (often the only name the rep
+# sees), kept by default like the rest of the reply.
+SIGN_OFFS = [
+    ("en", "Best,\nAnna"),
+    ("en-bang", "Thanks!\nRoman"),
+    ("en-initial", "Cheers\nJ."),
+    ("en-company", "Kind regards,\nAnna Smith\nAcme Ltd"),
+    ("en-one-line", "Thanks, Anna"),
+    ("en-dash-text", "Thanks!\n-- no wait that's a delimiter"),
+    ("fr", "Merci,\nLuc"),
+    ("fr-long", "Cordialement,\nLuc Martin"),
+    ("de", "Viele Grüße\nTom"),
+    ("de-mfg", "Mit freundlichen Grüßen\nTom Becker"),
+    ("es", "Saludos,\nPilar"),
+    ("it", "Saluti,\nGiulia"),
+    ("nl", "Groeten,\nSanne"),
+    ("pl", "Pozdrawiam,\nMarta"),
+    ("sv", "Hälsningar,\nErik"),
+    ("ru", "С уважением,\nАнна"),
+    ("ja", "よろしくお願いします。\n田中"),
+]
+_SIGN_OFF_IDS = [i for i, _ in SIGN_OFFS]
+_SIGN_OFF_TEXTS = [s for _, s in SIGN_OFFS]
+
+
+@pytest.mark.parametrize("sign_off", _SIGN_OFF_TEXTS, ids=_SIGN_OFF_IDS)
+def test_sign_off_is_kept(sign_off: str) -> None:
+    text = f"{REPLY}\n\n{sign_off}\n"
+    assert visible_text(text) == f"{REPLY}\n\n{sign_off}"
+    assert visible_text(text, keep_signature=True) == f"{REPLY}\n\n{sign_off}"
+
+
+@pytest.mark.parametrize("sign_off", _SIGN_OFF_TEXTS, ids=_SIGN_OFF_IDS)
+@pytest.mark.parametrize(
+    "footer",
+    [
+        "Sent from my iPhone",
+        "Get Outlook for iOS",
+        "Von meinem iPhone gesendet",
+        "Envoyé de mon iPhone",
+    ],
+)
+def test_sign_off_is_kept_and_mobile_footer_goes(sign_off: str, footer: str) -> None:
+    text = f"{REPLY}\n\n{sign_off}\n\n{footer}\n"
+    assert visible_text(text) == f"{REPLY}\n\n{sign_off}"
+    assert visible_text(text, keep_signature=True) == f"{REPLY}\n\n{sign_off}\n\n{footer}"
+
+
+@pytest.mark.parametrize("sign_off", _SIGN_OFF_TEXTS, ids=_SIGN_OFF_IDS)
+@pytest.mark.parametrize("delimiter", ["-- ", "--", "-----", "________________________________"])
+def test_sign_off_is_kept_and_delimited_signature_goes(sign_off: str, delimiter: str) -> None:
+    signature = f"{delimiter}\nAnna Smith\nSupport Lead, Acme\n+1 555 0100"
+    text = f"{REPLY}\n\n{sign_off}\n{signature}\n"
+    assert visible_text(text) == f"{REPLY}\n\n{sign_off}"
+    kept = f"{REPLY}\n\n{sign_off}\n{signature.replace('-- ', '--')}"
+    assert visible_text(text, keep_signature=True) == kept
+
+
+@pytest.mark.parametrize("sign_off", _SIGN_OFF_TEXTS, ids=_SIGN_OFF_IDS)
+@pytest.mark.parametrize("header", [h for _, h in HEADERS[:8]], ids=[i for i, _ in HEADERS[:8]])
+def test_sign_off_is_kept_and_quote_goes(sign_off: str, header: str) -> None:
+    text = f"{REPLY}\n\n{sign_off}\n\n{header}\n{QUOTE}\n"
+    assert visible_text(text) == f"{REPLY}\n\n{sign_off}"
+    assert visible_text(text, keep_signature=True) == f"{REPLY}\n\n{sign_off}"
+
+
+def test_sign_off_is_kept_above_an_outlook_block() -> None:
+    text = (
+        f"{REPLY}\n\nRegards,\nAnna\n\n________________________________\n"
+        "From: Support <support@example.com>\nSent: Monday, January 6, 2025 9:14 AM\n"
+        "To: Anna\nSubject: Re: password\n\nPlease try the new password.\n"
+    )
+    assert visible_text(text) == f"{REPLY}\n\nRegards,\nAnna"
+
+
+def test_sign_off_in_html_reply_is_kept() -> None:
+    html = (
+        "<div>Works now.</div><br><div>Best,<br>Anna</div>"
+        '<div class="gmail_quote"><div class="gmail_attr">On Mon, Jan 6, 2025 Ann wrote:</div>'
+        '<blockquote class="gmail_quote">Try</blockquote></div>'
+    )
+    assert visible_text(html_to_text(visible_html(html))) == "Works now.\n\nBest,\nAnna"
+
+
 def test_signature_before_quote_kept_or_dropped() -> None:
     header = "On Mon, Jan 6, 2025 at 9:14 AM Ann <ann@example.com> wrote:"
     text = f"{REPLY}\n\nSent from my iPhone\n\n{header}\n{QUOTE}"
@@ -233,12 +317,22 @@ def test_verb_before_name_header_without_address(header: str) -> None:
     assert visible_text(f"{REPLY}\n\n{header}\n\nPlease try again.\n") == REPLY
 
 
-def test_dash_name_with_a_space_is_a_signature_only_when_set_apart() -> None:
-    assert visible_text("See you tomorrow.\n\n- ann") == "See you tomorrow."
-    shopping = "Please bring:\n\n- cables"
-    assert visible_text(shopping) == shopping
-    listed = "Bring these:\n- cables\n- adapters"
-    assert visible_text(listed) == listed
+@pytest.mark.parametrize(
+    "closing",
+    [
+        "- ann",
+        "-Abhishek Kona",
+        "-roman",
+        "-- Lev.",
+        "Please bring:\n\n- cables",
+        "Bring:\n- cables\n- adapters",
+    ],
+)
+def test_dash_name_and_dash_items_stay(closing: str) -> None:
+    # "-Anna" is the customer signing with her name, not a delimiter: only a line that is
+    # "--" alone delimits a signature.
+    text = f"See you tomorrow.\n\n{closing}"
+    assert visible_text(text) == text
 
 
 def test_long_translated_mobile_footer() -> None:
@@ -366,3 +460,10 @@ def test_html_to_text_rendering() -> None:
 def test_html_to_text_handles_deep_nesting() -> None:
     html = "<div>" * 5000 + "deep" + "</div>" * 5000
     assert html_to_text(html) == "deep"
+
+
+def test_a_signature_needs_text_above_it_not_just_a_rule() -> None:
+    # Without text above, "--" is no signature: the default keeps what keep_signature keeps
+    # instead of trimming to nothing and falling back to the whole quote.
+    text = "> Which plan?\n==\n--\nBob\n"
+    assert visible_text(text) == visible_text(text, keep_signature=True) == "==\n--\nBob"

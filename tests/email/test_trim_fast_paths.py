@@ -46,8 +46,11 @@ _LINES = st.sampled_from(
         "Sent from my iPhone",
         "Thanks,",
         "Regards",
+        "Best,",
+        "Viele Grüße",
         "Bob",
         "Ann Lee",
+        "Acme Ltd",
         "-Bob",
         "- bob",
         "-roman",
@@ -207,10 +210,25 @@ def test_may_matter_follows_lower_case_mapping_of_every_letter() -> None:
 
 
 def test_signature_needing_context_covers_the_context_rules() -> None:
-    for line in ["Thanks,", "Regards", "-Bob", "-roman", "- bob", "-----", "____"]:
+    for line in ["-----", "____", "  ---"]:
         assert qp.signature_needs_context(line)
-    for line in ["Sent from my iPhone", "--", "Hello", "Bob"]:
+    # Closings are the customer's and never a signature; the rest is decided on the line.
+    for line in ["Thanks,", "Regards", "-Bob", "-roman", "- bob", "Sent from my iPhone", "--"]:
         assert not qp.signature_needs_context(line)
+
+
+@settings(max_examples=200)
+@given(st.lists(_LINES, max_size=8), _LINES, st.lists(_LINES, max_size=8))
+def test_signature_prefilters_agree_with_the_full_test(
+    before: list[str], line: str, after: list[str]
+) -> None:
+    # Where signature_needs_context says no, the answer is the line's own, whatever surrounds it.
+    lines = [*before, line, *after]
+    starts = trim._Scan(lines).signature_starts(len(before))
+    if not qp.may_open_signature(line):
+        assert not starts
+    elif not qp.signature_needs_context(line):
+        assert starts == qp.opens_signature(line)
 
 
 # HTML with the markup the passes react to, Outlook's border-top block among it.

@@ -29,7 +29,11 @@ _MARKER_LINES = st.sampled_from(
         "Sent from my iPhone",
         "Get Outlook for iOS",
         "Thanks,",
+        "Best,",
+        "Viele Grüße",
         "Bob",
+        "Anna Smith",
+        "- ann",
         "-Bob",
         "________________________________",
         "---------- Forwarded message ---------",
@@ -95,6 +99,102 @@ def test_text_without_markers_comes_back(text: str, keep: bool) -> None:
 def test_something_is_always_left_when_the_input_has_text(text: str) -> None:
     if text.strip():
         assert visible_text(text).strip()
+
+
+# A customer's closing: a sign-off line, a name line, sometimes a company line.
+_CLOSINGS = st.sampled_from(
+    [
+        "Best",
+        "Best regards",
+        "Kind regards",
+        "Regards",
+        "Thanks",
+        "Thank you",
+        "Cheers",
+        "Sincerely",
+        "Merci",
+        "Cordialement",
+        "Bien à vous",
+        "Viele Grüße",
+        "Gruß",
+        "Mit freundlichen Grüßen",
+        "Saludos",
+        "Un saludo",
+        "Saluti",
+        "Groeten",
+        "Pozdrawiam",
+        "Hälsningar",
+        "Hilsen",
+        "С уважением",
+        "谢谢",
+        "よろしくお願いします",
+    ]
+)
+_NAME_WORD = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from("ABCDEFGHIJKLMNOPRSTUVWZÀÉÖÅŁАБВ"),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzéöåłабв", max_size=9),
+)
+_NAMES = st.one_of(
+    st.lists(_NAME_WORD, min_size=1, max_size=3).map(" ".join),
+    _NAME_WORD.map(lambda word: word[0] + "."),
+)
+_SIGN_OFFS = st.builds(
+    lambda closing, mark, name, company: f"{closing}{mark}\n{name}" + company,
+    _CLOSINGS,
+    st.sampled_from(["", ",", "!", "."]),
+    _NAMES,
+    st.sampled_from(["", "\nAcme Ltd", "\nSupport Lead"]),
+)
+# New text with something on it and no quote marker in it.
+_NEW_TEXT = _PLAIN_TEXT.filter(lambda text: text.strip() != "")
+_TRAILERS = st.sampled_from(
+    [
+        "",
+        "Sent from my iPhone",
+        "Get Outlook for iOS",
+        "Von meinem iPhone gesendet",
+        "On Mon, Jan 6, 2025 at 9:00 AM Ann <ann@example.com> wrote:\n> hello\n> there",
+        "> hello",
+        "-- \nAnna Smith\n+1 555 0100",
+        "-----Original Message-----\nFrom: Ann\nhello",
+    ]
+)
+
+
+@given(_NEW_TEXT, _SIGN_OFFS, st.sampled_from(["\n", "\n\n"]), _TRAILERS)
+def test_a_sign_off_under_new_text_is_kept(
+    text: str, sign_off: str, gap: str, trailer: str
+) -> None:
+    reply = f"{text}{gap}{sign_off}"
+    expected = "\n".join(normalize_lines(reply))
+    assert visible_text(f"{reply}\n\n{trailer}\n") == expected
+    if trailer.startswith(("-- ", "Sent", "Get", "Von")):
+        assert visible_text(f"{reply}\n\n{trailer}\n", keep_signature=True) == "\n".join(
+            normalize_lines(f"{reply}\n\n{trailer}")
+        )
+
+
+@given(_NEW_TEXT, st.sampled_from(["-- ", "--"]), st.lists(st.text(max_size=40), max_size=8))
+def test_a_dash_dash_delimited_block_is_removed(
+    text: str, delimiter: str, block: list[str]
+) -> None:
+    # A closing line of its own: a line ending in a "wrote" word ("schrieb") right above
+    # "--" reads as a dash-fenced attribution, which is another rule.
+    reply = f"{text}\nSee you."
+    signature = "\n".join([delimiter, *block])
+    assert visible_text(f"{reply}\n{signature}") == "\n".join(normalize_lines(reply))
+
+
+def _is_line_subsequence(small: str, big: str) -> bool:
+    lines = iter(big.split("\n"))
+    return all(line in lines for line in small.split("\n"))
+
+
+@given(_MESSAGES)
+def test_keep_signature_never_removes_what_the_default_keeps(text: str) -> None:
+    kept = visible_text(text, keep_signature=True)
+    assert _is_line_subsequence(visible_text(text), kept)
 
 
 def test_normalize_lines_definition() -> None:

@@ -4,9 +4,12 @@ header blocks and signatures in many languages. Used by :mod:`casebridge_email.t
 with trailing whitespace already removed.
 
 Every marker recognised here contains ``>``, ``:``, ``：``, ``-``, ``_`` or one of
-``=*#~+ᐧ``, or starts with an upper-case word of a mobile/Outlook footer, or is a sign-off
-word followed by a short name at the end of the text. Text without those cannot be trimmed,
-which the property tests rely on.
+``=*#~+ᐧ``, or starts with an upper-case word of a mobile/Outlook footer. Text without those
+cannot be trimmed, which the property tests rely on.
+
+A customer's own closing ("Best,\nAnna", "-Anna") is new content, not a marker: the only
+signatures recognised are the ones a mail client or a delimiter sets apart (``-- ``, a rule
+line above a short block, Outlook's underscores, mobile footers).
 """
 
 from __future__ import annotations
@@ -203,12 +206,7 @@ _FENCED_HEADER = re.compile(rf"^\s*-{{3,}}\s*On\s.*(?:{_WROTE})\s*[:：]?\s*-{{3
 _DASH_RULE = re.compile(r"^\s*[-_]{3,}\s*$")
 DELIMITER = re.compile(r"^\s*(?:[-_=*#~+]{2,}|ᐧ)\s*$")
 _UNDERSCORES = re.compile(r"^\s*_{2,}\s*$")
-_DASH_WORD = re.compile(r"^\s*-{1,2}(\s?)[^\W\d_][\w.'’]*\s*$")
 _DASH_SIGNATURE = re.compile(r"^\s*--\s*$")
-# "-Abhishek Kona" or "- Lev." on its own line after the message.
-_DASH_NAME = re.compile(
-    r"^\s*-{1,2}\s?[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*(?:\s+[A-ZÀ-ÞА-ЯІЇЄ][\w.'’]*){0,2}\s*$"
-)
 
 # Footers added by mobile mail apps; short lines only, so prose that merely starts with
 # "Sent from my desk, ..." stays.
@@ -227,15 +225,6 @@ MOBILE_FOOTER = re.compile(
     r"Sent\s+from\s+Yahoo\s+Mail[^,;:]{0,40}|Sent\s+with\s+Sparrow.*"
     r")\s*(?:<[^<>\s]*>)?\s*$"
 )
-# Sign-offs that open a short trailing signature ("Thanks!\nRoman").
-_SIGN_OFF = re.compile(
-    r"^\s*(?:Thanks|Thank\s+you|Thx|Cheers|Regards|Best(?:\s+regards)?|Kind\s+regards|"
-    r"Best\s+wishes|Sincerely|Cordialement|Grüße|Gruß|Saludos|Saluti|Groeten|Pozdrawiam|"
-    r"Hälsningar|Hilsen|С\s+уважением)\s*[,.!]?\s*$",
-    re.IGNORECASE,
-)
-_SHORT_NAME = re.compile(r"^\s*[A-ZÀ-ÞА-ЯІЇЄ][\w.'’-]*(?:\s+[A-ZÀ-ÞА-ЯІЇЄ][\w.'’-]*){0,2}\s*$")
-
 _MAX_HEADER_CHARS = 400
 
 
@@ -367,14 +356,6 @@ def is_forward_separator(line: str) -> bool:
     return is_separator(line) and _FORWARD_WORD.search(line) is not None
 
 
-def is_last_dash_word(line: str, *, set_apart: bool) -> bool:
-    """``-roman``: a one-word dash signature, recognised only as the last line. ``- roman``
-    (with a space, like a list item) counts only when ``set_apart`` from a paragraph above
-    that is not a list or a lead-in ending in a colon."""
-    match = _DASH_WORD.match(line)
-    return bool(match) and (not match.group(1) or set_apart)
-
-
 def is_separator(line: str) -> bool:
     """``-----Original Message-----``, ``---------- Forwarded message ---------`` and the like."""
     # Every separator ends in a colon or a rule character.
@@ -391,13 +372,11 @@ def is_delimiter(line: str) -> bool:
     return bool(DELIMITER.match(line))
 
 
-# Lower-case starts of every signature line recognised below (mobile footers, sign-offs).
+# Lower-case starts of every mobile footer recognised below (MOBILE_FOOTER).
 _SIGNATURE_STARTS = (
     "sent", "sendt", "envoy", "enviado", "inviato", "verzonden", "verstuurd", "wysłane", "skickat",
     "lähetetty", "отправлено", "надіслано", "von", "gesendet", "get", "télécharger",
-    "outlook", "发自我的", "從我的", "iphoneから", "ipadから", "thank", "thx", "cheers",
-    "regards", "best", "kind", "sincerely", "cordialement", "grüße", "gruß", "saludos",
-    "saluti", "groeten", "pozdrawiam", "hälsningar", "hilsen", "с",
+    "outlook", "发自我的", "從我的", "iphoneから", "ipadから",
 )
 
 
@@ -453,25 +432,5 @@ def opens_signature(line: str) -> bool:
 def signature_needs_context(line: str) -> bool:
     """Whether a signature test on ``line`` depends on the lines around it: ``False`` when
     only :func:`opens_signature`, which looks at ``line`` alone, can find one there (the
-    other tests: a last ``-word``, a ``-Name``, a sign-off above a name, a dash rule)."""
-    return may_open_signature(line) and bool(
-        _DASH_WORD.match(line)
-        or _DASH_NAME.match(line)
-        or _SIGN_OFF.match(line)
-        or _DASH_RULE.match(line)
-    )
-
-
-def is_dash_name(line: str) -> bool:
-    """``-Name`` on its own line, GitHub's short signature form."""
-    return bool(_DASH_NAME.match(line))
-
-
-def is_sign_off(line: str) -> bool:
-    """``Thanks!``, ``Regards,`` and similar closings."""
-    return bool(_SIGN_OFF.match(line))
-
-
-def is_short_name(line: str) -> bool:
-    """One to three capitalised words: a name under a sign-off."""
-    return bool(_SHORT_NAME.match(line))
+    other test: a dash rule above a short block)."""
+    return bool(_DASH_RULE.match(line))

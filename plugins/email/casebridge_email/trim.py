@@ -25,10 +25,10 @@ _OUTLOOK_WINDOW = 7
 _MAX_PASSES = 4
 # A quoted line this long was probably wrapped by the client (see wrapped_quote_end).
 _WRAP_WIDTH = 60
-# A sign-off ("Regards,") counts as a signature when a name and at most this many more
-# lines of at most this width follow it before the end.
-_SIGN_OFF_LINES = 3
-_SIGN_OFF_WIDTH = 40
+# A rule line ("-----") opens a signature when at most this many lines of at most this
+# width follow it before the end (a name, a title, a phone number).
+_RULE_TAIL_LINES = 3
+_RULE_TAIL_WIDTH = 40
 
 
 def normalize_lines(text: str) -> list[str]:
@@ -56,8 +56,10 @@ def visible_text(text: str, *, keep_signature: bool = False) -> str:
     unless a ``>`` quote follows (then answers interleaved between quoted lines are kept),
     Outlook ``From:/Sent:/To:/Subject:`` blocks, ``-----Original Message-----`` and
     forwarded-message separators with everything after them, and, unless ``keep_signature``,
-    signatures (``-- ``, ``Sent from my iPhone`` and other mobile footers, ``Get Outlook for
-    iOS``, ``-Name``, a short ``Thanks,`` + name closing).
+    signatures set apart by a delimiter or added by a mail client (a ``-- `` line and what
+    follows, a ``-----`` rule above a short block, ``Sent from my iPhone`` and other mobile
+    footers, ``Get Outlook for iOS``). The customer's own closing (``Best,`` + name,
+    ``Viele Grüße`` + name, ``-Name``) is new content and stays.
 
     Lines lose trailing whitespace; leading and trailing blank lines go. When trimming would
     leave nothing (the message is only a quote), the whole normalised text is returned.
@@ -97,7 +99,7 @@ def _trim(lines: list[str], keep_signature: bool) -> list[str]:
 _LOOKAHEAD = max(_HEADER_WINDOW, _OUTLOOK_WINDOW)
 # A signature check reaches this many non-blank lines past its line (the next line, then
 # short_tail's lines and what follows each).
-_SIGNATURE_REACH = _SIGN_OFF_LINES + 1
+_SIGNATURE_REACH = _RULE_TAIL_LINES + 1
 
 
 def _lines_to_recheck(
@@ -274,38 +276,26 @@ class _Scan:
             or self.is_outlook_block(j)
         )
 
-    def signature_starts(self, i: int, out: list[str]) -> bool:
-        """Whether a signature starts at line ``i``, below the kept lines ``out``."""
+    def signature_starts(self, i: int) -> bool:
+        """Whether a signature starts at line ``i``: a ``-- `` line, underscores or a mobile
+        footer, or a dash rule above a few short lines that end the message. A closing such
+        as ``Regards,`` + name is not one: it is the customer's, and often the only name the
+        rep sees."""
         line = self.lines[i]
         if not qp.may_open_signature(line):
             return False
         if qp.opens_signature(line):
             return True
         if not qp.signature_needs_context(line):
-            return False  # none of the tests below can match
+            return False  # the test below cannot match
         following = self.nxt(i + 1)
-        prev_blank = not out or not out[-1]
-        prev_text = next((kept for kept in reversed(out) if kept), "")
-        set_apart = (
-            prev_blank
-            and not prev_text.lstrip().startswith(("-", "*"))
-            and not prev_text.endswith((":", "："))
-        )
-        if following >= self.n and qp.is_last_dash_word(line, set_apart=set_apart):
-            return True
-        if prev_blank and qp.is_dash_name(line):
-            return following >= self.n or not qp.is_dash_name(self.lines[following])
-        if qp.is_sign_off(line) and following < self.n:
-            return qp.is_short_name(self.lines[following]) and self.short_tail(following)
-        if qp.is_dash_rule(line) and following < self.n:
-            return self.short_tail(following)
-        return False
+        return following < self.n and self.short_tail(following)
 
     def short_tail(self, j: int) -> bool:
         """Whether a few short lines starting at ``j`` end the message or run into quoted
         material (a signature block)."""
-        for _ in range(_SIGN_OFF_LINES):
-            if len(self.lines[j]) > _SIGN_OFF_WIDTH:
+        for _ in range(_RULE_TAIL_LINES):
+            if len(self.lines[j]) > _RULE_TAIL_WIDTH:
                 return False
             if self.ends_here(j):
                 return True
@@ -353,6 +343,8 @@ def _trim_pass(
     n = scan.n
     out: list[str] = []
     src: list[int] = []
+    # Whether a kept line holds text: a signature needs some above it. A rule line is not
+    # text (_tidy drops it at the end), or "==" above "--" would trim a message to nothing.
     has_text = False
     # Blank lines right after removed quote material go with it.
     after_removed = False
@@ -374,7 +366,7 @@ def _trim_pass(
                     # Kept untested; none is a quote (a pass never keeps one).
                     out.extend(lines[i:upto])
                     src.extend(range(i, upto))
-                    has_text = has_text or any(lines[i:upto])
+                    has_text = has_text or any(map(_is_text, lines[i:upto]))
                     i = upto
                     prev_quoted = False
                     continue
@@ -429,15 +421,19 @@ def _trim_pass(
                     prev_quoted = scan.is_quote(i - 1)
                     continue
                 break
-            if not keep_signature and has_text and scan.signature_starts(i, out):
+            if not keep_signature and has_text and scan.signature_starts(i):
                 break
         out.append(line)
         src.append(i)
-        has_text = True
+        has_text = has_text or _is_text(line)
         after_removed = False
         i += 1
     first, end = _tidy(out)
     return out[first:end], src[first:end]
+
+
+def _is_text(line: str) -> bool:
+    return bool(line) and not qp.is_delimiter(line)
 
 
 def _tidy(out: list[str]) -> tuple[int, int]:

@@ -33,7 +33,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--text", action="store_true", help="PATH is a plain-text body, not an RFC 822 message"
     )
     parser.add_argument(
-        "--keep-signature", action="store_true", help="keep signatures and mobile footers"
+        "--keep-signature",
+        action="store_true",
+        help="keep '-- ' signatures and mobile footers too (the sender's sign-off always stays)",
     )
 
 
