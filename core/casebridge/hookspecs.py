@@ -66,19 +66,25 @@ __all__ = ["PROJECT", "hookimpl", "hookspec"]
 def config_section() -> ConfigSection | None:
     """Declare the plugin's section of the TOML, ``[plugins.<name>]``.
 
-    Called for every enabled plugin before start-up. Returns a
-    :class:`~casebridge.contributions.ConfigSection`, or None for a plugin with no settings.
-    The core validates the section against it and passes the result to ``configure``.
+    Called for every enabled plugin before start-up. The core builds the section into the
+    declared dataclass (unknown keys, wrong types and missing keys fail start-up with the
+    file and key) and passes the result to ``configure``.
+
+    :returns: A :class:`~casebridge.contributions.ConfigSection` naming the settings
+        dataclass, or None for a plugin with no settings.
     """
 
 
 @hookspec
 def configure(bridge: Bridge, settings: Any) -> None:
-    """Receive the validated settings (an instance of the declared schema, or None).
+    """Receive the bridge and the plugin's validated settings, once, before anything else.
 
-    Routed: called once on each enabled plugin, before any other hook that does I/O. Keep
-    what you need on the plugin instance; open no connections here (do that in a service or
-    lazily).
+    Routed: called once on each enabled plugin, before any hook that does I/O. Keep what you
+    need on the plugin instance; open no connections here (do that in a service or lazily).
+
+    :param bridge: The runner: its store, templates, metrics and ``receive``.
+    :param settings: An instance of the dataclass ``config_section`` declared, or None.
+    :returns: Nothing.
     """
 
 
@@ -86,9 +92,12 @@ def configure(bridge: Bridge, settings: Any) -> None:
 def services(bridge: Bridge) -> list[Service]:
     """Long-running tasks to start with the runner (an SMTP server, a poller).
 
-    Called once by ``casebridge run``. Returns a list of
-    :class:`~casebridge.contributions.Service`; every enabled plugin's lists are started in one
-    task group and cancelled together at shutdown.
+    Called once by ``casebridge run``; every enabled plugin's services start in one task
+    group and are cancelled together at shutdown. A service's ``run`` calls
+    ``task_status.started()`` once it is ready (a port bound).
+
+    :param bridge: The runner the services belong to.
+    :returns: A list of :class:`~casebridge.contributions.Service`.
     """
 
 
@@ -96,8 +105,11 @@ def services(bridge: Bridge) -> list[Service]:
 def http_routes(bridge: Bridge) -> list[BaseRoute]:
     """Starlette routes to mount on the bridge's HTTP server (an SMS webhook, a status page).
 
-    Called once when the web app is built. Returns a list of routes; paths should start
-    with ``/<plugin name>/`` or ``/webhooks/<plugin name>/`` to stay out of each other's way.
+    Called once when the web app is built. Paths should start with ``/<plugin name>/`` or
+    ``/webhooks/<plugin name>/`` to stay out of each other's way.
+
+    :param bridge: The runner whose web app mounts the routes.
+    :returns: A list of Starlette routes.
     """
 
 
@@ -105,8 +117,10 @@ def http_routes(bridge: Bridge) -> list[BaseRoute]:
 def cli_commands() -> list[Command]:
     """CLI subcommands this plugin adds (``casebridge email trim``...).
 
-    Called when the CLI is built, for every installed plugin that loads. Returns a list of
-    :class:`~casebridge.contributions.Command`.
+    Called when the CLI is built, for every installed plugin that loads; ``("sandbox",
+    "sms")`` becomes ``casebridge sandbox sms``.
+
+    :returns: A list of :class:`~casebridge.contributions.Command`.
     """
 
 
@@ -114,9 +128,12 @@ def cli_commands() -> list[Command]:
 def check(bridge: Bridge) -> CheckResult:
     """Routed, async: tell whether the plugin can work with its settings.
 
-    Called by ``casebridge check`` on each enabled plugin. Returns a
-    :class:`~casebridge.model.CheckResult`: ``ok`` with "Active", or the precise reason.
-    Must not raise for an expected failure (an unreachable URL, a refused login).
+    Called by ``casebridge check`` on each enabled plugin. Must not raise for an expected
+    failure (an unreachable URL, a refused login): say it in the result.
+
+    :param bridge: The runner, opened.
+    :returns: A :class:`~casebridge.model.CheckResult`: ``ok`` with "Active", or the precise
+        reason it cannot work.
     """
 
 
@@ -127,20 +144,28 @@ def check(bridge: Bridge) -> CheckResult:
 def ingest(raw: RawInbound) -> Inbound:
     """Routed, async: parse one raw inbound of this plugin's channel.
 
-    ``raw`` is what the channel's transport received (email bytes, a webhook form). Returns an
-    :class:`~casebridge.model.Inbound`: a normalized message, or the reason to drop it (an
-    auto-reply, an opt-out keyword). Raise ``PermanentError`` for input that cannot be parsed.
+    The core calls it from ``bridge.receive(raw)``, which the channel's transport calls and
+    awaits before it acknowledges (SMTP ``250``, webhook ``200``): the result is stored by
+    then. Raise ``PermanentError`` for input that cannot be parsed.
+
+    :param raw: What the transport received: email bytes and envelope, or a webhook form.
+    :returns: An :class:`~casebridge.model.Inbound`: a normalized message, or the reason to
+        drop it (an auto-reply, an opt-out keyword).
     """
 
 
 @hookspec
 def deliver_reply(session: Session, message: Message, transcript: Sequence[Message]) -> Delivery:
-    """Routed, async: send ``message`` (an agent reply or an assistant answer) to the customer.
+    """Routed, async: send an agent reply or an assistant answer to the customer.
 
-    ``transcript`` is the session's messages so far, oldest first, for threading. Returns a
-    :class:`~casebridge.model.Delivery`; a refusal (opted-out number) or a permanent failure
-    is a Delivery, a transient failure raises ``TransientError``. Must send at most once per
-    ``message.id`` even when called again after a crash.
+    Must send at most once per ``message.id``, even when called again after a crash.
+
+    :param session: The session the message belongs to (its channel, contact, addresses).
+    :param message: The outbound message: its text, HTML and recipients.
+    :param transcript: The session's messages so far, oldest first, for threading.
+    :returns: A :class:`~casebridge.model.Delivery`: SENT, or a final REFUSED (an opted-out
+        number) or FAILED with the reason. A transient failure raises ``TransientError``
+        instead, to be retried.
     """
 
 
@@ -151,37 +176,52 @@ def deliver_reply(session: Session, message: Message, transcript: Sequence[Messa
 def sync_contact(contact: Contact) -> Contact:
     """Routed, async: find the contact in the CRM by email or phone, or create it.
 
-    Returns the contact with ``crm_id`` set.
+    :param contact: The bridge's contact, with its emails and phones.
+    :returns: The contact with ``crm_id`` set.
     """
 
 
 @hookspec
 def find_open_case(contact: Contact) -> CaseRef | None:
-    """Routed, async: the contact's newest case whose status is not final, or None.
+    """Routed, async: the contact's newest case whose status is not final.
 
-    ``contact.crm_id`` is set. Used for case-append: a returning contact is appended to it.
+    Used for case-append: a returning contact is appended to this case.
+
+    :param contact: The contact, with ``crm_id`` set by ``sync_contact``.
+    :returns: The case, or None when the contact has no open case.
     """
 
 
 @hookspec
 def get_case(case_id: str) -> CaseRef | None:
-    """Routed, async: the case with this CRM id (its status and whether it is open), or None."""
+    """Routed, async: the case with this CRM id, its status and whether it is open.
+
+    :param case_id: The CRM's id of the case.
+    :returns: The case, or None when the CRM has none with that id.
+    """
 
 
 @hookspec
 def create_case(request: CaseRequest) -> CaseRef:
-    """Routed, async: create the case described by ``request``, at most once per ``request.key``.
+    """Routed, async: create the case a handoff describes, at most once per key.
 
-    When ``request.maybe_written`` is True, look the case up by its key first and return it
-    if it exists. Returns the created (or found) case.
+    When ``request.maybe_written`` is True (an earlier attempt may have reached the CRM),
+    look the case up by ``request.key`` first and return it if it exists.
+
+    :param request: The summary, mapped fields, contact, session and the stable ``key``.
+    :returns: The created (or found) case.
     """
 
 
 @hookspec
 def append_activity(request: ActivityRequest) -> ActivityRef:
-    """Routed, async: add one message to a case as an activity, at most once per ``request.key``.
+    """Routed, async: add one message to a case as an activity, at most once per key.
 
-    Same idempotency rule as ``create_case``. Returns the activity.
+    Same idempotency rule as ``create_case``. The bodies come rendered from the templates;
+    the ``first`` activity carries the "View session" link.
+
+    :param request: The message, its case, rendered title and bodies, and the stable ``key``.
+    :returns: The activity.
     """
 
 
@@ -192,6 +232,9 @@ def resolve_case(case_id: str) -> None:
     Called by the ``close`` job (``casebridge sessions close``, ``POST
     /api/sessions/{id}/close``). A CRM may set its resolved status here, if its settings ask
     for it; it must be harmless to call twice and on a case that is already final.
+
+    :param case_id: The CRM's id of the case.
+    :returns: Nothing.
     """
 
 
@@ -199,20 +242,26 @@ def resolve_case(case_id: str) -> None:
 def read_webhook(request: WebhookRequest) -> list[CrmEvent]:
     """Routed, async: authenticate and read a call to ``POST /webhooks/<crm>/<token>``.
 
-    Raise ``WebhookRefused`` when the call is not authentic. Returns the events it carries
-    (an agent reply, read back from the CRM, or a closed case); activities the bridge wrote
-    itself are not events.
+    Raise ``WebhookRefused`` when the call is not authentic or not understood. Activities
+    the bridge wrote itself are not events.
+
+    :param request: The call: the path token, headers, body and remote address.
+    :returns: The events it carries: an agent reply (read back from the CRM) or a closed
+        case.
     """
 
 
 @hookspec
 def append_activities(requests: Sequence[ActivityRequest]) -> list[ActivityRef]:
-    """Routed, async, optional: add several messages of one case as activities, in order, in
-    as few round trips as the CRM allows (Creatio: ``$batch``).
+    """Routed, async, optional: add several messages of one case as activities, in order.
 
-    Same rule per request as ``append_activity``: at most once per ``key``, and look before
-    writing when ``maybe_written``. Returns one activity per request, in request order. A CRM
-    that does not implement it gets one ``append_activity`` call per message.
+    In as few round trips as the CRM allows (Creatio: ``$batch``). Same rule per request as
+    ``append_activity``: at most once per ``key``, and look before writing when
+    ``maybe_written``. A CRM that does not implement it gets one ``append_activity`` call per
+    message.
+
+    :param requests: The activities of one case, in the order they are to appear.
+    :returns: One activity per request, in request order.
     """
 
 
@@ -221,9 +270,12 @@ def attach_file(request: AttachmentRequest) -> str | None:
     """Routed, async, optional: upload one of a message's attachments to the case.
 
     Called after the message's activity is written, once per stored attachment, at most once
-    per ``request.key`` (look before writing when ``maybe_written``). Returns the CRM's file
-    id, or None when the plugin is set not to upload (the activity text references the file).
-    A CRM that does not implement it gets no uploads.
+    per ``request.key`` (look before writing when ``maybe_written``). A CRM that does not
+    implement it gets no uploads.
+
+    :param request: The attachment's bytes and metadata, its message, case and stable key.
+    :returns: The CRM's file id, or None when the plugin is set not to upload (the activity
+        text references the file).
     """
 
 
@@ -234,8 +286,13 @@ def attach_file(request: AttachmentRequest) -> str | None:
 def handoff_policy(session: Session, transcript: Sequence[Message]) -> HandoffDecision | None:
     """Decide, after a customer message, whether the session goes to a human now.
 
-    Called on every enabled plugin; the first non-None decision in call order wins (the
-    default keyword and turn-count rule runs last). Returns a decision or None.
+    Called on every enabled plugin in call order (the default keyword and turn-count rule
+    runs last); the first non-None decision wins. An implementation that raises is logged,
+    counted and skipped.
+
+    :param session: The session, still with the assistant.
+    :param transcript: The session's messages, oldest first.
+    :returns: A :class:`~casebridge.model.HandoffDecision` with the reason, or None.
     """
 
 
@@ -243,8 +300,14 @@ def handoff_policy(session: Session, transcript: Sequence[Message]) -> HandoffDe
 def assistant_turn(session: Session, transcript: Sequence[Message]) -> AssistantTurn | None:
     """Let the assistant answer the customer's latest message, or hand off.
 
-    Called when no ``handoff_policy`` decided to hand off; the first non-None turn wins.
-    Returns None when this plugin has no assistant.
+    Called when no ``handoff_policy`` decided to hand off; the first non-None turn wins. An
+    assistant that raises is logged and counted; when none answered, the session is handed
+    off so the customer is not left waiting.
+
+    :param session: The session, still with the assistant.
+    :param transcript: The session's messages, oldest first.
+    :returns: An :class:`~casebridge.model.AssistantTurn` (an answer or a handoff), or None
+        when this plugin has no assistant.
     """
 
 
@@ -254,8 +317,13 @@ def summarize(
 ) -> Summary | None:
     """Write the case subject and description for a handoff.
 
-    Called on every enabled plugin; the first non-None summary in call order wins (the
-    default extractive summary runs last).
+    Called on every enabled plugin in call order (the default extractive summary runs
+    last); the first non-None summary wins. An implementation that raises is skipped.
+
+    :param session: The session being handed off.
+    :param transcript: The session's messages, oldest first.
+    :param decision: Why it is handed off, and who decided.
+    :returns: A :class:`~casebridge.model.Summary`, or None to leave it to another plugin.
     """
 
 
@@ -265,6 +333,12 @@ def map_fields(
 ) -> Mapping[str, FieldValue] | None:
     """Fill CRM columns for a new case: ``{"PriorityId": FieldValue("High", "lookup")}``.
 
-    Called on every enabled plugin; the mappings are merged, and a column set by two plugins
-    is an error unless ``[fields] prefer`` in the TOML names the plugin that wins.
+    Called on every enabled plugin; the mappings are merged in plugin-name order, and a
+    column set by two plugins is an error unless ``[fields] prefer`` names the winner. An
+    empty value with a note leaves the column empty and tells the rep why, on the case.
+
+    :param session: The session being handed off.
+    :param transcript: The session's messages, oldest first.
+    :param summary: The summary the case will carry.
+    :returns: Columns and their values, or None.
     """

@@ -50,3 +50,24 @@ def test_hook_has_a_test(hook: str) -> None:
 def test_no_hook_is_firstresult() -> None:
     for hook in HOOKS:
         assert not getattr(hookspecs, hook).casebridge_spec.get("firstresult"), hook
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_hook_documents_every_argument_and_its_result(hook: str) -> None:
+    from casebridge.hookdoc import parse
+
+    fn = getattr(hookspecs, hook)
+    paragraphs, params, returns = parse(fn.__doc__ or "")
+    assert paragraphs, f"{hook}: no summary"
+    assert list(params) == list(inspect.signature(fn).parameters), \
+        f"{hook}: document each argument, in order, with :param name:"
+    assert all(params.values()) and returns, f"{hook}: empty :param: or no :returns:"
+
+
+def test_the_committed_hook_reference_is_generated_from_the_docstrings() -> None:
+    from casebridge.hookdoc import replace_reference
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    assert replace_reference(text) == text, (
+        "docs/plugins.md's hook reference is stale: run "
+        "`python -m casebridge.hookdoc docs/plugins.md`")
