@@ -187,15 +187,15 @@ class Bridge:
         """
         trace_id = new_trace_id()
         with log_context(trace_id=trace_id):
-            inbound: Inbound = await self.hooks.ingest(raw.channel, raw)
+            try:
+                inbound: Inbound = await self.hooks.ingest(raw.channel, raw)
+            except PermanentError as exc:
+                # Unparseable for good: the transport refuses it, and the operator sees why
+                # beside every other dropped inbound, whatever the channel.
+                await self._record_dropped(raw, f"refused: {exc}")
+                raise
             if inbound.message is None:
-                await self.store.record_dropped(
-                    raw.channel, _drop_id(raw), raw.envelope_from or raw.fields.get("From", ""),
-                    inbound.dropped or "dropped", raw.received_at,
-                )
-                self.metrics.messages_dropped.labels(
-                    channel=raw.channel, reason=(inbound.dropped or "dropped")[:40]
-                ).inc()
+                await self._record_dropped(raw, inbound.dropped or "dropped")
                 log.info("inbound dropped: %s", inbound.dropped)
                 return Received(dropped=inbound.dropped or "dropped")
             message = inbound.message
@@ -218,6 +218,18 @@ class Bridge:
             else:
                 log.info("duplicate inbound %s dropped", message.external_id)
             return Received(message_id=message.id, duplicate=not stored)
+
+    async def _record_dropped(self, raw: RawInbound, reason: str) -> None:
+        try:
+            drop_id = _drop_id(raw)
+        except PermanentError:
+            log.warning("an empty %s inbound was dropped: %s", raw.channel, reason)
+            return
+        await self.store.record_dropped(
+            raw.channel, drop_id, raw.envelope_from or raw.fields.get("From", ""),
+            reason, raw.received_at,
+        )
+        self.metrics.messages_dropped.labels(channel=raw.channel, reason=reason[:40]).inc()
 
     async def enqueue(self, *jobs: NewJob) -> None:
         await self.store.enqueue(list(jobs))

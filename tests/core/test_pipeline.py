@@ -254,3 +254,31 @@ async def test_webhook_events_carry_the_calls_trace_id(world) -> None:
     assert sorted(j.kind for j in events) == ["closed", "reply"]
     assert all(len(j.trace_id) >= 16 for j in events), [(j.kind, j.trace_id) for j in events]
     assert events[0].trace_id != events[1].trace_id  # two calls, two traces
+
+
+async def test_an_inbound_refused_as_unparseable_is_recorded_as_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever the channel, an inbound its ingest refuses for good is listed with the
+    # other dropped inbounds, and the transport still gets the error to refuse it.
+    from casebridge import hookimpl
+    from casebridge.errors import PermanentError
+
+    class Refusing(LoopChannel):
+        @hookimpl
+        async def ingest(self, raw):
+            raise PermanentError("no sender in the message")
+
+    install_jsonl(monkeypatch, tmp_path)
+    bridge = Bridge.from_config(write_config(tmp_path), plugins={"loop": Refusing()})
+    await bridge.open()
+    try:
+        with pytest.raises(PermanentError, match="no sender"):
+            await bridge.receive(inbound("hello", msg_id="bad-1"))
+        with pytest.raises(PermanentError):
+            await bridge.receive(inbound("hello", msg_id="bad-1"))  # resent: listed once
+        [dropped] = await bridge.store.list_dropped(10)
+        assert dropped.channel == "loop" and dropped.reason == "refused: no sender in the message"
+        assert await bridge.store.list_sessions() == []
+    finally:
+        await bridge.close()

@@ -1,0 +1,167 @@
+"""What a plugin may ask of the runner: :class:`PluginContext`, one per enabled plugin.
+
+The core builds each plugin's context when it configures the plugin; the context is the
+whole of the runner a plugin sees. Nothing here hands out the store, the pipeline or the
+outbox: a plugin gets its own key-value state, blob storage for its files, the one path
+that makes an inbound durable, and the one path that turns what a CRM reported into work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from prometheus_client import CollectorRegistry
+
+from . import blobs
+from .logs import new_trace_id
+from .model import CrmEvent, RawInbound
+
+if TYPE_CHECKING:
+    from .bridge import Bridge, Received
+
+__all__ = ["Blobs", "PluginContext", "PluginState"]
+
+
+class PluginState:
+    """The plugin's own durable key-value state, shared by every runner on the store.
+
+    Values are JSON-able. Keys are the plugin's own: two plugins never see each other's.
+    """
+
+    def __init__(self, bridge: Bridge, plugin: str) -> None:
+        self._bridge, self._plugin = bridge, plugin
+
+    async def get(self, key: str) -> Any | None:
+        return await self._bridge.store.get_state(self._plugin, key)
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._bridge.store.put_state(self._plugin, key, value)
+
+    async def delete(self, key: str) -> None:
+        await self._bridge.store.delete_state(self._plugin, key)
+
+    async def compare_and_put(self, key: str, expected: Any | None, value: Any | None) -> bool:
+        """Set ``key`` to ``value`` only if it still holds ``expected`` (None: absent);
+        ``value`` None deletes. True when the swap happened, so two runners (or two jobs)
+        updating one record never lose an update."""
+        return await self._bridge.store.compare_and_put_state(self._plugin, key, expected,
+                                                              value)
+
+
+@dataclass(frozen=True)
+class Blobs:
+    """Content-addressed files beside the data (attachments, media): each kept once under
+    its SHA-256. A location is what an :class:`~casebridge.model.Attachment` records."""
+
+    folder: Path
+
+    async def write(self, data: bytes, digest: str | None = None) -> str:
+        """Store ``data`` (durably: written, synced, renamed) and return its location."""
+        return await anyio.to_thread.run_sync(blobs.write_blob, self.folder, data, digest)
+
+    def path(self, location: str) -> Path:
+        """The file at ``location``; ValueError for a location no blob store wrote."""
+        return blobs.blob_path(self.folder, location)
+
+    async def read(self, location: str) -> bytes:
+        return await anyio.to_thread.run_sync(self.path(location).read_bytes)
+
+
+class PluginContext:
+    """Everything a plugin may ask of the runner. Given to the plugin's ``configure`` hook.
+
+    ``name`` is the plugin's name as the TOML gives it and ``settings`` its validated
+    ``[plugins.<name>]`` section (or None). ``log`` is its logger and ``metrics`` the
+    runner's registry, where it registers its own metrics.
+    """
+
+    def __init__(self, bridge: Bridge, name: str, settings: Any) -> None:
+        self._bridge = bridge
+        self.name = name
+        self.settings = settings
+        self.log = logging.getLogger(f"casebridge.plugins.{name}")
+        self.metrics: CollectorRegistry = bridge.registry
+        self.state = PluginState(bridge, name)
+        self.blobs = Blobs(bridge.blob_dir)
+
+    # -- where things are -----------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """The runner's data folder (a plugin keeps its own files in a folder named for it)."""
+        return self._bridge.data_dir
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder of the TOML: relative paths in settings are relative to it."""
+        return self._bridge.config.base_dir
+
+    @property
+    def public_url(self) -> str:
+        """How people and providers reach the bridge's HTTP server (no trailing slash)."""
+        return self._bridge.public_url
+
+    @property
+    def local_url(self) -> str:
+        """The bridge's HTTP server as reached from this machine (for an in-process
+        sandbox that calls the bridge back)."""
+        http = self._bridge.config.http
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(  # noqa: S104
+            http.host, http.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{http.port}"
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body the bridge's HTTP routes accept."""
+        return self._bridge.config.http.max_body_bytes
+
+    def session_link(self, session_id: str) -> str:
+        """A signed, expiring link to the session's page."""
+        return self._bridge.session_link(session_id)
+
+    # -- the two paths into the core ------------------------------------------------------
+
+    async def receive(self, raw: RawInbound) -> Received:
+        """Parse ``raw`` with the channel's ``ingest`` and make it durable. Returns once the
+        message (or why it was dropped) is committed: acknowledge the transport after this,
+        never before. A ``PermanentError`` (unparseable input) is recorded as a dropped
+        inbound and raised, so the transport refuses it for good."""
+        return await self._bridge.receive(raw)
+
+    async def report_crm_events(
+        self, events: Sequence[CrmEvent], *, trace_id: str = "", event_id: str = ""
+    ) -> int:
+        """Turn what the CRM reported (a rep's reply, a closed case) into durable work.
+        ``event_id`` tells one report of a closure from another (a webhook call); a poller
+        that reports each closure once passes none. Returns how many jobs were queued."""
+        from .pipeline import crm_event_jobs
+
+        jobs = crm_event_jobs(events, trace_id or new_trace_id(), event_id)
+        if jobs:
+            await self._bridge.enqueue(*jobs)
+        return len(jobs)
+
+    async def written_by_bridge(self, record_id: str) -> bool:
+        """Whether the bridge wrote the CRM record ``record_id`` (its write log knows every
+        id it chose), so a CRM plugin can tell its own activities from a rep's."""
+        return await self._bridge.store.get_write(record_id.lower()) is not None
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def http_client(self, base_url: str = "", *, timeout: float = 30.0,
+                    max_connections: int = 16, **kwargs: Any) -> httpx.AsyncClient:
+        """An HTTP client with bounded timeouts and connections and the bridge's User-Agent.
+        Retries are the outbox's: do not loop on failures inside a job."""
+        from . import __version__
+
+        return httpx.AsyncClient(
+            base_url=base_url, timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections),
+            headers={"User-Agent": f"casebridge/{__version__} ({self.name})"}, **kwargs,
+        )
