@@ -3,7 +3,8 @@
 State kept in the store under the plugin name ``sms`` (so it survives restarts and is shared
 by every runner on one database):
 
-* ``optout:<E.164>``      the number sent an opt-out keyword; replies to it are refused.
+* ``optout:<E.164>``      the number sent an opt-out keyword, or the provider refused a send
+                          to it as opted out (Twilio 21610); replies to it are refused.
 * ``keyword:<MessageSid>`` the keyword answer for this inbound was (being) sent: once only.
 * ``attempt:<message id>`` a reply send was attempted (time, number, body) and its result.
 * ``sent:<sid>``          which message a provider sid belongs to (for reconciliation).
@@ -44,7 +45,13 @@ from casebridge.model import (
 from casebridge_sms.commands import sms_commands
 from casebridge_sms.keywords import Keyword, classify
 from casebridge_sms.phones import digits, normalize
-from casebridge_sms.provider import API_VERSION, SentMessage, TwilioProvider
+from casebridge_sms.provider import (
+    API_VERSION,
+    OPTED_OUT_CODE,
+    ProviderRefusal,
+    SentMessage,
+    TwilioProvider,
+)
 from casebridge_sms.segments import segment
 from casebridge_sms.settings import INBOUND_PATH, STATUS_PATH, SmsSettings
 from casebridge_sms.webhook import PLUGIN, Webhooks, record_status
@@ -63,6 +70,9 @@ MAX_MEDIA = 10
 # recorded attempt.
 CLOCK_SKEW = timedelta(minutes=2)
 OPTED_OUT = "the customer opted out of SMS (STOP)"
+# The webhook's OptOutType (Twilio's Advanced Opt-Out): the provider took the keyword and
+# already answered it.
+OPT_OUT_TYPES = {"STOP": Keyword.OPT_OUT, "START": Keyword.OPT_IN, "HELP": Keyword.HELP}
 
 
 def keyword_word(body: str) -> str:
@@ -163,6 +173,7 @@ class SmsPlugin:
             auth_token=settings.token,
             messaging_service_sid=settings.messaging_service_sid or None,
             webhook_url=self.inbound_url,
+            numbers=tuple(settings.numbers),
         )
         async with anyio.create_task_group() as tg:
             port = await tg.start(serve, create_sandbox_app(state), "127.0.0.1",
@@ -218,9 +229,11 @@ class SmsPlugin:
                 f"the SMS body has {len(body)} characters, over the limit of "
                 f"{settings.max_body_chars} ([plugins.sms] max_body_chars)"
             )
-        keyword = classify(body)
+        handled = OPT_OUT_TYPES.get(fields.get("OptOutType", "").strip().upper())
+        keyword = handled or classify(body)
         if keyword is not None:
-            return await self._keyword(keyword, sid, sender, ours, body)
+            return await self._keyword(keyword, sid, sender, ours, body,
+                                       provider_answered=handled is not None)
         attachments, notes = await self._media(fields)
         meta = {
             key: fields[name]
@@ -256,8 +269,11 @@ class SmsPlugin:
             raise PermanentError(f"{name}: {exc}") from None
 
     async def _keyword(
-        self, keyword: Keyword, sid: str, sender: str, ours: str, body: str
+        self, keyword: Keyword, sid: str, sender: str, ours: str, body: str, *,
+        provider_answered: bool = False,
     ) -> Inbound:
+        """Record an opt-out or opt-in and answer the keyword, unless the provider already
+        did (the webhook said so with OptOutType) or ``answer_keywords`` is off."""
         settings, store = self._settings(), self._bridge().store
         word = keyword_word(body)
         if keyword is Keyword.OPT_OUT:
@@ -269,7 +285,10 @@ class SmsPlugin:
             answer, dropped = settings.opt_in_confirmation, f"opt-in keyword {word}"
         else:
             answer, dropped = settings.help_text, f"help keyword {word}"
-        await self._answer_once(sid, sender, ours, answer)
+        if provider_answered:
+            dropped += " (answered by the provider)"
+        elif settings.answer_keywords:
+            await self._answer_once(sid, sender, ours, answer)
         return Inbound(None, dropped=dropped)
 
     async def _answer_once(self, sid: str, to: str, ours: str, text: str) -> None:
@@ -285,6 +304,17 @@ class SmsPlugin:
             sent = await self.provider().send(to, text, **self._sender(ours))
         except AmbiguousWriteError as exc:
             log.warning("keyword answer for %s may not have been sent: %s", sid, exc)
+            return
+        except ProviderRefusal as exc:
+            if exc.code != OPTED_OUT_CODE:
+                await store.delete_state(PLUGIN, key)
+                log.warning("keyword answer for %s not sent: %s", sid, exc)
+                return
+            # The provider's own opt-out handling blocks the number and has sent its own
+            # confirmation: ours is not needed, and a retried webhook must not try again.
+            log.info("keyword answer for %s left to the provider, which blocks %s as opted "
+                     "out", sid, to)
+            await store.put_state(PLUGIN, key, {**claim, "provider_answered": True})
             return
         except (TransientError, PermanentError) as exc:
             # Nothing went out: let a retried webhook try again.
@@ -366,6 +396,8 @@ class SmsPlugin:
             return Delivery(DeliveryState.SENT, attempt["sid"], segments=attempt["segments"])
         if attempt and attempt.get("failed"):
             return Delivery(DeliveryState.FAILED, detail=attempt["failed"])
+        if attempt and attempt.get("refused"):
+            return Delivery(DeliveryState.REFUSED, detail=attempt["refused"])
         if attempt is not None:
             # An earlier call recorded its attempt but not the result (a crash, a timeout):
             # the SMS may be out already.
@@ -400,10 +432,27 @@ class SmsPlugin:
                 **self._sender(session.channel_address or message.sender),
                 status_callback=self.status_url,
             )
+        except ProviderRefusal as exc:
+            if exc.code == OPTED_OUT_CODE:
+                return await self._opted_out_at_provider(key, attempt, exc)
+            await store.put_state(PLUGIN, key, {**attempt, "failed": str(exc)})
+            return Delivery(DeliveryState.FAILED, detail=str(exc))
         except PermanentError as exc:
             await store.put_state(PLUGIN, key, {**attempt, "failed": str(exc)})
             return Delivery(DeliveryState.FAILED, detail=str(exc))
         return await self._sent(key, attempt, sent, message.id)
+
+    async def _opted_out_at_provider(
+        self, key: str, attempt: Mapping[str, Any], exc: ProviderRefusal
+    ) -> Delivery:
+        """The provider refused the reply because the number opted out there (its own STOP
+        handling, or the carrier's): remember the opt-out, refuse this reply and later ones."""
+        store = self._bridge().store
+        await store.put_state(PLUGIN, f"optout:{attempt['to']}",
+                              {"at": utcnow().isoformat(), "provider_code": exc.code})
+        detail = f"{OPTED_OUT}; the provider refused the SMS: {exc}"
+        await store.put_state(PLUGIN, key, {**attempt, "refused": detail})
+        return Delivery(DeliveryState.REFUSED, detail=detail)
 
     @staticmethod
     def _recipient(session: Session, message: Message) -> str | None:
@@ -421,6 +470,7 @@ class SmsPlugin:
         """The provider's message from an earlier attempt whose result was not recorded."""
         store = self._bridge().store
         since = datetime.fromisoformat(attempt["at"]) - CLOCK_SKEW
+        # No From filter: a reply through a messaging service gets its sender from the pool.
         for candidate in await self.provider().recent_messages(attempt["to"], since):
             if candidate.body != attempt["body"]:
                 continue
