@@ -30,7 +30,8 @@ from casebridge.model import (
     utcnow,
 )
 from casebridge.secrets import Secret
-from casebridge_sms.plugin import SmsPlugin, keyword_word, media_fields
+from casebridge_sms.keyword_answers import keyword_word
+from casebridge_sms.plugin import SmsPlugin, media_fields
 from casebridge_sms.sandbox import SandboxState, create_sandbox_app
 from casebridge_sms.settings import SmsSettings
 from casebridge_sms.webhook import STATUS_RANK, advance_status, form_fields, our_channel

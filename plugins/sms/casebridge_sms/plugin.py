@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from anyio.abc import TaskStatus
 from casebridge import hookimpl
 from casebridge.blobs import write_blob
 from casebridge.contributions import Command, ConfigSection, Service
-from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.errors import PermanentError, TransientError
 from casebridge.model import (
     Attachment,
     Author,
@@ -43,7 +42,7 @@ from casebridge.model import (
 )
 
 from casebridge_sms.commands import sms_commands
-from casebridge_sms.keywords import Keyword, classify
+from casebridge_sms.keyword_answers import KeywordAnswers, inbound_keyword
 from casebridge_sms.phones import digits, normalize
 from casebridge_sms.provider import (
     API_VERSION,
@@ -70,15 +69,6 @@ MAX_MEDIA = 10
 # recorded attempt.
 CLOCK_SKEW = timedelta(minutes=2)
 OPTED_OUT = "the customer opted out of SMS (STOP)"
-# The webhook's OptOutType (Twilio's Advanced Opt-Out): the provider took the keyword and
-# already answered it.
-OPT_OUT_TYPES = {"STOP": Keyword.OPT_OUT, "START": Keyword.OPT_IN, "HELP": Keyword.HELP}
-
-
-def keyword_word(body: str) -> str:
-    """The keyword as the customer wrote it, upper-cased, without the punctuation around it."""
-    text = unicodedata.normalize("NFKC", body)
-    return "".join(ch for ch in text if ch.isalnum()).upper()[:20]
 
 
 def media_fields(fields: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -229,11 +219,11 @@ class SmsPlugin:
                 f"the SMS body has {len(body)} characters, over the limit of "
                 f"{settings.max_body_chars} ([plugins.sms] max_body_chars)"
             )
-        handled = OPT_OUT_TYPES.get(fields.get("OptOutType", "").strip().upper())
-        keyword = handled or classify(body)
+        keyword, provider_answered = inbound_keyword(fields)
         if keyword is not None:
-            return await self._keyword(keyword, sid, sender, ours, body,
-                                       provider_answered=handled is not None)
+            answers = KeywordAnswers(self._bridge().store, settings, self.provider, self._sender)
+            return await answers.handle(keyword, sid, sender, ours, body,
+                                        provider_answered=provider_answered)
         attachments, notes = await self._media(fields)
         meta = {
             key: fields[name]
@@ -267,61 +257,6 @@ class SmsPlugin:
             return normalize(value, self._settings().default_region)
         except ValueError as exc:
             raise PermanentError(f"{name}: {exc}") from None
-
-    async def _keyword(
-        self, keyword: Keyword, sid: str, sender: str, ours: str, body: str, *,
-        provider_answered: bool = False,
-    ) -> Inbound:
-        """Record an opt-out or opt-in and answer the keyword, unless the provider already
-        did (the webhook said so with OptOutType) or ``answer_keywords`` is off."""
-        settings, store = self._settings(), self._bridge().store
-        word = keyword_word(body)
-        if keyword is Keyword.OPT_OUT:
-            await store.put_state(PLUGIN, f"optout:{sender}",
-                                  {"at": utcnow().isoformat(), "message_sid": sid})
-            answer, dropped = settings.opt_out_confirmation, f"opt-out keyword {word}"
-        elif keyword is Keyword.OPT_IN:
-            await store.delete_state(PLUGIN, f"optout:{sender}")
-            answer, dropped = settings.opt_in_confirmation, f"opt-in keyword {word}"
-        else:
-            answer, dropped = settings.help_text, f"help keyword {word}"
-        if provider_answered:
-            dropped += " (answered by the provider)"
-        elif settings.answer_keywords:
-            await self._answer_once(sid, sender, ours, answer)
-        return Inbound(None, dropped=dropped)
-
-    async def _answer_once(self, sid: str, to: str, ours: str, text: str) -> None:
-        """Send the keyword answer for inbound ``sid``, once however often the provider
-        retries the webhook. A failed answer is logged, not raised: the keyword itself is
-        already recorded, which is what matters."""
-        store = self._bridge().store
-        key = f"keyword:{sid}"
-        claim = {"at": utcnow().isoformat()}
-        if not await store.compare_and_put_state(PLUGIN, key, None, claim):
-            return
-        try:
-            sent = await self.provider().send(to, text, **self._sender(ours))
-        except AmbiguousWriteError as exc:
-            log.warning("keyword answer for %s may not have been sent: %s", sid, exc)
-            return
-        except ProviderRefusal as exc:
-            if exc.code != OPTED_OUT_CODE:
-                await store.delete_state(PLUGIN, key)
-                log.warning("keyword answer for %s not sent: %s", sid, exc)
-                return
-            # The provider's own opt-out handling blocks the number and has sent its own
-            # confirmation: ours is not needed, and a retried webhook must not try again.
-            log.info("keyword answer for %s left to the provider, which blocks %s as opted "
-                     "out", sid, to)
-            await store.put_state(PLUGIN, key, {**claim, "provider_answered": True})
-            return
-        except (TransientError, PermanentError) as exc:
-            # Nothing went out: let a retried webhook try again.
-            await store.delete_state(PLUGIN, key)
-            log.warning("keyword answer for %s not sent: %s", sid, exc)
-            return
-        await store.put_state(PLUGIN, key, {**claim, "sid": sent.sid})
 
     def _sender(self, ours: str) -> dict[str, str]:
         """``from_`` or ``messaging_service_sid`` for a message sent from ``ours``."""
