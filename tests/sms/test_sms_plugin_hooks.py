@@ -179,10 +179,12 @@ async def test_hook_deliver_reply_sends_once_per_message(sms: Rig) -> None:
 async def test_hook_deliver_reply_reconciles_an_attempt_left_by_a_crash(sms: Rig) -> None:
     store, provider = sms.bridge.store, sms.plugin.provider()
     before = (utcnow() - timedelta(seconds=5)).isoformat()
-    # The first run sent the SMS, then died before recording the result.
+    # The first run sent the SMS, then died before recording the result. The sandbox keeps
+    # it queued (no date_sent), as Twilio does until it goes out.
     earlier = await provider.send(ANN, "We called you back.", from_=OUR)
-    await store.put_state("sms", "attempt:m2",
-                          {"at": before, "to": ANN, "body": "We called you back.", "segments": 1})
+    assert sms.sandbox.messages[0]["date_sent"] is None
+    await store.put_state("sms", "attempt:m2", {"at": before, "to": ANN, "from": OUR,
+                                                "body": "We called you back.", "segments": 1})
     session, message = reply("m2", "We called you back.")
     delivery = await sms.plugin.deliver_reply(session, message, [])
     assert (delivery.state, delivery.external_id) == (DeliveryState.SENT, earlier.sid)

@@ -356,23 +356,19 @@ class SmsPlugin:
                         f"more than the limit of {settings.max_segments}; shorten it "
                         "(nothing was sent)"),
             )
+        sender = self._sender(session.channel_address or message.sender)
         if attempt is None:
+            # "from" bounds the crash-recovery lookup (None: a messaging service picks it).
             attempt = {"at": utcnow().isoformat(), "to": to, "body": body,
-                       "segments": parts.segments}
+                       "segments": parts.segments, "from": sender.get("from_")}
             if not await store.compare_and_put_state(PLUGIN, key, None, attempt):
                 raise TransientError(f"message {message.id} is being delivered by another worker")
         try:
-            sent = await self.provider().send(
-                attempt["to"], attempt["body"],
-                **self._sender(session.channel_address or message.sender),
-                status_callback=self.status_url,
-            )
-        except ProviderRefusal as exc:
-            if exc.code == OPTED_OUT_CODE:
-                return await self._opted_out_at_provider(key, attempt, exc)
-            await store.put_state(PLUGIN, key, {**attempt, "failed": str(exc)})
-            return Delivery(DeliveryState.FAILED, detail=str(exc))
+            sent = await self.provider().send(attempt["to"], attempt["body"], **sender,
+                                              status_callback=self.status_url)
         except PermanentError as exc:
+            if isinstance(exc, ProviderRefusal) and exc.code == OPTED_OUT_CODE:
+                return await self._opted_out_at_provider(key, attempt, exc)
             await store.put_state(PLUGIN, key, {**attempt, "failed": str(exc)})
             return Delivery(DeliveryState.FAILED, detail=str(exc))
         return await self._sent(key, attempt, sent, message.id)
@@ -405,8 +401,12 @@ class SmsPlugin:
         """The provider's message from an earlier attempt whose result was not recorded."""
         store = self._bridge().store
         since = datetime.fromisoformat(attempt["at"]) - CLOCK_SKEW
-        # No From filter: a reply through a messaging service gets its sender from the pool.
-        for candidate in await self.provider().recent_messages(attempt["to"], since):
+        # Listed by To and From, not by date: Twilio has no date_sent for a queued message.
+        # No From for a reply through a messaging service: the pool picks the sender.
+        recent = await self.provider().recent_messages(
+            attempt["to"], since, from_=attempt.get("from")
+        )
+        for candidate in recent:
             if candidate.body != attempt["body"]:
                 continue
             owner = await store.get_state(PLUGIN, f"sent:{candidate.sid}")
