@@ -81,10 +81,14 @@ def test_stop_stops_everything(deployment: Deployment) -> None:
 
     text(deployment, number, "STOP")
     [confirmation] = wait_for(lambda: deployment.sms_to(number), what="the STOP confirmation")
+    # The provider's own opt-out handling confirmed (Twilio's default), and told the bridge
+    # with OptOutType: the bridge sent no confirmation of its own.
+    assert confirmation["direction"] == "outbound-reply"
     # The provider retries the same webhook (same MessageSid): no second confirmation.
     inbound = [i for i in httpx.get(f"{deployment.sms_url}/sandbox/messages", timeout=10)
                .json()["inbound"] if i["form"]["From"] == number and i["form"]["Body"] == "STOP"]
     [stop] = inbound
+    assert stop["form"]["OptOutType"] == "STOP"
     url = f"{deployment.bridge_url}/webhooks/sms/inbound"
     retried = httpx.post(url, data=stop["form"], timeout=10, headers={
         "X-Twilio-Signature": compute_signature(SMS_TOKEN, url, stop["form"])})
@@ -128,3 +132,25 @@ def test_a_long_rep_reply_goes_out_in_the_right_number_of_segments(
     expected = math.ceil(len(reply) / 153)
     assert expected == 3
     assert int(sent["num_segments"]) == segment(sent["body"]).segments == expected
+
+
+def test_a_reply_the_provider_refuses_as_opted_out_is_refused_on_the_case(
+    deployment: Deployment,
+) -> None:
+    # Twilio's test number for a recipient blocked for the account (21610): the customer
+    # opted out with the provider or the carrier, and the bridge never heard of it.
+    number = "+15005550004"
+    text(deployment, number, "I need to speak to a person about my contract.")
+    case = one_case(deployment, number)
+    activities(deployment, case["Id"], 1)
+
+    deployment.rep_reply(case["Id"], "Your contract has been renewed.")
+    _, _, refusal = activities(deployment, case["Id"], 3)  # the rep's own, then the refusal
+    assert "not delivered" in refusal["Body"] and "opted out" in refusal["Body"]
+    assert "21610" in refusal["Body"]
+    # The bridge now knows: the next reply is refused without asking the provider.
+    deployment.rep_reply(case["Id"], "One more thing about your contract.")
+    *_, second = activities(deployment, case["Id"], 5)
+    assert "not delivered" in second["Body"] and "opted out" in second["Body"]
+    assert "21610" not in second["Body"]
+    assert deployment.sms_to(number) == []

@@ -67,3 +67,37 @@ async def test_sandbox_command_serves_until_cancelled(capsys: pytest.CaptureFixt
     assert answer.json()["messages"] == []
     assert ok.status_code == 200
     assert "cli-token-123" not in capsys.readouterr().out
+
+
+async def test_sandbox_command_takes_the_accounts_numbers_and_can_switch_off_opt_out(
+    closed_port: int,
+) -> None:
+    found, parser = command(("sandbox", "sms"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    own, ann, sid = "+14155550000", "+14155550100", "AC" + "0" * 32
+    args = parser.parse_args(["--port", str(port), "--auth-token", "t", "--number", own,
+                              "--no-opt-out"])
+    api = f"/2010-04-01/Accounts/{sid}/Messages.json"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: found.run(args))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=(sid, "t")) as c:
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        await c.get("/sandbox/messages")
+                        break
+                    except httpx.ConnectError:
+                        await anyio.sleep(0.05)
+            # The webhook is down; the provider has taken the STOP all the same (or not).
+            stop = {"from": ann, "to": own, "body": "STOP",
+                    "webhook_url": f"http://127.0.0.1:{closed_port}/in"}
+            assert (await c.post("/sandbox/inbound", json=stop)).status_code == 502
+            ours = await c.post(api, data={"To": ann, "From": own, "Body": "hi"})
+            other = await c.post(api, data={"To": ann, "From": "+14155550001", "Body": "hi"})
+            listed = (await c.get("/sandbox/messages")).json()["messages"]
+        tg.cancel_scope.cancel()
+    assert ours.status_code == 201  # --number: ours; --no-opt-out: STOP blocked nothing
+    assert (other.status_code, other.json()["code"]) == (400, 21659)
+    assert [m["direction"] for m in listed] == ["outbound-api"]  # no opt-out answer either

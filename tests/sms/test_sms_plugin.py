@@ -16,8 +16,10 @@ import pytest
 from casebridge.bridge import Bridge
 from casebridge.model import Author, SessionStatus
 from casebridge.web import create_app, serve
+from casebridge_sms.keywords import Keyword
 from casebridge_sms.plugin import SmsPlugin
 from casebridge_sms.sandbox import SandboxState
+from casebridge_sms.sandbox_rules import AUTO_REPLIES
 from casebridge_sms.settings import INBOUND_PATH, STATUS_PATH
 from casebridge_sms.signature import compute_signature
 from starlette.applications import Starlette
@@ -216,16 +218,21 @@ async def test_stop_opts_out_once_start_opts_in_help_answers(world: World) -> No
     [dropped] = await world.bridge.store.list_dropped()
     assert (dropped.reason, dropped.external_id) == ("opt-out keyword STOP", stop["MessageSid"])
 
+    # Through the provider, whose opt-out handling answers keywords itself and says so
+    # (OptOutType): the bridge records them and sends nothing more.
     assert (await world.sms("HELP")).status_code == 200
     assert (await world.sms("start")).status_code == 200
     await settle(world.bridge)
     assert [m["body"] for m in world.sent_to(ANN)][1:] == [
-        settings.help_text, settings.opt_in_confirmation
+        AUTO_REPLIES[Keyword.HELP], AUTO_REPLIES[Keyword.OPT_IN]
     ]
+    assert [m["direction"] for m in world.sent_to(ANN)][1:] == ["outbound-reply"] * 2
     assert await world.state(f"optout:{ANN}") is None
     assert await world.bridge.store.list_sessions() == []
     reasons = sorted(d.reason for d in await world.bridge.store.list_dropped())
-    assert reasons == ["help keyword HELP", "opt-in keyword START", "opt-out keyword STOP"]
+    assert reasons == ["help keyword HELP (answered by the provider)",
+                       "opt-in keyword START (answered by the provider)",
+                       "opt-out keyword STOP"]
 
 
 async def test_a_rep_reply_goes_out_as_sms_with_its_segment_count(world: World) -> None:
@@ -262,9 +269,8 @@ async def test_a_reply_to_an_opted_out_number_is_refused_and_noted_on_the_case(
     assert (await world.sms("STOP")).status_code == 200
     await world.rep_reply(case["id"], "Your refund is on its way.", "rep-2")
 
-    assert [m["body"] for m in world.sent_to(ANN)] == [
-        world.plugin.settings.opt_out_confirmation
-    ]
+    # The provider's own confirmation only: the bridge knew of the STOP and sent nothing.
+    assert [m["body"] for m in world.sent_to(ANN)] == [AUTO_REPLIES[Keyword.OPT_OUT]]
     transcript = await world.bridge.store.transcript(session.id)
     note = transcript[-1]
     assert note.author is Author.SYSTEM and "opted out of SMS (STOP)" in note.text

@@ -30,7 +30,8 @@ from casebridge.model import (
     utcnow,
 )
 from casebridge.secrets import Secret
-from casebridge_sms.plugin import SmsPlugin, keyword_word, media_fields
+from casebridge_sms.keyword_answers import keyword_word
+from casebridge_sms.plugin import SmsPlugin, media_fields
 from casebridge_sms.sandbox import SandboxState, create_sandbox_app
 from casebridge_sms.settings import SmsSettings
 from casebridge_sms.webhook import STATUS_RANK, advance_status, form_fields, our_channel
@@ -178,10 +179,12 @@ async def test_hook_deliver_reply_sends_once_per_message(sms: Rig) -> None:
 async def test_hook_deliver_reply_reconciles_an_attempt_left_by_a_crash(sms: Rig) -> None:
     store, provider = sms.bridge.store, sms.plugin.provider()
     before = (utcnow() - timedelta(seconds=5)).isoformat()
-    # The first run sent the SMS, then died before recording the result.
+    # The first run sent the SMS, then died before recording the result. The sandbox keeps
+    # it queued (no date_sent), as Twilio does until it goes out.
     earlier = await provider.send(ANN, "We called you back.", from_=OUR)
-    await store.put_state("sms", "attempt:m2",
-                          {"at": before, "to": ANN, "body": "We called you back.", "segments": 1})
+    assert sms.sandbox.messages[0]["date_sent"] is None
+    await store.put_state("sms", "attempt:m2", {"at": before, "to": ANN, "from": OUR,
+                                                "body": "We called you back.", "segments": 1})
     session, message = reply("m2", "We called you back.")
     delivery = await sms.plugin.deliver_reply(session, message, [])
     assert (delivery.state, delivery.external_id) == (DeliveryState.SENT, earlier.sid)
@@ -232,6 +235,64 @@ async def test_hook_deliver_reply_refusals_and_recipient(sms: Rig) -> None:
     opted_out = await sms.plugin.deliver_reply(session, message, [])
     assert opted_out.state is DeliveryState.REFUSED and "STOP" in opted_out.detail
     assert [m["body"] for m in sms.sandbox.messages] == ["By text"]
+
+
+async def test_hook_deliver_reply_21610_marks_the_number_opted_out(sms: Rig) -> None:
+    # The customer opted out with the provider (its own STOP handling, or the carrier's)
+    # and the bridge never heard of it: the provider refuses the reply with 21610.
+    sms.sandbox.opted_out.add((OUR, ANN))
+    session, message = reply("m10", "Your refund is on its way.")
+    refused = await sms.plugin.deliver_reply(session, message, [])
+    assert refused.state is DeliveryState.REFUSED
+    assert "opted out of SMS (STOP)" in refused.detail and "21610" in refused.detail
+    assert TOKEN not in refused.detail
+    assert (await sms.bridge.store.get_state("sms", f"optout:{ANN}"))["provider_code"] == 21610
+    # Asked again (an outbox retry), the same answer; a later reply is refused before sending.
+    assert await sms.plugin.deliver_reply(session, message, []) == refused
+    sms.sandbox.opted_out.clear()
+    session, later = reply("m11", "Anything else?")
+    assert (await sms.plugin.deliver_reply(session, later, [])).state is DeliveryState.REFUSED
+    assert sms.sandbox.messages == []
+
+
+async def test_hook_ingest_a_keyword_the_provider_answered_is_not_answered_again(
+    sms: Rig,
+) -> None:
+    # Advanced Opt-Out: the provider says which keyword it took, custom ones included.
+    inbound = await sms.plugin.ingest(raw(Body="Arrêt", OptOutType="STOP"))
+    assert inbound.message is None
+    assert inbound.dropped == "opt-out keyword ARRÊT (answered by the provider)"
+    assert await sms.bridge.store.get_state("sms", f"optout:{ANN}") is not None
+    inbound = await sms.plugin.ingest(raw(MessageSid="SM" + "b" * 32, Body="start",
+                                          OptOutType="START"))
+    assert inbound.dropped == "opt-in keyword START (answered by the provider)"
+    assert await sms.bridge.store.get_state("sms", f"optout:{ANN}") is None
+    assert sms.sandbox.messages == []
+
+
+async def test_hook_ingest_stop_the_provider_already_blocks_is_left_to_it(
+    sms: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Twilio's default opt-out handling, without OptOutType in the webhook: it blocked the
+    # number and confirmed; our confirmation is refused with 21610, which is no failure.
+    sms.sandbox.opted_out.add((OUR, ANN))
+    stop = raw(Body="STOP")
+    assert (await sms.plugin.ingest(stop)).dropped == "opt-out keyword STOP"
+    assert (await sms.plugin.ingest(stop)).dropped == "opt-out keyword STOP"  # a retry
+    claim = await sms.bridge.store.get_state("sms", f"keyword:{'SM' + 'a' * 32}")
+    assert claim["provider_answered"] is True
+    assert sms.sandbox.messages == []
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+async def test_hook_ingest_answer_keywords_off_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async for r in rig(tmp_path, monkeypatch, answer_keywords=False):
+        assert (await r.plugin.ingest(raw(Body="STOP"))).dropped == "opt-out keyword STOP"
+        assert (await r.plugin.ingest(raw(MessageSid="SM" + "c" * 32, Body="HELP"))).dropped
+        assert await r.bridge.store.get_state("sms", f"optout:{ANN}") is not None
+        assert r.sandbox.messages == []
 
 
 # -- check, services, commands -----------------------------------------------------------

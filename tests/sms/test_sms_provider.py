@@ -12,7 +12,7 @@ import httpx
 import pytest
 from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
 from casebridge.secrets import Secret
-from casebridge_sms.provider import TwilioProvider
+from casebridge_sms.provider import ProviderRefusal, TwilioProvider
 from casebridge_sms.sandbox import SandboxState, create_sandbox_app
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -44,7 +44,12 @@ def provider(url: str, sleeps: Sleeps | None = None, **kwargs: object) -> Twilio
 
 @pytest.fixture
 def state() -> SandboxState:
-    return SandboxState(account_sid=SID, auth_token=Secret(TOKEN), callback_statuses=())
+    return SandboxState(
+        account_sid=SID,
+        auth_token=Secret(TOKEN),
+        callback_statuses=(),
+        messaging_service_sid="MG" + "2" * 32,
+    )
 
 
 async def test_send_list_and_fetch(serve, state: SandboxState) -> None:
@@ -65,13 +70,18 @@ async def test_send_list_and_fetch(serve, state: SandboxState) -> None:
             long = await sms.send(OTHER, "x" * 200, messaging_service_sid="MG" + "2" * 32)
             assert long.num_segments == 2
             assert long.messaging_service_sid == "MG" + "2" * 32
+            # Twilio accepts a message for a messaging service and picks the sender later.
+            assert (long.status, long.from_) == ("accepted", "")
 
             assert [m["sid"] for m in state.messages] == [sent.sid, long.sid]
             assert (await sms.get_message(sent.sid)).body == "Hello from casebridge"
 
+            # Still queued, so no date_sent: the lookup finds it all the same.
             since = datetime.now(UTC) - timedelta(minutes=5)
             found = await sms.recent_messages(US, since)
-            assert [m.sid for m in found] == [sent.sid]
+            assert [m.sid for m in found] == [sent.sid] and found[0].date_sent is None
+            assert [m.sid for m in await sms.recent_messages(US, since, from_=FROM)] == [sent.sid]
+            assert await sms.recent_messages(US, since, from_="+15005550009") == []
             assert await sms.recent_messages(US, datetime.now(UTC) + timedelta(days=2)) == []
 
 
@@ -95,6 +105,8 @@ async def test_provider_errors_are_permanent_with_the_providers_message(
                 await sms.send(US, "", from_=FROM)
             with pytest.raises(PermanentError, match=r"21211.*Invalid 'To'"):
                 await sms.send("not-a-number", "hi", from_=FROM)
+            with pytest.raises(ProviderRefusal, match="21610") as opted_out:
+                await sms.send("+15005550004", "hi", from_=FROM)
             with pytest.raises(PermanentError, match="20404"):
                 await sms.get_message("SM" + "0" * 32)
         wrong = TwilioProvider(url, SID, Secret("wrong-token"), sleep=Sleeps())
@@ -102,6 +114,8 @@ async def test_provider_errors_are_permanent_with_the_providers_message(
             await wrong.send(US, "hi", from_=FROM)
         await wrong.aclose()
     assert "wrong-token" not in str(info.value)
+    assert (opted_out.value.status, opted_out.value.code) == (400, 21610)
+    assert (info.value.status, info.value.code) == (401, 20003)
     assert TOKEN not in caplog.text
     assert state.messages == []
 

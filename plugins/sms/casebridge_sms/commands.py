@@ -63,6 +63,18 @@ def _configure_sandbox(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--messaging-service-sid", help="MessagingServiceSid to put on inbound messages"
     )
+    parser.add_argument(
+        "--number",
+        action="append",
+        default=[],
+        metavar="E164",
+        help="a number the account owns, accepted as From (repeatable; +15005550006 always is)",
+    )
+    parser.add_argument(
+        "--no-opt-out",
+        action="store_true",
+        help="switch off Twilio's opt-out handling (STOP blocking and its keyword answers)",
+    )
 
 
 async def _run_sandbox(args: argparse.Namespace) -> int:
@@ -71,7 +83,12 @@ async def _run_sandbox(args: argparse.Namespace) -> int:
 
     from casebridge_sms.sandbox import SandboxState, create_sandbox_app
 
-    state = SandboxState(webhook_url=args.webhook, messaging_service_sid=args.messaging_service_sid)
+    state = SandboxState(
+        webhook_url=args.webhook,
+        messaging_service_sid=args.messaging_service_sid,
+        numbers=tuple(args.number),
+        opt_out_handling=not args.no_opt_out,
+    )
     if args.account_sid:
         state.account_sid = args.account_sid
     token = args.auth_token or os.environ.get(TOKEN_ENV)

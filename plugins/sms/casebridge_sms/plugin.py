@@ -3,7 +3,8 @@
 State kept in the store under the plugin name ``sms`` (so it survives restarts and is shared
 by every runner on one database):
 
-* ``optout:<E.164>``      the number sent an opt-out keyword; replies to it are refused.
+* ``optout:<E.164>``      the number sent an opt-out keyword, or the provider refused a send
+                          to it as opted out (Twilio 21610); replies to it are refused.
 * ``keyword:<MessageSid>`` the keyword answer for this inbound was (being) sent: once only.
 * ``attempt:<message id>`` a reply send was attempted (time, number, body) and its result.
 * ``sent:<sid>``          which message a provider sid belongs to (for reconciliation).
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from anyio.abc import TaskStatus
 from casebridge import hookimpl
 from casebridge.blobs import write_blob
 from casebridge.contributions import Command, ConfigSection, Service
-from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.errors import PermanentError, TransientError
 from casebridge.model import (
     Attachment,
     Author,
@@ -42,9 +42,15 @@ from casebridge.model import (
 )
 
 from casebridge_sms.commands import sms_commands
-from casebridge_sms.keywords import Keyword, classify
+from casebridge_sms.keyword_answers import KeywordAnswers, inbound_keyword
 from casebridge_sms.phones import digits, normalize
-from casebridge_sms.provider import API_VERSION, SentMessage, TwilioProvider
+from casebridge_sms.provider import (
+    API_VERSION,
+    OPTED_OUT_CODE,
+    ProviderRefusal,
+    SentMessage,
+    TwilioProvider,
+)
 from casebridge_sms.segments import segment
 from casebridge_sms.settings import INBOUND_PATH, STATUS_PATH, SmsSettings
 from casebridge_sms.webhook import PLUGIN, Webhooks, record_status
@@ -63,12 +69,6 @@ MAX_MEDIA = 10
 # recorded attempt.
 CLOCK_SKEW = timedelta(minutes=2)
 OPTED_OUT = "the customer opted out of SMS (STOP)"
-
-
-def keyword_word(body: str) -> str:
-    """The keyword as the customer wrote it, upper-cased, without the punctuation around it."""
-    text = unicodedata.normalize("NFKC", body)
-    return "".join(ch for ch in text if ch.isalnum()).upper()[:20]
 
 
 def media_fields(fields: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -163,6 +163,7 @@ class SmsPlugin:
             auth_token=settings.token,
             messaging_service_sid=settings.messaging_service_sid or None,
             webhook_url=self.inbound_url,
+            numbers=tuple(settings.numbers),
         )
         async with anyio.create_task_group() as tg:
             port = await tg.start(serve, create_sandbox_app(state), "127.0.0.1",
@@ -218,9 +219,11 @@ class SmsPlugin:
                 f"the SMS body has {len(body)} characters, over the limit of "
                 f"{settings.max_body_chars} ([plugins.sms] max_body_chars)"
             )
-        keyword = classify(body)
+        keyword, provider_answered = inbound_keyword(fields)
         if keyword is not None:
-            return await self._keyword(keyword, sid, sender, ours, body)
+            answers = KeywordAnswers(self._bridge().store, settings, self.provider, self._sender)
+            return await answers.handle(keyword, sid, sender, ours, body,
+                                        provider_answered=provider_answered)
         attachments, notes = await self._media(fields)
         meta = {
             key: fields[name]
@@ -254,44 +257,6 @@ class SmsPlugin:
             return normalize(value, self._settings().default_region)
         except ValueError as exc:
             raise PermanentError(f"{name}: {exc}") from None
-
-    async def _keyword(
-        self, keyword: Keyword, sid: str, sender: str, ours: str, body: str
-    ) -> Inbound:
-        settings, store = self._settings(), self._bridge().store
-        word = keyword_word(body)
-        if keyword is Keyword.OPT_OUT:
-            await store.put_state(PLUGIN, f"optout:{sender}",
-                                  {"at": utcnow().isoformat(), "message_sid": sid})
-            answer, dropped = settings.opt_out_confirmation, f"opt-out keyword {word}"
-        elif keyword is Keyword.OPT_IN:
-            await store.delete_state(PLUGIN, f"optout:{sender}")
-            answer, dropped = settings.opt_in_confirmation, f"opt-in keyword {word}"
-        else:
-            answer, dropped = settings.help_text, f"help keyword {word}"
-        await self._answer_once(sid, sender, ours, answer)
-        return Inbound(None, dropped=dropped)
-
-    async def _answer_once(self, sid: str, to: str, ours: str, text: str) -> None:
-        """Send the keyword answer for inbound ``sid``, once however often the provider
-        retries the webhook. A failed answer is logged, not raised: the keyword itself is
-        already recorded, which is what matters."""
-        store = self._bridge().store
-        key = f"keyword:{sid}"
-        claim = {"at": utcnow().isoformat()}
-        if not await store.compare_and_put_state(PLUGIN, key, None, claim):
-            return
-        try:
-            sent = await self.provider().send(to, text, **self._sender(ours))
-        except AmbiguousWriteError as exc:
-            log.warning("keyword answer for %s may not have been sent: %s", sid, exc)
-            return
-        except (TransientError, PermanentError) as exc:
-            # Nothing went out: let a retried webhook try again.
-            await store.delete_state(PLUGIN, key)
-            log.warning("keyword answer for %s not sent: %s", sid, exc)
-            return
-        await store.put_state(PLUGIN, key, {**claim, "sid": sent.sid})
 
     def _sender(self, ours: str) -> dict[str, str]:
         """``from_`` or ``messaging_service_sid`` for a message sent from ``ours``."""
@@ -366,6 +331,8 @@ class SmsPlugin:
             return Delivery(DeliveryState.SENT, attempt["sid"], segments=attempt["segments"])
         if attempt and attempt.get("failed"):
             return Delivery(DeliveryState.FAILED, detail=attempt["failed"])
+        if attempt and attempt.get("refused"):
+            return Delivery(DeliveryState.REFUSED, detail=attempt["refused"])
         if attempt is not None:
             # An earlier call recorded its attempt but not the result (a crash, a timeout):
             # the SMS may be out already.
@@ -389,21 +356,34 @@ class SmsPlugin:
                         f"more than the limit of {settings.max_segments}; shorten it "
                         "(nothing was sent)"),
             )
+        sender = self._sender(session.channel_address or message.sender)
         if attempt is None:
+            # "from" bounds the crash-recovery lookup (None: a messaging service picks it).
             attempt = {"at": utcnow().isoformat(), "to": to, "body": body,
-                       "segments": parts.segments}
+                       "segments": parts.segments, "from": sender.get("from_")}
             if not await store.compare_and_put_state(PLUGIN, key, None, attempt):
                 raise TransientError(f"message {message.id} is being delivered by another worker")
         try:
-            sent = await self.provider().send(
-                attempt["to"], attempt["body"],
-                **self._sender(session.channel_address or message.sender),
-                status_callback=self.status_url,
-            )
+            sent = await self.provider().send(attempt["to"], attempt["body"], **sender,
+                                              status_callback=self.status_url)
         except PermanentError as exc:
+            if isinstance(exc, ProviderRefusal) and exc.code == OPTED_OUT_CODE:
+                return await self._opted_out_at_provider(key, attempt, exc)
             await store.put_state(PLUGIN, key, {**attempt, "failed": str(exc)})
             return Delivery(DeliveryState.FAILED, detail=str(exc))
         return await self._sent(key, attempt, sent, message.id)
+
+    async def _opted_out_at_provider(
+        self, key: str, attempt: Mapping[str, Any], exc: ProviderRefusal
+    ) -> Delivery:
+        """The provider refused the reply because the number opted out there (its own STOP
+        handling, or the carrier's): remember the opt-out, refuse this reply and later ones."""
+        store = self._bridge().store
+        await store.put_state(PLUGIN, f"optout:{attempt['to']}",
+                              {"at": utcnow().isoformat(), "provider_code": exc.code})
+        detail = f"{OPTED_OUT}; the provider refused the SMS: {exc}"
+        await store.put_state(PLUGIN, key, {**attempt, "refused": detail})
+        return Delivery(DeliveryState.REFUSED, detail=detail)
 
     @staticmethod
     def _recipient(session: Session, message: Message) -> str | None:
@@ -421,7 +401,12 @@ class SmsPlugin:
         """The provider's message from an earlier attempt whose result was not recorded."""
         store = self._bridge().store
         since = datetime.fromisoformat(attempt["at"]) - CLOCK_SKEW
-        for candidate in await self.provider().recent_messages(attempt["to"], since):
+        # Listed by To and From, not by date: Twilio has no date_sent for a queued message.
+        # No From for a reply through a messaging service: the pool picks the sender.
+        recent = await self.provider().recent_messages(
+            attempt["to"], since, from_=attempt.get("from")
+        )
+        for candidate in recent:
             if candidate.body != attempt["body"]:
                 continue
             owner = await store.get_state(PLUGIN, f"sent:{candidate.sid}")

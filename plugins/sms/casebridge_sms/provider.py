@@ -6,7 +6,8 @@ out as casebridge's error types, so the outbox knows what to do with them:
 * 429, 5xx and connection failures are retried here with exponential backoff and jitter
   (``Retry-After`` honoured), a bounded number of times; then :class:`TransientError`
   (with ``retry_after`` when the provider gave one).
-* Any other 4xx is :class:`PermanentError` carrying the provider's code and message.
+* Any other 4xx is :class:`ProviderRefusal` (a :class:`PermanentError`) carrying the
+  provider's error code (21610: the recipient opted out) and message.
 * A send that timed out or lost its connection after the request went out is
   :class:`AmbiguousWriteError`: it is not retried here, since the message may exist. Before
   sending again, look for it with :meth:`SmsProvider.recent_messages`.
@@ -33,6 +34,19 @@ from casebridge.secrets import Secret
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
+# Twilio's "Attempt to send to unsubscribed recipient": the number opted out (STOP) with the
+# provider or its carrier.
+OPTED_OUT_CODE = 21610
+
+
+class ProviderRefusal(PermanentError):
+    """The provider refused the request (a 4xx other than 429): ``status`` is the HTTP
+    status, ``code`` the provider's error code when it sent one."""
+
+    def __init__(self, message: str, *, status: int, code: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +103,12 @@ class SmsProvider(Protocol):
         """Send ``body`` to ``to`` (E.164) from a number or a messaging service."""
         ...
 
-    async def recent_messages(self, to: str, since: datetime) -> list[SentMessage]:
-        """Messages sent to ``to`` created at or after ``since`` (aware datetime), to find out
-        whether a send that ended ambiguously went out."""
+    async def recent_messages(
+        self, to: str, since: datetime, *, from_: str | None = None
+    ) -> list[SentMessage]:
+        """Messages to ``to`` (and from ``from_`` when given) created at or after ``since``
+        (aware datetime), sent or still queued, to find out whether a send that ended
+        ambiguously went out."""
         ...
 
 
@@ -194,18 +211,23 @@ class TwilioProvider:
         response = await self._call("GET", url, f"fetch message {sid}")
         return SentMessage.from_twilio(self._json(response, f"fetch message {sid}"))
 
-    async def recent_messages(self, to: str, since: datetime) -> list[SentMessage]:
-        """Messages to ``to`` created at or after ``since``, following the provider's pages
-        (at most ``max_pages``). The API filters by sent date only, so the rest of the
-        filtering happens here."""
+    async def recent_messages(
+        self, to: str, since: datetime, *, from_: str | None = None
+    ) -> list[SentMessage]:
+        """Messages to ``to`` (and from ``from_``) created at or after ``since``, queued ones
+        included, following the provider's pages (at most ``max_pages``).
+
+        No ``DateSent`` filter: Twilio fills ``date_sent`` only once a message is sent, so
+        such a filter misses a message still queued, which a retry would then send twice.
+        The list is bounded by the numbers (one customer's messages), ``PageSize`` and
+        ``max_pages`` instead. Every page is read: where Twilio sorts messages not sent yet
+        is not documented, so reaching older messages proves nothing."""
         if since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
         what = f"list messages to {to}"
-        params: dict[str, str] | None = {
-            "To": to,
-            "DateSent>": since.astimezone(UTC).date().isoformat(),
-            "PageSize": str(self._page_size),
-        }
+        params: dict[str, str] | None = {"To": to, "PageSize": str(self._page_size)}
+        if from_ is not None:
+            params["From"] = from_
         url = self._messages_url
         found: list[SentMessage] = []
         for _ in range(self._max_pages):
@@ -260,7 +282,11 @@ class TwilioProvider:
                 if status < 400:
                     return response
                 if status != 429 and status < 500:
-                    raise PermanentError(self._scrub(f"{what}: {_describe(response)}"))
+                    raise ProviderRefusal(
+                        self._scrub(f"{what}: {_describe(response)}"),
+                        status=status,
+                        code=_error_code(response),
+                    )
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 reason = _describe(response)
             if attempt == self._max_attempts:
@@ -317,6 +343,15 @@ def _describe(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}" + (
         f": {snippet}" if snippet else ""
     )
+
+
+def _error_code(response: httpx.Response) -> int | None:
+    """Twilio's ``code`` from an error answer, when it sent one."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return _parse_int(data.get("code")) if isinstance(data, dict) else None
 
 
 def _parse_date(value: object) -> datetime | None:

@@ -2,11 +2,13 @@
 casebridge uses, for tests, demos and development without a real account.
 
 * ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` creates a message (201, Twilio's
-  JSON, status "queued"), keeps it, then moves it through ``state.callback_statuses``
-  ("sent", "delivered" by default), posting each to its ``StatusCallback`` URL, signed.
+  JSON, status "queued", or "accepted" when sent through a messaging service), keeps it,
+  then moves it through ``state.callback_statuses`` ("sent", "delivered" by default),
+  posting each to its ``StatusCallback`` URL, signed. It refuses what Twilio refuses, with
+  Twilio's codes, including its test "magic" numbers (see :mod:`casebridge_sms.sandbox_rules`).
 * ``GET .../Messages.json`` lists them, newest first (filters ``To``, ``From``,
   ``DateSent``, ``DateSent<``, ``DateSent>``; paging with ``PageSize`` / ``Page``).
-  A message not yet sent is filtered by its creation date, so a reconciliation lookup finds it.
+  As on Twilio, ``DateSent`` filters match the date sent only: a queued message has none.
 * ``GET .../Messages/{Sid}.json`` fetches one.
   These three need HTTP basic auth with the account SID and auth token (401 otherwise).
 * ``GET /sandbox/messages`` (JSON: what was sent, the inbound messages pushed and the status
@@ -16,6 +18,13 @@ casebridge uses, for tests, demos and development without a real account.
 
 ``SandboxState.fail_next`` makes the next creates answer with an error (429 with
 ``Retry-After``, 500...), to exercise a client's retries.
+
+Twilio's own opt-out handling is emulated, on by default as on Twilio
+(``SandboxState.opt_out_handling``): an inbound opt-out keyword (STOP...) blocks further
+messages from that number to the customer (21610) until an opt-in keyword (START...), and
+every keyword gets Twilio's own answer, kept in ``messages`` (direction "outbound-reply").
+With ``advanced_opt_out`` (the default) the webhook carries ``OptOutType`` as Twilio's
+Advanced Opt-Out does.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -41,7 +50,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from casebridge_sms.phones import digits
+from casebridge_sms.keywords import Keyword
+from casebridge_sms.sandbox_rules import (
+    AUTO_REPLIES,
+    OPT_OUT_TYPES,
+    VALID_FROM,
+    Account,
+    Refusal,
+    matches_date_sent,
+    opt_out_keyword,
+    parse_date_filter,
+    refuse_create,
+)
 from casebridge_sms.segments import segment
 from casebridge_sms.signature import compute_signature
 
@@ -49,7 +69,6 @@ log = logging.getLogger(__name__)
 
 API = "/2010-04-01/Accounts"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
-MAX_BODY_CHARS = 1600
 _FAILED_STATUSES = {"failed", "undelivered"}
 
 
@@ -60,7 +79,10 @@ class SandboxState:
     ``callback_statuses`` are the statuses every created message goes through after the
     create call returns (an empty tuple leaves messages "queued"; "failed" or "undelivered"
     sets error 30003). ``webhook_url`` is where ``POST /sandbox/inbound`` delivers when the
-    request names none.
+    request names none. ``numbers`` are the account's own numbers, the only ``From`` accepted
+    besides Twilio's test number +15005550006; ``messaging_service_sid`` is the account's
+    messaging service (its pool is ``numbers``). ``opted_out`` holds the (our number,
+    customer) pairs Twilio's opt-out handling blocks.
     """
 
     account_sid: str = DEFAULT_ACCOUNT_SID
@@ -68,6 +90,10 @@ class SandboxState:
     messaging_service_sid: str | None = None
     webhook_url: str | None = None
     callback_statuses: tuple[str, ...] = ("sent", "delivered")
+    numbers: tuple[str, ...] = ()
+    opt_out_handling: bool = True
+    advanced_opt_out: bool = True
+    opted_out: set[tuple[str, str]] = field(default_factory=set)
     messages: list[dict[str, Any]] = field(default_factory=list)
     inbound: list[dict[str, Any]] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +107,65 @@ class SandboxState:
     def message(self, sid: str) -> dict[str, Any] | None:
         return next((m for m in self.messages if m["sid"] == sid), None)
 
+    def account(self) -> Account:
+        """What a create is checked against."""
+        services = {self.messaging_service_sid} if self.messaging_service_sid else set()
+        return Account(frozenset(self.numbers), frozenset(services), frozenset(self.opted_out))
+
+    def new_message(
+        self,
+        to: str,
+        from_: str | None,
+        body: str,
+        *,
+        service: str | None = None,
+        status: str = "queued",
+        direction: str = "outbound-api",
+    ) -> dict[str, Any]:
+        """Keep a new outbound message and return its resource (Twilio's JSON)."""
+        now = format_datetime(datetime.now(UTC))
+        sid = "SM" + uuid.uuid4().hex
+        resource: dict[str, Any] = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "messaging_service_sid": service,
+            "to": to,
+            "from": from_,
+            "body": body,
+            "status": status,
+            "num_segments": str(segment(body).segments),
+            "num_media": "0",
+            "direction": direction,
+            "api_version": "2010-04-01",
+            "price": None,
+            "price_unit": "USD",
+            "error_code": None,
+            "error_message": None,
+            "date_created": now,
+            "date_updated": now,
+            "date_sent": now if status in ("sent", "delivered") else None,
+            "uri": f"{API}/{self.account_sid}/Messages/{sid}.json",
+            "subresource_uris": {"media": f"{API}/{self.account_sid}/Messages/{sid}/Media.json"},
+        }
+        self.messages.append(resource)
+        return resource
+
+    def handle_keyword(self, from_: str, to: str, body: str) -> str | None:
+        """Twilio's opt-out handling of an inbound ``body`` from ``from_`` to our ``to``: block
+        or unblock the pair, answer with Twilio's text. The webhook's ``OptOutType``, or None
+        when the body is no keyword (or the handling is off)."""
+        keyword = opt_out_keyword(body) if self.opt_out_handling else None
+        if keyword is None:
+            return None
+        if keyword is Keyword.OPT_OUT:
+            self.opted_out.add((to, from_))
+        elif keyword is Keyword.OPT_IN:
+            self.opted_out.discard((to, from_))
+        self.new_message(
+            from_, to, AUTO_REPLIES[keyword], status="delivered", direction="outbound-reply"
+        )
+        return OPT_OUT_TYPES[keyword]
+
     async def send_inbound(
         self,
         webhook_url: str,
@@ -92,6 +177,7 @@ class SandboxState:
         """POST an inbound message to ``webhook_url`` as Twilio does: its webhook form,
         signed with ``X-Twilio-Signature`` over ``webhook_url``. Returns the bridge's answer."""
         sid = ("MM" if media else "SM") + uuid.uuid4().hex
+        opt_out_type = self.handle_keyword(from_, to, body)
         form = {
             "MessageSid": sid,
             "SmsSid": sid,
@@ -107,6 +193,8 @@ class SandboxState:
         }
         if self.messaging_service_sid:
             form["MessagingServiceSid"] = self.messaging_service_sid
+        if opt_out_type and self.advanced_opt_out:
+            form["OptOutType"] = opt_out_type
         for index, (url, content_type) in enumerate(media):
             form[f"MediaUrl{index}"] = url
             form[f"MediaContentType{index}"] = content_type
@@ -151,52 +239,24 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             code = 20429 if status == 429 else 20500
             return _error(status, code, f"Sandbox: injected HTTP {status}", headers)
-        to = fields.get("To", "")
+        if refusal := refuse_create(fields, state.account()):
+            return _refuse(refusal)
         from_ = fields.get("From") or None
         service = fields.get("MessagingServiceSid") or None
-        body = fields.get("Body", "")
-        if not to:
-            return _error(400, 21604, "A 'To' phone number is required.")
-        try:
-            digits(to)
-        except ValueError:
-            return _error(400, 21211, f"Invalid 'To' Phone Number: {to}")
-        if not from_ and not service:
-            return _error(400, 21603, "A 'From' phone number is required.")
-        if not body and not fields.get("MediaUrl"):
-            return _error(400, 21602, "Message body is required.")
-        if len(body) > MAX_BODY_CHARS:
-            return _error(
-                400, 21617, "The concatenated message body exceeds the 1600 character limit."
-            )
-        now = format_datetime(datetime.now(UTC))
-        sid = "SM" + uuid.uuid4().hex
-        resource: dict[str, Any] = {
-            "sid": sid,
-            "account_sid": state.account_sid,
-            "messaging_service_sid": service,
-            "to": to,
-            "from": from_,
-            "body": body,
-            "status": "queued",
-            "num_segments": str(segment(body).segments),
-            "num_media": "0",
-            "direction": "outbound-api",
-            "api_version": "2010-04-01",
-            "price": None,
-            "price_unit": "USD",
-            "error_code": None,
-            "error_message": None,
-            "date_created": now,
-            "date_updated": now,
-            "date_sent": None,
-            "uri": f"{API}/{state.account_sid}/Messages/{sid}.json",
-            "subresource_uris": {"media": f"{API}/{state.account_sid}/Messages/{sid}/Media.json"},
-        }
-        state.messages.append(resource)
+        # Through a messaging service alone Twilio answers "accepted" and picks the sender
+        # later.
+        resource = state.new_message(
+            fields["To"],
+            from_,
+            fields.get("Body", ""),
+            service=service,
+            status="queued" if from_ else "accepted",
+        )
         callback = fields.get("StatusCallback") or None
         return JSONResponse(
-            resource, status_code=201, background=BackgroundTask(_advance, state, sid, callback)
+            resource,
+            status_code=201,
+            background=BackgroundTask(_advance, state, resource["sid"], callback),
         )
 
     async def list_messages(request: Request) -> Response:
@@ -206,9 +266,9 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         try:
             page_size = min(max(int(query.get("PageSize", "50")), 1), 1000)
             page = max(int(query.get("Page", "0")), 0)
-            on = _query_date(query.get("DateSent"))
-            before = _query_date(query.get("DateSent<"))
-            after = _query_date(query.get("DateSent>"))
+            on = parse_date_filter(query.get("DateSent"))
+            before = parse_date_filter(query.get("DateSent<"))
+            after = parse_date_filter(query.get("DateSent>"))
         except ValueError as exc:
             return _error(400, 20001, f"Invalid query parameter: {exc}")
         selected = []
@@ -217,8 +277,8 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
                 continue
             if "From" in query and message["from"] != query["From"]:
                 continue
-            day = parsedate_to_datetime(message["date_sent"] or message["date_created"]).date()
-            if (on and day != on) or (before and day > before) or (after and day < after):
+            sent = message["date_sent"] and parsedate_to_datetime(message["date_sent"])
+            if not matches_date_sent(sent or None, on=on, before=before, after=after):
                 continue
             selected.append(message)
         chunk = selected[page * page_size : (page + 1) * page_size]
@@ -322,6 +382,9 @@ async def _advance(state: SandboxState, sid: str, callback: str | None) -> None:
         if message is None:
             return
         now = format_datetime(datetime.now(UTC))
+        if message["from"] is None:
+            # A messaging service's message gets its sender from the pool once queued.
+            message["from"] = state.numbers[0] if state.numbers else VALID_FROM
         message["status"] = status
         message["date_updated"] = now
         if status == "sent":
@@ -359,22 +422,11 @@ async def _advance(state: SandboxState, sid: str, callback: str | None) -> None:
         state.callbacks.append(record)
 
 
+def _refuse(refusal: Refusal, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(refusal.body(), status_code=refusal.status, headers=headers)
+
+
 def _error(
     status: int, code: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _query_date(value: str | None) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    return _refuse(Refusal(code, message, status), headers)

@@ -29,7 +29,11 @@ class SmsSettings:
     signature check (behind a reverse proxy). Replies needing more than ``max_segments``
     parts are refused, not cut; inbound bodies over ``max_body_chars`` are refused.
     ``download_media`` fetches MMS media (at most ``max_media_bytes`` each) into the bridge's
-    data folder; otherwise media stay referenced by URL.
+    data folder; otherwise media stay referenced by URL. ``answer_keywords`` sends
+    ``opt_out_confirmation``, ``opt_in_confirmation`` and ``help_text`` in answer to STOP,
+    START and HELP; turn it off when the provider answers them itself without saying so in
+    the webhook (Twilio's default opt-out handling without Advanced Opt-Out; with Advanced
+    Opt-Out the webhook carries ``OptOutType`` and the bridge never answers a second time).
     """
 
     provider: Literal["twilio", "sandbox"] = "twilio"
@@ -53,6 +57,7 @@ class SmsSettings:
         "Customer support: reply with your question and we will answer. Reply STOP to "
         "unsubscribe."
     )
+    answer_keywords: bool = True
     max_body_chars: int = 1600
     sandbox_port: int = 0
     download_media: bool = False
