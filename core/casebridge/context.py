@@ -148,8 +148,9 @@ class PluginContext:
         return len(jobs)
 
     async def written_by_bridge(self, record_id: str) -> bool:
-        """Whether the bridge wrote the CRM record ``record_id`` (its write log knows every
-        id it chose), so a CRM plugin can tell its own activities from a rep's."""
+        """Whether the bridge wrote the CRM record ``record_id``: a CRM that takes the ids
+        the bridge chooses stores each record under its write key, so a CRM plugin can tell
+        its own activities from a rep's."""
         return await self._bridge.store.get_write(record_id.lower()) is not None
 
     # -- helpers --------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""PluginContext: what a plugin may ask of the runner, on a real bridge and store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from casebridge.bridge import Bridge
+from casebridge.context import PluginContext
+from casebridge.model import CrmEvent, Reply
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.bridges import install_jsonl, write_config
+from support.plugins import LoopChannel
+
+
+@pytest.fixture
+async def bridge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    install_jsonl(monkeypatch, tmp_path)
+    bridge = Bridge.from_config(write_config(tmp_path), plugins={"loop": LoopChannel()})
+    await bridge.open()
+    try:
+        yield bridge
+    finally:
+        await bridge.close()
+
+
+async def test_state_is_the_plugins_own(bridge: Bridge) -> None:
+    one, two = PluginContext(bridge, "one", None), PluginContext(bridge, "two", None)
+    await one.state.put("cursor", {"uid": 7})
+    assert await one.state.get("cursor") == {"uid": 7}
+    assert await two.state.get("cursor") is None
+    assert await one.state.compare_and_put("cursor", {"uid": 7}, {"uid": 8})
+    assert not await one.state.compare_and_put("cursor", {"uid": 7}, {"uid": 9})
+    assert await one.state.get("cursor") == {"uid": 8}
+    await one.state.delete("cursor")
+    assert await one.state.get("cursor") is None
+
+
+async def test_blobs_round_trip_and_refuse_foreign_locations(bridge: Bridge) -> None:
+    context = PluginContext(bridge, "email", None)
+    location = await context.blobs.write(b"%PDF-1.7 invoice")
+    assert await context.blobs.read(location) == b"%PDF-1.7 invoice"
+    assert await context.blobs.write(b"%PDF-1.7 invoice") == location  # kept once
+    with pytest.raises(ValueError, match="not a stored file"):
+        context.blobs.path("../../etc/passwd")
+
+
+async def test_crm_events_become_jobs_with_one_trace(bridge: Bridge) -> None:
+    context = PluginContext(bridge, "jsonl", None)
+    reply = Reply("jsonl", "rep-1", "case-1", "On its way.")
+    events = [CrmEvent("agent_reply", "jsonl", "case-1", reply),
+              CrmEvent("case_closed", "jsonl", "case-1")]
+    assert await context.report_crm_events(events, trace_id="t" * 32) == 2
+    jobs = await bridge.store.list_jobs()
+    assert sorted(j.kind for j in jobs) == ["closed", "reply"]
+    assert {j.trace_id for j in jobs} == {"t" * 32}
+    # The same reply reported again (a retried webhook) is not a second job.
+    assert await context.report_crm_events(events[:1]) == 1
+    assert len(await bridge.store.list_jobs()) == 2
+
+
+async def test_written_by_bridge_reads_the_write_log(bridge: Bridge) -> None:
+    # A CRM that takes client-chosen ids stores each record under its write key: the record
+    # id the CRM reports (in any case) is then one the bridge wrote.
+    context = PluginContext(bridge, "jsonl", None)
+    key = "5f0c2a9e-1b7d-4c3e-9a8f-0123456789ab"
+    await bridge.store.record_intent("s1", "m1", "activity", "jsonl", key)
+    await bridge.store.record_written(key, key)
+    assert await context.written_by_bridge(key.upper())
+    assert not await context.written_by_bridge("0" * 8 + key[8:])
+
+
+@settings(max_examples=25)
+@given(host=st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", "::1", "10.1.2.3"]),
+       port=st.integers(1, 65535))
+def test_local_url_reaches_the_bridge_from_this_machine(host: str, port: int) -> None:
+    class Http:
+        pass
+
+    class Config:
+        http = Http()
+
+    class FakeBridge:
+        config = Config()
+        registry = None
+        blob_dir = Path("/tmp")
+
+    Config.http.host, Config.http.port = host, port
+    url = PluginContext(FakeBridge(), "creatio", None).local_url  # type: ignore[arg-type]
+    assert url.endswith(f":{port}")
+    assert "0.0.0.0" not in url and "[::]" not in url
