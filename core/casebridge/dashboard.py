@@ -67,8 +67,10 @@ NOTICES = {
 }
 HEADERS = {
     "Cache-Control": "no-store",
-    # Session links carry their signature in the URL: never hand them on as a referrer.
-    "Referrer-Policy": "no-referrer",
+    # The dashboard's URLs (and the signed session links it lists) never go to another
+    # site as a referrer; same-origin still lets the browser send the Origin of its posts
+    # (with "no-referrer" Chromium sends "Origin: null").
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
