@@ -311,3 +311,46 @@ async def test_with_no_token_a_remote_client_is_refused(open_world: Running) -> 
         answer = await client.get("/")
     assert answer.status_code == 403
     assert "No <code>[http] api_token</code> is set" in answer.text
+
+
+# -- on the example configuration -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_example_runs_a_loopback_dashboard_linking_its_sandboxes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from test_cli_newcomer import example_config, free_port
+
+    port = free_port()
+    config = example_config(tmp_path, http_port=port, smtp_port=free_port())
+    bridge = subprocess.Popen(
+        [sys.executable, "-m", "casebridge.cli", "run", "--config", str(config)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(url, timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the example bridge did not start"
+                time.sleep(0.1)
+        # The example sets no api_token: this machine's browser may read it, nobody else.
+        assert page.status_code == 200
+        links = dict(re.findall(r'<a class="sandbox" href="([^"]+)">(\w+) sandbox</a>', page.text))
+        assert sorted(links.values()) == ["creatio", "sms"]
+        for link in links:
+            assert link.startswith("http://127.0.0.1:")
+            assert httpx.get(link, timeout=10, follow_redirects=True).status_code == 200
+        refused = httpx.get(url, headers={"Host": "bridge.example"}, timeout=5)
+        assert refused.status_code == 403
+    finally:
+        bridge.terminate()
+        bridge.wait(timeout=30)
