@@ -56,6 +56,7 @@ LIST_LIMIT = 25
 CHECK_TIMEOUT = 5.0
 FORM_LIMIT = 4096
 JOB_STATES = ("pending", "running", "dead")
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via")
 # What a redirect after a post may say: a fixed set, so no text is reflected from the URL.
 NOTICES = {
     "replayed": "Job {job} queued again.",
@@ -136,10 +137,7 @@ class Dashboard:
         """Who is asking, or the answer for one who may not."""
         token = self.token
         if not token:
-            client = request.client.host if request.client else ""
-            if not (
-                is_loopback_client(client) and is_loopback_host(request.headers.get("host", ""))
-            ):
+            if not self._local(request):
                 return self._page("dashboard/off.html.j2", 403)
             if nonce := self._cookie_nonce(request):
                 return Access("loopback", nonce)
@@ -156,6 +154,20 @@ class Dashboard:
             return Access("cookie", nonce)
         return self._login_page(request, 401)
 
+    def _local(self, request: Request) -> bool:
+        """A browser on this machine, straight to a bridge that listens only on loopback.
+
+        A proxy on the same machine also connects from loopback: a forwarding header, or a
+        bridge listening beyond loopback, means the request may come from anywhere."""
+        client = request.client.host if request.client else ""
+        headers = request.headers
+        return (
+            is_loopback_host(self.bridge.config.http.host)
+            and is_loopback_client(client)
+            and is_loopback_host(headers.get("host", ""))
+            and not any(name in headers for name in FORWARDING_HEADERS)
+        )
+
     async def _form(self, request: Request, access: Access) -> dict[str, str] | Response:
         """The posted form, once proven to come from the dashboard, or the refusal."""
         if access.via != "bearer":
@@ -163,12 +175,9 @@ class Dashboard:
             if origin is not None and not same_origin(origin, request.headers.get("host", "")):
                 log.warning("dashboard post from another origin refused")
                 return self._refusal("This form was posted from another site.", 403)
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > FORM_LIMIT:
-                return self._refusal("The form is too large.", 413)
-        fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        fields = await _read_form(request)
+        if fields is None:
+            return self._refusal("The form is too large.", 413)
         if access.via != "bearer" and not form_token_ok(
             fields.get("csrf", ""), self.key(), access.nonce
         ):
@@ -237,10 +246,10 @@ class Dashboard:
         origin = request.headers.get("origin")
         if origin is not None and not same_origin(origin, request.headers.get("host", "")):
             return self._refusal("This form was posted from another site.", 403)
-        body = await request.body()
-        if len(body) > FORM_LIMIT:
+        fields = await _read_form(request)
+        if fields is None:
             return self._refusal("The form is too large.", 413)
-        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
+        given = fields.get("token", "").strip()
         if not secrets.compare_digest(given.encode(), self.token.encode()):
             log.warning("dashboard sign-in with a wrong token refused")
             return self._login_page(request, 401, error="That token is not the API token.")
@@ -387,6 +396,16 @@ class Dashboard:
             Route("/dashboard/jobs/{job_id:int}/replay", self.replay, methods=["POST"]),
             Route("/dashboard/sessions/{session_id}/handoff", self.handoff, methods=["POST"]),
         ]
+
+
+async def _read_form(request: Request) -> dict[str, str] | None:
+    """A small URL-encoded form's fields (the first value of each); None when too large."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            return None
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
 def _digits(text: str) -> str:

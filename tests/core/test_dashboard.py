@@ -313,6 +313,29 @@ async def test_with_no_token_a_remote_client_is_refused(open_world: Running) -> 
     assert "No <code>[http] api_token</code> is set" in answer.text
 
 
+async def test_with_no_token_a_proxied_request_is_refused(open_world: Running) -> None:
+    # A proxy on this machine connects from loopback too; its forwarding headers give it away.
+    async with open_world.client() as client:
+        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP", "Via"):
+            answer = await client.get("/", headers={header: "203.0.113.9"})
+            assert answer.status_code == 403, header
+
+
+async def test_with_no_token_a_bridge_listening_beyond_loopback_refuses(
+    tmp_path, monkeypatch
+) -> None:
+    async for world in running(tmp_path, monkeypatch, api_token="", host="0.0.0.0"):
+        transport = httpx.ASGITransport(app=create_app(world.bridge), client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            assert (await c.get("/")).status_code == 403
+
+
+async def test_an_oversized_login_form_is_refused(world: Running) -> None:
+    async with world.client() as client:
+        answer = await client.post("/login", data={"token": "x" * 10_000})
+    assert answer.status_code == 413 and "set-cookie" not in answer.headers
+
+
 # -- on the example configuration -----------------------------------------------------------
 
 
