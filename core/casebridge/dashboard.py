@@ -149,10 +149,10 @@ class Dashboard:
             if secrets.compare_digest(given.encode(), token.encode()):
                 return Access("bearer")
             log.warning("dashboard request with a wrong bearer token refused")
-            return self._login_page(request, 401, error="That token is not the API token.")
+            return self._login_page(401, error="That token is not the API token.")
         if nonce := self._cookie_nonce(request):
             return Access("cookie", nonce)
-        return self._login_page(request, 401)
+        return self._login_page(401)
 
     def _local(self, request: Request) -> bool:
         """A browser on this machine, straight to a bridge that listens only on loopback.
@@ -193,7 +193,7 @@ class Dashboard:
         html = self.bridge.templates.render(template, **context)
         return HTMLResponse(html, status, headers=HEADERS)
 
-    def _login_page(self, request: Request, status: int, error: str = "") -> HTMLResponse:
+    def _login_page(self, status: int, error: str = "") -> HTMLResponse:
         return self._page("dashboard/login.html.j2", status, error=error)
 
     def _refusal(self, reason: str, status: int) -> HTMLResponse:
@@ -238,7 +238,7 @@ class Dashboard:
     async def login_form(self, request: Request) -> Response:
         if not self.token:
             return RedirectResponse("/", 303)
-        return self._login_page(request, 200)
+        return self._login_page(200)
 
     async def login(self, request: Request) -> Response:
         if not self.token:
@@ -252,7 +252,7 @@ class Dashboard:
         given = fields.get("token", "").strip()
         if not secrets.compare_digest(given.encode(), self.token.encode()):
             log.warning("dashboard sign-in with a wrong token refused")
-            return self._login_page(request, 401, error="That token is not the API token.")
+            return self._login_page(401, error="That token is not the API token.")
         _, cookie = self._new_cookie()
         answer = RedirectResponse("/", 303, headers=HEADERS)
         self._set_cookie(answer, cookie)
