@@ -6,6 +6,7 @@ import argparse
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,12 +19,16 @@ from . import __version__
 from .bridge import Bridge
 from .contributions import Command
 from .errors import CasebridgeError
+from .idprefix import resolve_prefix
 from .logs import configure_logging, new_trace_id
-from .model import HandoffDecision, SessionStatus
+from .model import HandoffDecision, Session, SessionStatus
 from .plugins import describe, load_entry_points, new_manager
+from .ports import address_in_use, busy, listen_settings, port_in_use_message
 from .starter import starter_config
 
 DEFAULT_CONFIG = "casebridge.toml"
+# How many ids a session prefix looks up to tell "unique" from "ambiguous" and list some.
+PREFIX_LOOKUP = 10
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -31,14 +36,19 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
                         help=f"the TOML file (default: {DEFAULT_CONFIG})")
 
 
-def _bridge(args: argparse.Namespace) -> Bridge:
+def _bridge(args: argparse.Namespace, *, report: bool = False) -> Bridge:
+    """The configured bridge. ``report``: a command whose output is its report, where the
+    INFO lines a running bridge logs (a plugin signing in...) would only be noise."""
     bridge = Bridge.from_config(args.config)
-    configure_logging(bridge.config.logging.level, bridge.config.logging.json)
+    level = bridge.config.logging.level
+    if report and level in ("DEBUG", "INFO"):
+        level = "WARNING"
+    configure_logging(level, bridge.config.logging.json)
     return bridge
 
 
 async def _with_store(args: argparse.Namespace, work: Callable[[Bridge], Any]) -> int:
-    bridge = _bridge(args)
+    bridge = _bridge(args, report=True)
     await bridge.open()
     try:
         return await work(bridge)
@@ -46,22 +56,51 @@ async def _with_store(args: argparse.Namespace, work: Callable[[Bridge], Any]) -
         await bridge.close()
 
 
+async def _find_session(bridge: Bridge, given: str) -> Session:
+    """The session ``given`` names: its id, or a unique start of it (as git takes commits)."""
+    session = await bridge.store.get_session(given)
+    if session is not None:
+        return session
+    prefix = given.strip().lower()
+    matches = await bridge.store.session_ids_with_prefix(prefix, limit=PREFIX_LOOKUP + 1)
+    found = resolve_prefix(prefix, matches[:PREFIX_LOOKUP], more=len(matches) > PREFIX_LOOKUP)
+    session = await bridge.store.get_session(found)
+    if session is None:
+        raise CasebridgeError(f"no session {given}")
+    return session
+
+
 # -- core commands ------------------------------------------------------------------------
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
     bridge = _bridge(args)
-    with anyio.open_signal_receiver(2, 15) as signals:  # SIGINT, SIGTERM
-        async with anyio.create_task_group() as tg:
-            await tg.start(bridge.run)
-            print(f"casebridge {__version__} running: plugins {', '.join(bridge.plugin_names())}"
-                  f"; HTTP on http://{bridge.config.http.host}:{bridge.config.http.port}",
-                  file=sys.stderr, flush=True)
-            async for signum in signals:
-                print(f"casebridge stopping (signal {signum})", file=sys.stderr, flush=True)
-                tg.cancel_scope.cancel()
-                break
+    try:
+        with anyio.open_signal_receiver(2, 15) as signals:  # SIGINT, SIGTERM
+            async with anyio.create_task_group() as tg:
+                await tg.start(bridge.run)
+                print(f"casebridge {__version__} running: plugins "
+                      f"{', '.join(bridge.plugin_names())}"
+                      f"; HTTP on http://{bridge.config.http.host}:{bridge.config.http.port}",
+                      file=sys.stderr, flush=True)
+                async for signum in signals:
+                    print(f"casebridge stopping (signal {signum})", file=sys.stderr, flush=True)
+                    tg.cancel_scope.cancel()
+                    break
+    except Exception as exc:
+        in_use = address_in_use(exc)
+        if in_use is None:
+            raise
+        raise CasebridgeError(_port_in_use(bridge, in_use)) from None
     return 0
+
+
+def _port_in_use(bridge: Bridge, error: OSError) -> str:
+    # A second runner on the same ports is the usual cause: name the port and its key.
+    settings = {name: bridge.settings(name) for name in bridge.plugin_names()}
+    http = bridge.config.http
+    taken = [s for s in listen_settings(http.host, http.port, settings) if busy(s.host, s.port)]
+    return port_in_use_message(taken, str(bridge.config.path), str(error))
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
@@ -105,7 +144,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 async def cmd_sessions_list(args: argparse.Namespace) -> int:
     async def work(bridge: Bridge) -> int:
         status = SessionStatus(args.status) if args.status else None
-        for s in await bridge.store.list_sessions(status=status, limit=args.limit):
+        sessions = await bridge.store.list_sessions(status=status, limit=args.limit)
+        if not sessions:
+            print("no sessions" + (f" {status.value}" if status else ""), file=sys.stderr)
+            return 0
+        print(f"{'SESSION':36}  {'CHANNEL':6} {'STATUS':10} {'CASE':17} CONTACT")
+        for s in sessions:
             case = s.case.number or s.case.case_id if s.case else "-"
             who = ", ".join(s.contact.emails + s.contact.phones)
             print(f"{s.id}  {s.channel:6} {s.status.value:10} case {case:12} {who}")
@@ -116,9 +160,7 @@ async def cmd_sessions_list(args: argparse.Namespace) -> int:
 
 async def cmd_sessions_show(args: argparse.Namespace) -> int:
     async def work(bridge: Bridge) -> int:
-        session = await bridge.store.get_session(args.session)
-        if session is None:
-            raise CasebridgeError(f"no session {args.session}")
+        session = await _find_session(bridge, args.session)
         print(f"session {session.id} ({session.channel}, {session.status.value})")
         if session.case:
             print(f"case {session.case.number or session.case.case_id} in {session.case.crm}")
@@ -132,11 +174,9 @@ async def cmd_sessions_show(args: argparse.Namespace) -> int:
 
 async def cmd_handoff(args: argparse.Namespace) -> int:
     async def work(bridge: Bridge) -> int:
-        session = await bridge.store.get_session(args.session)
-        if session is None:
-            raise CasebridgeError(f"no session {args.session}")
+        session = await _find_session(bridge, args.session)
         if session.status is SessionStatus.CLOSED:
-            raise CasebridgeError(f"session {args.session} is closed")
+            raise CasebridgeError(f"session {session.id} is closed")
         await bridge.store.enqueue([bridge.pipeline.handoff_job(
             session.id, HandoffDecision(args.reason, "cli"), new_trace_id())])
         print(f"handoff of {session.id} queued; the running bridge writes the case")
@@ -147,11 +187,9 @@ async def cmd_handoff(args: argparse.Namespace) -> int:
 
 async def cmd_sessions_close(args: argparse.Namespace) -> int:
     async def work(bridge: Bridge) -> int:
-        session = await bridge.store.get_session(args.session)
-        if session is None:
-            raise CasebridgeError(f"no session {args.session}")
+        session = await _find_session(bridge, args.session)
         if session.status is SessionStatus.CLOSED:
-            raise CasebridgeError(f"session {args.session} is closed already")
+            raise CasebridgeError(f"session {session.id} is closed already")
         await bridge.store.enqueue([bridge.pipeline.close_job(session.id, new_trace_id())])
         print(f"closing {session.id} queued; the running bridge closes it and tells the CRM")
         return 0
@@ -190,7 +228,7 @@ def core_commands() -> list[Command]:
 
     def session_arg(p: argparse.ArgumentParser) -> None:
         _config_arg(p)
-        p.add_argument("session", help="the session id")
+        p.add_argument("session", help="the session id, or a unique start of it")
 
     def handoff(p: argparse.ArgumentParser) -> None:
         session_arg(p)
@@ -277,11 +315,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CasebridgeError as exc:
         print(f"casebridge: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return _reader_went_away()
     except OSError as exc:
         print(f"casebridge: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_went_away() -> int:
+    """``casebridge outbox list | head``: the reader closed the pipe, which is no error.
+
+    As the Python docs advise: point stdout at /dev/null so the interpreter's flush at exit
+    does not fail again, and exit as a process killed by SIGPIPE would (128 + 13).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 async def _await(awaitable: Any) -> int:

@@ -35,6 +35,9 @@ class BridgeSection:
     link_secret: Secret | None = None
     link_ttl_days: int = 30
     session_idle_hours: float = 72.0
+    # Off by default: the first message of a new session gets an acknowledgement
+    # (template acknowledge/<channel>.txt.j2, else acknowledge/default.txt.j2).
+    acknowledge: bool = False
 
     def __post_init__(self) -> None:
         if self.link_ttl_days < 1:

@@ -57,6 +57,15 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def assistant_line(answers: int) -> list[str]:
+    """What the summary says about the assistant: nothing when it never answered (there may
+    be no assistant at all), else how often, in plain English."""
+    if answers <= 0:
+        return []
+    times = "once" if answers == 1 else "twice" if answers == 2 else f"{answers} times"
+    return [f"The assistant answered {times} before the handoff."]
+
+
 def extractive_summary(
     session: Session, transcript: Sequence[Message], decision: HandoffDecision
 ) -> Summary:
@@ -76,7 +85,7 @@ def extractive_summary(
     lines = [
         f"{who}" + (f" ({address})" if address and address != who else "")
         + f" wrote by {session.channel}; handed off because {decision.reason}.",
-        f"The assistant answered {answers} time(s) before the handoff.",
+        *assistant_line(answers),
         "",
         "Request, in the customer's words:",
         _clip(first, REQUEST_LIMIT),

@@ -10,7 +10,8 @@ Every step is an outbox job, so each one survives a crash and is retried on fail
 * ``attach``    upload one stored attachment of a written message to the case;
 * ``reply``     store a rep's reply and deliver it to the customer;
 * ``closed``    mark the sessions of a closed case closed;
-* ``close``     casebridge closes a session itself, and tells the CRM (``resolve_case``).
+* ``close``     casebridge closes a session itself, and tells the CRM (``resolve_case``);
+* ``ack``       with ``[bridge] acknowledge``, tell a new session's customer we have it.
 
 Jobs of one session share an ``order_key`` so they run one at a time, in order. Every
 follow-up job has an idempotency key, so a job re-run after a crash enqueues nothing twice;
@@ -75,6 +76,7 @@ class Pipeline:
         self.store = bridge.store
         self.hooks = bridge.hooks
         self.crm = bridge.config.bridge.crm
+        self.acknowledge = bridge.config.bridge.acknowledge
 
     @property
     def handlers(self) -> dict[str, Any]:
@@ -87,6 +89,7 @@ class Pipeline:
             "reply": self.on_reply,
             "closed": self.on_closed,
             "close": self.on_close,
+            "ack": self.on_ack,
         }
 
     # -- jobs -----------------------------------------------------------------------------
@@ -122,10 +125,11 @@ class Pipeline:
                 message = await self.store.assign_message(message.id, session.id)
             session = await self._session(message.session_id)
             with log_context(session_id=session.id):
+                acknowledge = ack_job(session, message) if self.acknowledge else []
                 if session.status is not SessionStatus.ASSISTANT:
                     # Handed off: the case gets this message at once.
                     return [self.sync_job(session.id, message.id, message.trace_id)]
-                return await self.assistant_step(session, message)
+                return acknowledge + await self.assistant_step(session, message)
 
     async def thread(self, message: Message) -> Session:
         """Find the session a new inbound belongs to, or start one."""
@@ -206,6 +210,20 @@ class Pipeline:
         return [self.handoff_job(session.id, decision, message.trace_id)]
 
     # -- outbound -------------------------------------------------------------------------
+
+    async def on_ack(self, job: Job) -> list[NewJob]:
+        """Tell the customer their first message arrived, on the session's channel."""
+        session = await self._session(job.payload["session_id"])
+        with log_context(session_id=session.id, trace_id=job.payload.get("trace_id", "")):
+            received = await self.store.get_message(job.payload["in_reply_to"])
+            if received is None:
+                raise PermanentError(f"message {job.payload['in_reply_to']} is not in the store")
+            message = self.outbound_message(
+                session, message_id=derived_id("ack", session.id), author=Author.SYSTEM,
+                text=self.bridge.templates.acknowledgement(session, received),
+                trace_id=job.payload.get("trace_id", ""),
+            )
+            return await self.deliver(session, message)
 
     async def on_answer(self, job: Job) -> list[NewJob]:
         session = await self._session(job.payload["session_id"])
@@ -518,6 +536,18 @@ class Pipeline:
         if session is None:
             raise PermanentError(f"session {session_id} is not in the store")
         return session
+
+
+def ack_job(session: Session, message: Message) -> list[NewJob]:
+    """The acknowledgement of a session's first message; none for any later message.
+
+    A new session's id is derived from its first message, so a re-run of the inbound job
+    still knows which message opened it, and the key sends it at most once."""
+    if session.id != derived_id("session", message.channel, message.external_id):
+        return []
+    return [NewJob(kind="ack", key=f"ack:{session.id}", order_key=session.id,
+                   payload={"session_id": session.id, "in_reply_to": message.id,
+                            "trace_id": message.trace_id})]
 
 
 def reply_job(reply: Reply, trace_id: str) -> NewJob:

@@ -735,6 +735,12 @@ class SqliteStore:
             sql, params = "SELECT COUNT(*) FROM sessions WHERE status = ?", (status.value,)
         return await self._read(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
 
+    async def session_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        # A range on the primary key, not LIKE: no wildcards to escape, and the index is used.
+        sql = "SELECT id FROM sessions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+        params = (prefix, prefix + "\U0010ffff", limit)
+        return await self._read(lambda conn: [row[0] for row in conn.execute(sql, params)])
+
     # -- messages ----------------------------------------------------------------------
 
     def _insert_message(self, conn: sqlite3.Connection, row: dict[str, Any], now: str) -> bool:

@@ -230,6 +230,9 @@ class Store(Protocol):
 
     async def count_sessions(self, status: SessionStatus | None = None) -> int: ...
 
+    async def session_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to ``limit`` session ids that start with ``prefix``, in id order."""
+
     # -- messages ----------------------------------------------------------------------
 
     async def accept_inbound(self, message: Message, job: NewJob) -> bool:

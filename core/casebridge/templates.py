@@ -278,6 +278,19 @@ class Templates:
             self._render(["email/reply.html.j2"], context),
         )
 
+    def acknowledgement(self, session: Session, message: Message) -> str:
+        """The text that tells a customer their first message arrived (``[bridge]
+        acknowledge``): ``acknowledge/{channel}.txt.j2``, else ``acknowledge/default.txt.j2``.
+        """
+        context = {
+            "session": session,
+            "message": message,
+            "contact_name": session.contact.name,
+            "channel_label": _CHANNEL_LABELS.get(session.channel, session.channel),
+        }
+        names = [f"acknowledge/{session.channel}.txt.j2", "acknowledge/default.txt.j2"]
+        return self._render(names, context).strip()
+
     def session_page(
         self,
         session: Session,

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from .dashboard import dashboard_routes
 from .errors import CasebridgeError, WebhookRefused
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
@@ -166,6 +167,7 @@ def create_app(bridge: Bridge) -> Starlette:
         Route("/api/sessions/{session_id}/close", close, methods=["POST"]),
         Route("/webhooks/{crm}/{token}", webhook, methods=["POST"]),
         Route("/sessions/{session_id}", session_page),
+        *dashboard_routes(bridge),
     ]
     app = Starlette(routes=routes)
     app.state.bridge = bridge

@@ -89,3 +89,18 @@ def test_hook_map_fields_rules_match_keywords_regex_and_channel(text: str) -> No
     assert fields["PriorityId"].kind == "lookup"
     assert ("CategoryId" in fields) == bool(re.search(r"\binvoice\b", lowered, re.I))
     assert "OriginNote" not in fields
+
+
+@given(st.integers(0, 50))
+def test_summary_names_the_assistant_only_when_it_answered(answers: int) -> None:
+    transcript = [msg("my printer jams", n=0)]
+    transcript += [msg(f"answer {n}", Author.ASSISTANT, n + 1) for n in range(answers)]
+    summary = extractive_summary(session(), transcript, HandoffDecision("asked for a person"))
+    text = summary.description
+    assert "time(s)" not in text
+    if answers == 0:
+        # No assistant configured (or it never spoke): the summary says nothing about one.
+        assert "assistant" not in text.lower()
+    else:
+        expected = {1: "once", 2: "twice"}.get(answers, f"{answers} times")
+        assert f"The assistant answered {expected} before the handoff." in text

@@ -301,7 +301,7 @@ class Deployment:
         done = self.cli("sessions", "list", "--limit", "1000")
         assert done.returncode == 0, done.stderr
         rows = []
-        for line in done.stdout.splitlines():
+        for line in done.stdout.splitlines()[1:]:  # after the header row
             session_id, channel, status, _, case, *who = line.split()
             if address and address not in " ".join(who).split(", "):
                 continue

@@ -312,7 +312,7 @@ class EmailPlugin:
             in_reply_to=in_reply_to,
             references=[r for r in references if r != in_reply_to],
             message_id=make_message_id(token, domain, nonce_for(message.id)),
-            auto_submitted=message.author is Author.ASSISTANT,
+            auto_submitted=message.author in (Author.ASSISTANT, Author.SYSTEM),
             reply_to=plus_address(from_addr, token),
         )
 

@@ -94,6 +94,8 @@ class SmsPlugin:
     """SMS through a Twilio-compatible provider (or the in-process sandbox provider)."""
 
     name = PLUGIN
+    # The sandbox's page for people, linked from the dashboard while it runs (sandbox_url).
+    sandbox_page = "/sandbox/messages"
 
     def __init__(self) -> None:
         self.bridge: Bridge | None = None
