@@ -10,6 +10,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import inspect
 
 import pytest
+from hypothesis import settings
+
+# Property tests judge correctness, not speed: a loaded CI machine must not fail an example
+# for taking longer than hypothesis's default 200 ms (speed lives in bench/).
+settings.register_profile("casebridge", deadline=None)
+settings.load_profile("casebridge")
 
 
 @pytest.hookimpl(tryfirst=True)
