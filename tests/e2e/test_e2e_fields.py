@@ -30,6 +30,17 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         running.stop()
 
 
+def test_check_names_the_column_creatio_does_not_have(deployment: Deployment) -> None:
+    done = deployment.cli("check")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "creatio: FAILED: fields.rules[0]: Creatio's Case has no column 'ProductName'\n"
+        in done.stdout
+    ), done.stdout
+    # The good rule is not reported.
+    assert "PriorityId" not in done.stdout, done.stdout
+
+
 def test_a_misnamed_column_does_not_cost_the_handoff(deployment: Deployment) -> None:
     sender = "pia@customer.example"
     message = EmailMessage()

@@ -533,8 +533,12 @@ def metadata_xml() -> str:
             lines.append(f"<Property Name={quoteattr(column.name)} Type={quoteattr(column.type)} "
                          f'Nullable="{nullable}"/>')
         for nav, column in entity.navs.items():
+            # The constraint names the lookup column behind the navigation property, so a
+            # client can tell which entity a column such as PriorityId points at.
             lines.append(f"<NavigationProperty Name={quoteattr(nav)} "
-                         f"Type={quoteattr('Terrasoft.Configuration.' + (column.ref or ''))}/>")
+                         f"Type={quoteattr('Terrasoft.Configuration.' + (column.ref or ''))}>"
+                         f"<ReferentialConstraint Property={quoteattr(column.name)} "
+                         'ReferencedProperty="Id"/></NavigationProperty>')
         lines.append("</EntityType>")
     lines.append('<EntityContainer Name="Default">')
     lines += [f"<EntitySet Name={quoteattr(n)} EntityType="
