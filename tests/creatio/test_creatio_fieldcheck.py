@@ -12,6 +12,9 @@ from casebridge_creatio.fieldcheck import MappedField, column_problems, mapped_f
 from casebridge_creatio.lookups import CASE_LOOKUPS
 from casebridge_creatio.metadata import parse_metadata
 from casebridge_creatio.sandbox.engine import metadata_xml
+from casebridge_creatio.sandbox.schema import ENTITIES
+from hypothesis import given
+from hypothesis import strategies as st
 from plugin_world import creatio_config
 from support.plugins import LoopChannel
 from test_creatio_plugin_hooks import served_sandbox
@@ -186,3 +189,64 @@ async def test_check_reads_metadata_from_a_served_creatio(tmp_path) -> None:
             plugins={"loop": LoopChannel()},
         )
         assert (await clean.hooks.check("creatio", clean)).detail == "Active"
+
+
+def test_sandbox_metadata_describes_exactly_what_the_sandbox_holds() -> None:
+    meta = parse_metadata(metadata_xml())
+    assert set(meta.entities) == set(ENTITIES)
+    for name, entity in ENTITIES.items():
+        parsed = meta.entity(name)
+        assert parsed is not None
+        assert dict(parsed.columns) == {c.name: c.type for c in entity.columns.values()}
+        assert dict(parsed.lookups) == {c.name: c.ref for c in entity.columns.values() if c.ref}
+
+
+names = st.from_regex(r"[A-Z][A-Za-z0-9]{0,20}", fullmatch=True)
+
+
+@given(
+    st.dictionaries(
+        names,
+        st.dictionaries(
+            names,
+            st.sampled_from(["Edm.String", "Edm.Guid", "Edm.Int32", "Edm.Boolean"]),
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_parse_metadata_reads_any_entity_and_column_names(
+    entities: dict[str, dict[str, str]], constraints: bool
+) -> None:
+    parts = []
+    for entity, columns in entities.items():
+        props = "".join(f'<Property Name="{c}" Type="{t}"/>' for c, t in columns.items())
+        # Every Guid column "XId" gets a navigation property "X" to the first entity.
+        target = next(iter(entities))
+        navs = "".join(
+            f'<NavigationProperty Name="{c[:-2]}" Type="NS.{target}">'
+            + (
+                f'<ReferentialConstraint Property="{c}" ReferencedProperty="Id"/>'
+                if constraints
+                else ""
+            )
+            + "</NavigationProperty>"
+            for c, t in columns.items()
+            if t == "Edm.Guid" and c.endswith("Id") and len(c) > 2
+        )
+        parts.append(f'<EntityType Name="{entity}">{props}{navs}</EntityType>')
+    document = (
+        '<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">'
+        '<edmx:DataServices><Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" '
+        f'Namespace="NS">{"".join(parts)}</Schema></edmx:DataServices></edmx:Edmx>'
+    )
+    meta = parse_metadata(document)
+    assert set(meta.entities) == set(entities)
+    for entity, columns in entities.items():
+        parsed = meta.entities[entity]
+        assert dict(parsed.columns) == columns
+        assert set(parsed.lookups) == {
+            c for c, t in columns.items() if t == "Edm.Guid" and c.endswith("Id") and len(c) > 2
+        }

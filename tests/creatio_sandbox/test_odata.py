@@ -256,3 +256,23 @@ def test_service_document_lists_entity_sets(sandbox: RunningSandbox) -> None:
     names = {e["name"] for e in client.get("/0/odata/").json()["value"]}
     assert {"Case", "Activity", "Contact", "CaseFile", "SysAdminUnit"} <= names
     client.close()
+
+
+def test_unknown_property_is_refused_in_creatios_shape_alone_and_in_a_batch(
+    session: httpx.Client,
+) -> None:
+    message = ("The property 'ProductName' does not exist on type "
+               "'Terrasoft.Configuration.Case'. Make sure to only use property names that are "
+               "defined by the type.")
+    answer = session.post("/0/odata/Case", json={"Subject": "x", "ProductName": "X200"})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "BadRequest" and error["message"] == message
+    assert error["innererror"]["internalexception"]["message"] == message
+    batch = session.post("/0/odata/$batch", json={"requests": [
+        {"id": "1", "method": "POST", "url": "Case",
+         "body": {"Subject": "x", "ProductName": "X200"}}]}).json()
+    [refused] = batch["responses"]
+    assert refused["status"] == 400 and refused["body"]["error"]["message"] == message
+    assert session.get("/0/odata/Case", params={"$count": "true", "$top": "0"}).json()[
+        "@odata.count"] == 0
