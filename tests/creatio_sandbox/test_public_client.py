@@ -60,3 +60,22 @@ def test_creatio_api_py_creates_an_activity_on_a_case(api: Any) -> None:
     assert listed == [
         {"Title": "Called the customer back", "StatusId": seed.ACTIVITY_STATUS_NOT_STARTED}
     ]
+
+
+def test_creatio_api_py_uploads_and_downloads_a_case_file(api: Any, tmp_path: Path) -> None:
+    # Its upload creates the CaseFile row with Size and TotalSize, then posts the bytes to
+    # FileApiService; its download reads the name from Content-Disposition.
+    case_id = api.add_collection_data("Case", data={"Subject": "Invoice"}).json()["Id"]
+    # An ASCII name: the client decodes the header's filename as raw UTF-8 read as latin-1,
+    # and the sandbox sends RFC 6266's filename*= form, which the client cannot read back.
+    source = tmp_path / "invoice 42.txt"
+    source.write_bytes(b"total: 42 EUR\n")
+    answer = api.upload_file("CaseFile", case_id, source)
+    assert answer.status_code == 200 and answer.json()["success"] is True, answer.text
+    [row] = api.get_collection_data("CaseFile", filter=f"CaseId eq {case_id}").json()["value"]
+    assert row["Name"] == source.name and row["Size"] == row["TotalSize"] == 14
+    assert row["TypeId"] == seed.FILE_TYPE_FILE
+    target = tmp_path / "downloads"
+    target.mkdir()
+    api.download_file("CaseFile", row["Id"], target)
+    assert (target / source.name).read_bytes() == b"total: 42 EUR\n"

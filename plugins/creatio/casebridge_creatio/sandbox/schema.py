@@ -127,7 +127,8 @@ ENTITIES: dict[str, Entity] = {
         _lookup_entity("CommunicationType"),
         _entity("CaseFile", [
             Column("Name", TEXT), _lookup("CaseId", "Case"), Column("Size", INT),
-            _lookup("TypeId", "FileType"), Column("Data", BINARY), Column("Version", INT),
+            Column("TotalSize", INT), _lookup("TypeId", "FileType"), Column("Data", BINARY),
+            Column("Version", INT),
         ], ("Name",)),
         _lookup_entity("FileType"),
         _entity("SysAdminUnit", [
