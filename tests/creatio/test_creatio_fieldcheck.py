@@ -6,13 +6,19 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from casebridge.bridge import Bridge
+from casebridge.secrets import Secret
+from casebridge_creatio.client import CreatioClient
 from casebridge_creatio.fieldcheck import MappedField, column_problems, mapped_fields
 from casebridge_creatio.lookups import CASE_LOOKUPS
 from casebridge_creatio.metadata import parse_metadata
+from casebridge_creatio.operations import CreatioOperations
+from casebridge_creatio.plugin import check_operations
 from casebridge_creatio.sandbox.engine import metadata_xml
 from casebridge_creatio.sandbox.schema import ENTITIES
+from casebridge_creatio.settings import CreatioSettings
 from hypothesis import given
 from hypothesis import strategies as st
 from plugin_world import creatio_config
@@ -250,3 +256,60 @@ def test_parse_metadata_reads_any_entity_and_column_names(
         assert set(parsed.lookups) == {
             c for c, t in columns.items() if t == "Edm.Guid" and c.endswith("Id") and len(c) > 2
         }
+
+
+def creatio_answering_metadata(answer: httpx.Response) -> httpx.MockTransport:
+    """A Creatio that signs in, has every record asked for, and answers ``$metadata``
+    with ``answer``."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/AuthService.svc/Login"):
+            return httpx.Response(
+                200,
+                json={"Code": 0, "Message": ""},
+                headers=[
+                    ("set-cookie", ".ASPXAUTH=a; path=/"),
+                    ("set-cookie", "BPMCSRF=c; path=/"),
+                ],
+            )
+        if request.url.path != "/0/odata/$metadata":
+            return httpx.Response(200, json={"Id": str(uuid.uuid4()), "value": []})
+        assert request.headers["accept"] == "application/xml"
+        return answer
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (
+            httpx.Response(
+                200, text="<html><body>Sign in</body></html>", headers={"content-type": "text/html"}
+            ),
+            "Creatio answered with a web page instead of JSON",
+        ),
+        (
+            httpx.Response(
+                403, json={"error": {"code": "Forbidden", "message": "No OData access"}}
+            ),
+            "Creatio refused to read $metadata (HTTP 403): No OData access",
+        ),
+        (
+            httpx.Response(200, content=b"<edmx:Edmx", headers={"content-type": "application/xml"}),
+            "cannot check the mapped fields: $metadata is not XML that can be read safely",
+        ),
+    ],
+)
+async def test_check_says_when_metadata_cannot_be_read(answer, problem) -> None:
+    settings = CreatioSettings(
+        url="https://acme.creatio.test",
+        username="api",
+        password=Secret("pw-never-shown"),
+        retries=0,
+    )
+    transport = creatio_answering_metadata(answer)
+    async with CreatioClient(settings, transport=transport) as client:
+        result = await check_operations(CreatioOperations(client, settings), [rule("ProductName")])
+    assert not result.ok and problem in result.detail
+    assert "pw-never-shown" not in result.detail
