@@ -336,9 +336,9 @@ class CreatioOperations:
                     raise
                 log.warning("case %s: %s; column left unset", request.key, exc)
                 unset.append(str(exc))
-        if unset:
-            note = "casebridge could not set: " + "; ".join(unset)
-            body["Notes"] = f"{body['Notes']}\n{note}" if body.get("Notes") else note
+        # Said where the rep reads first, in the list the core keeps for fields left empty.
+        for line in unset:
+            body["Symptoms"] = add_left_empty(str(body["Symptoms"] or ""), line)
         return body
 
     async def _origin_id(self, channel: str) -> str | None:
