@@ -264,7 +264,7 @@ async def test_create_case_writes_defaults_origin_and_mapped_fields():
     assert row["OwnerId"] == ops.settings.owner_id and "GroupId" not in row
 
 
-async def test_unknown_lookup_value_goes_to_notes_or_fails_when_strict():
+async def test_unknown_lookup_value_is_noted_on_the_case_or_fails_when_strict():
     fake = FakeCreatio()
     who = add(fake, "Contact", Name="Ann")
     fields = {"PriorityId": FieldValue("Apocalyptic", "lookup")}
@@ -272,7 +272,11 @@ async def test_unknown_lookup_value_goes_to_notes_or_fails_when_strict():
     async with ops.client:
         await ops.create_case(case_request(who, fields=fields, key=str(uuid.uuid4())))
     (row,) = fake.tables["Case"].values()
-    assert "PriorityId" in row["Notes"] and "'Apocalyptic'" in row["Notes"]
+    assert row["Symptoms"] == (
+        "It started smoking after the update.\n\nFields left empty:\n"
+        "- PriorityId: no CasePriority record is named 'Apocalyptic' in Creatio"
+    )
+    assert "Notes" not in row
     assert row["PriorityId"] == cs.CASE_PRIORITY_MEDIUM
     strict = make(fake, strict_lookups=True)
     async with strict.client:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import uvicorn
 from casebridge.errors import AmbiguousWriteError
-from casebridge.model import Contact
+from casebridge.model import Contact, FieldValue
 from casebridge.secrets import Secret
 from casebridge_creatio import settings as cs
 from casebridge_creatio.auth import CreatioAuthError
@@ -133,3 +133,43 @@ async def test_write_committed_then_failed_is_not_written_twice(base):
         faults(base, script=["fail_after_write"], fail_after_write_mode="drop")
         with pytest.raises(AmbiguousWriteError):
             await client.batch([BatchRequest("POST", "Contact", {"Name": "Batch"})])
+
+
+async def test_a_refused_mapped_field_is_left_out_and_noted(base):
+    # A column Creatio does not have, and a text value for a lookup column: Creatio refuses
+    # each with a 400 naming the property; the case is written without them.
+    settings = login(base)
+    async with CreatioClient(settings) as client:
+        ops = CreatioOperations(client, settings)
+        who = await ops.sync_contact(Contact(id="c-fields", name="Pia", emails=("pia@x.org",)))
+        request = case_request(who.crm_id, fields={
+            "ProductName": FieldValue("Printer X200"),
+            "CategoryId": FieldValue("Incident"),
+            "PriorityId": FieldValue("High", "lookup"),
+        })
+        case = await ops.create_case(request)
+        row = await client.get("Case", case.id)
+        assert row is not None
+        assert row["PriorityId"] == (await ops.lookups.resolve("CasePriority", "High"))
+        assert row["CategoryId"] == "00000000-0000-0000-0000-000000000000"
+        symptoms = row["Symptoms"]
+        assert symptoms.startswith("It started smoking after the update.\n\nFields left empty:\n")
+        [product, category] = symptoms.split("Fields left empty:\n")[1].split("\n")
+        assert product.startswith("- ProductName: Creatio refused this column, so "
+                                  "'Printer X200' was not written (The property 'ProductName' "
+                                  "does not exist on type 'Terrasoft.Configuration.Case'.")
+        assert category.startswith("- CategoryId: Creatio refused this column, so 'Incident'")
+        assert "Edm.Guid" in category
+
+
+async def test_a_refused_field_does_not_stop_the_batched_handoff(base):
+    settings = login(base)
+    async with CreatioClient(settings) as client:
+        ops = CreatioOperations(client, settings)
+        who = await ops.sync_contact(Contact(id="c-batch", name="Ola", emails=("ola@x.org",)))
+        request = case_request(who.crm_id, fields={"ProductName": FieldValue("X200")})
+        activities = [activity_request(request.key, n=n, crm_id=who.crm_id) for n in range(2)]
+        case, refs = await ops.write_case_with_activities(request, activities)
+        row = await client.get("Case", case.id, select=["Symptoms"])
+        assert row is not None and "- ProductName: Creatio refused" in row["Symptoms"]
+        assert all([await client.get("Activity", r.id, select=["Id"]) for r in refs])

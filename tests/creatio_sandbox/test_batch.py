@@ -70,7 +70,7 @@ def test_failed_atomicity_group_is_rolled_back(session: httpx.Client) -> None:
                               case_request("2", lost, atomicityGroup="g"),
                               activity_request("3", lost, atomicityGroup="g"),
                               {"id": "4", "method": "POST", "url": "Activity",
-                               "body": {"Title": "no due date"}, "atomicityGroup": "g"},
+                               "body": {"Body": "no title"}, "atomicityGroup": "g"},
                               activity_request("5", lost, atomicityGroup="g"),
                               activity_request("6", kept)]})
     statuses = [r["status"] for r in answer.json()["responses"]]

@@ -117,14 +117,66 @@ def test_a_case_in_a_final_status_refuses_changes(session: httpx.Client) -> None
 
 
 def test_activity_required_columns(session: httpx.Client) -> None:
+    # Required means required AND without a default: left out, DueDate and StatusId take
+    # Creatio's defaults; sent empty, or Title (no default) left out, they are refused.
     case = new_case(session)
     body = activity(case["Id"])
-    for column in ("Title", "DueDate", "StatusId"):
-        partial = {k: v for k, v in body.items() if k != column}
-        answer = session.post("/0/odata/Activity", json=partial)
+    untitled = {k: v for k, v in body.items() if k != "Title"}
+    answer = session.post("/0/odata/Activity", json=untitled)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == \
+        "Required column(s) Title of 'Activity' must have a value."
+    for column in ("DueDate", "StatusId"):
+        emptied = {**body, column: None}
+        answer = session.post("/0/odata/Activity", json=emptied)
         assert answer.status_code == 400
         assert column in answer.json()["error"]["message"]
+        partial = {k: v for k, v in body.items() if k != column}
+        assert session.post("/0/odata/Activity", json=partial).status_code == 201
     assert session.post("/0/odata/Activity", json=body).status_code == 201
+
+
+def test_activity_defaults_are_creatios(session: httpx.Client) -> None:
+    case = new_case(session)
+    answer = session.post("/0/odata/Activity", json={"Title": "Call back", "CaseId": case["Id"]})
+    assert answer.status_code == 201, answer.text
+    row = answer.json()
+    assert row["StatusId"] == seed.ACTIVITY_STATUS_NOT_STARTED
+    assert row["PriorityId"] == seed.ACTIVITY_PRIORITY_MEDIUM
+    assert row["ActivityCategoryId"] == seed.ACTIVITY_CATEGORY_TODO
+    assert row["TypeId"] == seed.ACTIVITY_TYPE_TASK
+    assert row["OwnerId"] == row["AuthorId"] == SUPERVISOR
+    assert CREATED_ON.fullmatch(row["StartDate"]) and row["StartDate"] == row["DueDate"]
+    # Given values win over the defaults, and an update fills nothing in.
+    given = session.post("/0/odata/Activity", json={
+        "Title": "Done", "StatusId": seed.ACTIVITY_STATUS_COMPLETED,
+        "TypeId": seed.ACTIVITY_TYPE_CALL, "OwnerId": seed.AGENT_CONTACT}).json()
+    assert given["StatusId"] == seed.ACTIVITY_STATUS_COMPLETED
+    assert given["TypeId"] == seed.ACTIVITY_TYPE_CALL
+    assert given["OwnerId"] == seed.AGENT_CONTACT and given["AuthorId"] == SUPERVISOR
+
+
+def test_other_entities_take_creatios_defaults(session: httpx.Client) -> None:
+    contact = session.post("/0/odata/Contact", json={"Name": "Anna"}).json()
+    assert contact["OwnerId"] == SUPERVISOR
+    case = new_case(session, ContactId=contact["Id"])
+    assert case["StatusId"] == seed.STATUS_NEW
+    assert case["PriorityId"] == seed.PRIORITY_MEDIUM
+    assert re.fullmatch(r"SR\d{8}", case["Number"]) and CREATED_ON.fullmatch(case["RegisteredOn"])
+    file_row = session.post("/0/odata/CaseFile", json={"Name": "a.txt", "CaseId": case["Id"]})
+    assert file_row.status_code == 201, file_row.text
+    assert file_row.json()["TypeId"] == seed.FILE_TYPE_FILE and file_row.json()["Version"] == 1
+    comm = session.post("/0/odata/ContactCommunication", json={
+        "ContactId": contact["Id"], "CommunicationTypeId": seed.COMMUNICATION_MOBILE,
+        "Number": "+1 555 0100"}).json()
+    assert comm["Primary"] is False and comm["SearchNumber"] == "00105551"
+    unit = session.post("/0/odata/SysAdminUnit", json={"Name": "Support line 3"}).json()
+    assert unit["Active"] is True
+    # A required column without a default is still refused.
+    nameless = session.post("/0/odata/Contact", json={"Email": "x@example.com"})
+    assert nameless.status_code == 400
+    assert nameless.json()["error"]["message"] == \
+        "Required column(s) Name of 'Contact' must have a value."
 
 
 def test_unknown_lookup_value_is_a_foreign_key_error(session: httpx.Client) -> None:
@@ -204,3 +256,23 @@ def test_service_document_lists_entity_sets(sandbox: RunningSandbox) -> None:
     names = {e["name"] for e in client.get("/0/odata/").json()["value"]}
     assert {"Case", "Activity", "Contact", "CaseFile", "SysAdminUnit"} <= names
     client.close()
+
+
+def test_unknown_property_is_refused_in_creatios_shape_alone_and_in_a_batch(
+    session: httpx.Client,
+) -> None:
+    message = ("The property 'ProductName' does not exist on type "
+               "'Terrasoft.Configuration.Case'. Make sure to only use property names that are "
+               "defined by the type.")
+    answer = session.post("/0/odata/Case", json={"Subject": "x", "ProductName": "X200"})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "BadRequest" and error["message"] == message
+    assert error["innererror"]["internalexception"]["message"] == message
+    batch = session.post("/0/odata/$batch", json={"requests": [
+        {"id": "1", "method": "POST", "url": "Case",
+         "body": {"Subject": "x", "ProductName": "X200"}}]}).json()
+    [refused] = batch["responses"]
+    assert refused["status"] == 400 and refused["body"]["error"]["message"] == message
+    assert session.get("/0/odata/Case", params={"$count": "true", "$top": "0"}).json()[
+        "@odata.count"] == 0

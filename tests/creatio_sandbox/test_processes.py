@@ -62,7 +62,7 @@ def test_rolled_back_writes_fire_no_process(start_sandbox: StartSandbox,
     client.post("/0/odata/$batch", json={"requests": [
         {"id": "1", "method": "POST", "url": "Activity", "body": activity,
          "atomicityGroup": "g"},
-        {"id": "2", "method": "POST", "url": "Activity", "body": {"Title": "bad"},
+        {"id": "2", "method": "POST", "url": "Activity", "body": {"Body": "no title"},
          "atomicityGroup": "g"}]})
     client.post("/0/odata/Activity", json={**activity, "Title": "kept"})
     posts = receiver.wait_for(1)

@@ -340,6 +340,18 @@ class CreatioClient:
             )
         return CheckResult("creatio", True, "Active")
 
+    async def metadata(self) -> bytes:
+        """The service's ``$metadata`` CSDL document (XML), as Creatio sends it."""
+        response = await self._call(
+            "GET", "$metadata", entity="$metadata", operation="read",
+            headers={"Accept": "application/xml"},
+        )
+        # The document is XML, so the usual "a page instead of JSON" test does not apply.
+        is_page = "html" in response.headers.get("content-type", "").lower()
+        if is_page or response.status_code >= 400:
+            self._check(response, "$metadata", "read")
+        return response.content
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def _url(self, path: str) -> str:

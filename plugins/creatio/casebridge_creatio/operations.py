@@ -29,6 +29,7 @@ from . import odata
 from .client import BatchRequest, CreatioClient, CreatioError
 from .lookups import LookupCache, LookupNotFound, StatusCache
 from .odata import Guid
+from .refusals import add_left_empty, left_out_line, refused_column
 from .settings import (
     ACTIVITY_CATEGORY_EMAIL,
     ACTIVITY_CATEGORY_TODO,
@@ -273,10 +274,30 @@ class CreatioOperations:
             existing = await self.get_case(key)
             if existing is not None:
                 return existing
-        created = await self.client.create("Case", await self.case_body(request))
+        created = await self.create_case_record(request, await self.case_body(request))
         if str(created.get("Id", key)).lower() != key:
             log.warning("Creatio gave case %s another Id (%s)", key, created.get("Id"))
         return await self._case_ref(created)
+
+    async def create_case_record(
+        self, request: CaseRequest, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """POST the case. When Creatio refuses a mapped field (a column it does not have, a
+        value the column cannot take), that field is left out and the case written without
+        it, with a line under "Fields left empty:" in its description: a mapping mistake
+        must never cost the handoff. Refusals of the bridge's own columns still raise."""
+        while True:
+            try:
+                return await self.client.create("Case", body)
+            except CreatioError as exc:
+                column = refused_column(exc.message) if exc.status == 400 else None
+                if column is None or column not in request.fields or column not in body:
+                    raise
+                log.warning("case %s: Creatio refused the mapped field %s; writing the case "
+                            "without it: %s", request.key, column, exc.message)
+                line = left_out_line(column, request.fields[column].value, exc.message)
+                body = {k: v for k, v in body.items() if k != column}
+                body["Symptoms"] = add_left_empty(str(body.get("Symptoms") or ""), line)
 
     async def case_body(self, request: CaseRequest) -> dict[str, Any]:
         """The Case record for ``request``: defaults, then the mapped fields."""
@@ -315,9 +336,9 @@ class CreatioOperations:
                     raise
                 log.warning("case %s: %s; column left unset", request.key, exc)
                 unset.append(str(exc))
-        if unset:
-            note = "casebridge could not set: " + "; ".join(unset)
-            body["Notes"] = f"{body['Notes']}\n{note}" if body.get("Notes") else note
+        # Said where the rep reads first, in the list the core keeps for fields left empty.
+        for line in unset:
+            body["Symptoms"] = add_left_empty(str(body["Symptoms"] or ""), line)
         return body
 
     async def _origin_id(self, channel: str) -> str | None:
@@ -486,7 +507,7 @@ class CreatioOperations:
         keys: list[str],
     ) -> None:
         if not await self._existing_ids("Case", [case_id]):
-            await self.client.create("Case", await self.case_body(case_request))
+            await self.create_case_record(case_request, await self.case_body(case_request))
         have = await self._existing_ids("Activity", keys)
         for key, request in zip(keys, activity_requests, strict=True):
             if key not in have:

@@ -37,6 +37,7 @@ from casebridge.model import (
 from casebridge.secrets import Secret
 
 from .client import CreatioClient
+from .fieldcheck import MappedField, check_fields, mapped_fields
 from .lookups import LookupNotFound
 from .operations import CreatioOperations
 from .reconcile import PollResult, Reconciler
@@ -132,14 +133,15 @@ class CreatioPlugin:
     async def check(self, bridge: Bridge) -> CheckResult:
         settings = self._settings()
         if settings.url == SANDBOX_URL and self.sandbox is None:
-            return await self._check_detached_sandbox()
+            return await self._check_detached_sandbox(mapped_fields(bridge.config))
+        fields = mapped_fields(bridge.config)
         if self._ops is not None:
-            return await check_operations(self._ops)
+            return await check_operations(self._ops, fields)
         # Outside the runner (`casebridge check`): a client of its own, closed afterwards.
         async with CreatioClient(settings) as client:
-            return await check_operations(CreatioOperations(client, settings))
+            return await check_operations(CreatioOperations(client, settings), fields)
 
-    async def _check_detached_sandbox(self) -> CheckResult:
+    async def _check_detached_sandbox(self, fields: Sequence[MappedField]) -> CheckResult:
         # `casebridge check` runs no services: try the settings against a sandbox of our own,
         # served in memory, so the GUIDs are checked against the same seed data.
         from .sandbox import create_sandbox_app
@@ -149,7 +151,7 @@ class CreatioPlugin:
         settings = self._with_sandbox_credentials(base)
         try:
             async with CreatioClient(settings, transport=httpx.ASGITransport(app=app)) as client:
-                result = await check_operations(CreatioOperations(client, settings))
+                result = await check_operations(CreatioOperations(client, settings), fields)
         finally:
             app.state.sandbox.store.close()
         if result.ok:
@@ -437,9 +439,12 @@ def _has_client(settings: CreatioSettings) -> bool:
 # -- check ---------------------------------------------------------------------------------------
 
 
-async def check_operations(ops: CreatioOperations) -> CheckResult:
-    """Sign in and read, then make sure every GUID and lookup name in the settings exists:
-    "Active", or each problem found."""
+async def check_operations(
+    ops: CreatioOperations, fields: Sequence[MappedField] = ()
+) -> CheckResult:
+    """Sign in and read, then make sure every GUID and lookup name in the settings exists
+    and every mapped field's column and lookup values are Creatio's: "Active", or each
+    problem found."""
     result = await ops.client.check()
     if not result.ok:
         return result
@@ -465,6 +470,7 @@ async def check_operations(ops: CreatioOperations) -> CheckResult:
             except LookupNotFound:
                 problems.append(f"origin_names.{channel}: Creatio has no CaseOrigin named "
                                 f"{display!r}")
+        problems += await check_fields(ops, fields)
     except TransientError as exc:
         return CheckResult(CRM, False, f"Creatio at {settings.url} stopped answering: {exc}")
     except PermanentError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from . import seed
+from .defaults import fill_defaults
 from .errors import ODataError
 from .query import (
     QueryError,
@@ -257,10 +258,7 @@ class ODataEngine:
         full.update({"CreatedOn": now, "CreatedById": actor})
         full.update(row)
         full.update({"ModifiedOn": now, "ModifiedById": actor})
-        for name, column in entity.columns.items():
-            if full[name] is None and column.type in (TEXT, BOOL, INT, DECIMAL):
-                full[name] = {TEXT: "", BOOL: False, INT: 0, DECIMAL: 0}[column.type]
-        self._apply_defaults(entity, full, None, now)
+        self._fill_new(entity, full, set(values), now, actor)
         self._check_required(entity, full)
         self._check_references(entity, full, "INSERT")
         self.store.put(entity.name, full)
@@ -325,15 +323,23 @@ class ODataEngine:
             row[name] = _coerce_value(entity, name, column.type, value)
         return row
 
+    def _fill_new(self, entity: Entity, row: dict[str, Any], given: set[str], now: str,
+                  actor: str) -> None:
+        """Creatio's defaults for the columns an insert left out, then empty text, false and
+        zero for the remaining scalar columns (lookups and dates stay empty)."""
+        fill_defaults(entity.name, row, given, now=now, actor=actor,
+                      next_case_number=self._next_case_number)
+        for name, column in entity.columns.items():
+            if row[name] is None and column.type in (TEXT, BOOL, INT, DECIMAL):
+                row[name] = {TEXT: "", BOOL: False, INT: 0, DECIMAL: 0}[column.type]
+        self._apply_defaults(entity, row, None, now)
+
+    def _next_case_number(self) -> str:
+        return f"SR{self.store.next_value('CaseNumber'):08d}"
+
     def _apply_defaults(self, entity: Entity, row: dict[str, Any],
                         old: dict[str, Any] | None, now: str) -> None:
         if entity.name == "Case":
-            if old is None:
-                if not row.get("Number"):
-                    row["Number"] = f"SR{self.store.next_value('CaseNumber'):08d}"
-                row["RegisteredOn"] = row.get("RegisteredOn") or now
-                row["StatusId"] = row.get("StatusId") or seed.STATUS_NEW
-                row["PriorityId"] = row.get("PriorityId") or seed.PRIORITY_MEDIUM
             status = self.store.get("CaseStatus", row.get("StatusId") or "")
             changed = old is None or old.get("StatusId") != row.get("StatusId")
             if status is not None and changed:
@@ -399,11 +405,11 @@ class ODataEngine:
                 continue
             now = now_text()
             comm = dict.fromkeys(ENTITIES["ContactCommunication"].columns)
-            comm.update({"Id": self._new_id(), "ContactId": row["Id"],
-                         "CommunicationTypeId": type_id, "Number": number, "Primary": True,
-                         "CreatedOn": now, "ModifiedOn": now, "CreatedById": actor,
+            given = {"Id": self._new_id(), "ContactId": row["Id"],
+                     "CommunicationTypeId": type_id, "Number": number, "Primary": True}
+            comm.update({**given, "CreatedOn": now, "ModifiedOn": now, "CreatedById": actor,
                          "ModifiedById": actor})
-            self._apply_defaults(ENTITIES["ContactCommunication"], comm, None, now)
+            self._fill_new(ENTITIES["ContactCommunication"], comm, set(given), now, actor)
             self.store.put("ContactCommunication", comm)
 
     # --- seeding ---
@@ -418,10 +424,7 @@ class ODataEngine:
                 full.update({"CreatedOn": now, "ModifiedOn": now, "CreatedById": actor,
                              "ModifiedById": actor})
                 full.update(self._coerce(entity, item))
-                for col_name, column in entity.columns.items():
-                    if full[col_name] is None and column.type in (TEXT, BOOL, INT):
-                        full[col_name] = {TEXT: "", BOOL: False, INT: 0}[column.type]
-                self._apply_defaults(entity, full, None, now)
+                self._fill_new(entity, full, set(item), now, actor)
                 self.store.put(name, full)
         self.store.forget_journal()
 
@@ -530,8 +533,12 @@ def metadata_xml() -> str:
             lines.append(f"<Property Name={quoteattr(column.name)} Type={quoteattr(column.type)} "
                          f'Nullable="{nullable}"/>')
         for nav, column in entity.navs.items():
+            # The constraint names the lookup column behind the navigation property, so a
+            # client can tell which entity a column such as PriorityId points at.
             lines.append(f"<NavigationProperty Name={quoteattr(nav)} "
-                         f"Type={quoteattr('Terrasoft.Configuration.' + (column.ref or ''))}/>")
+                         f"Type={quoteattr('Terrasoft.Configuration.' + (column.ref or ''))}>"
+                         f"<ReferentialConstraint Property={quoteattr(column.name)} "
+                         'ReferencedProperty="Id"/></NavigationProperty>')
         lines.append("</EntityType>")
     lines.append('<EntityContainer Name="Default">')
     lines += [f"<EntitySet Name={quoteattr(n)} EntityType="

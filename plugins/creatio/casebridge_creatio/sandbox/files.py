@@ -72,8 +72,9 @@ class FileService:
         complete = ranges == [(0, total)] or total == 0
         if params.get("mimeType"):
             self.mime_types[file_id] = params["mimeType"]
-        if complete and row.get("Size") != total:
-            self.engine.store.put(entity.name, {**row, "Size": total})
+        if complete and (row.get("Size"), row.get("TotalSize")) != (total, total):
+            # Creatio keeps both sizes of a file row itself once the content is in.
+            self.engine.store.put(entity.name, {**row, "Size": total, "TotalSize": total})
         self.engine.store.forget_journal()
         return {"success": True, "errorInfo": None, "fileId": file_id,
                 "uploadedLength": sum(b - a for a, b in ranges), "totalFileLength": total,

@@ -1,5 +1,8 @@
 """The Creatio entities the sandbox serves: their columns, types, lookups and required columns.
 
+"Required" means what it means in Creatio: an insert is refused only when a required column
+is still empty after the defaults of :mod:`.defaults` are filled in.
+
 Values are kept in the store in their JSON form (GUIDs lower-case, datetimes as
 ``YYYY-MM-DDTHH:MM:SS.fffffffZ``); an empty lookup or date is None in the store and shows as
 the empty GUID or ``0001-01-01T00:00:00Z`` on the wire, as Creatio's OData 4 does.
@@ -115,6 +118,7 @@ ENTITIES: dict[str, Entity] = {
         _entity("Contact", [
             Column("Name", TEXT), Column("Email", TEXT), Column("MobilePhone", TEXT),
             Column("Phone", TEXT), Column("AccountId", GUID), Column("JobTitle", TEXT),
+            _lookup("OwnerId", "Contact"),
         ], ("Name",)),
         _entity("ContactCommunication", [
             _lookup("ContactId", "Contact"), _lookup("CommunicationTypeId", "CommunicationType"),
@@ -123,7 +127,8 @@ ENTITIES: dict[str, Entity] = {
         _lookup_entity("CommunicationType"),
         _entity("CaseFile", [
             Column("Name", TEXT), _lookup("CaseId", "Case"), Column("Size", INT),
-            _lookup("TypeId", "FileType"), Column("Data", BINARY), Column("Version", INT),
+            Column("TotalSize", INT), _lookup("TypeId", "FileType"), Column("Data", BINARY),
+            Column("Version", INT),
         ], ("Name",)),
         _lookup_entity("FileType"),
         _entity("SysAdminUnit", [
