@@ -23,6 +23,7 @@ def starter_config() -> dict[str, Any]:
                 "listen_host": "127.0.0.1",
                 "listen_port": 2525,
                 "support_addresses": ["support@example.com"],
+                "catcher": {"port": 1025},
             },
             "sms": {"provider": "sandbox", "numbers": ["+15005550006"]},
             "creatio": {"url": "sandbox"},

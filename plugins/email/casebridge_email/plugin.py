@@ -38,6 +38,9 @@ from casebridge.model import (
 )
 
 from .attachments import store_attachments
+from .catcher import MailCatcher
+from .catcher_pages import PREFIX as CATCHER_PREFIX
+from .catcher_pages import catcher_routes
 from .compose import compose_reply
 from .guards import SenderRateLimiter, loop_reason
 from .inbound import CHANNEL, to_message
@@ -51,12 +54,17 @@ from .trim_command import trim_commands
 if TYPE_CHECKING:
     from casebridge.bridge import Bridge
     from casebridge.store import Store
+    from starlette.routing import BaseRoute
 
 log = logging.getLogger(__name__)
 
 NAME = "email"
 CHECK_TIMEOUT = 5.0
 _TOKEN_KEY_LABEL = b"casebridge email reply token"
+NO_RELAY = (
+    "no relay configured: add [plugins.email.relay] (or [plugins.email.catcher] to keep "
+    "replies on the mail catcher's page); the reply was not sent"
+)
 
 
 def nonce_for(message_id: str) -> str:
@@ -91,6 +99,7 @@ class EmailPlugin:
             self._settings.rate_limit_messages, self._settings.rate_limit_seconds
         )
         self._derived_secret: bytes | None = None
+        self.catcher: MailCatcher | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -107,6 +116,8 @@ class EmailPlugin:
         # aiosmtpd logs every SMTP line to "mail.log", AUTH answers (base64 credentials)
         # included at DEBUG: keep it to warnings whatever the bridge's level.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self.catcher = (MailCatcher(settings.catcher, bridge.data_dir)
+                        if settings.catcher is not None else None)
 
     @hookimpl
     def services(self, bridge: Bridge) -> list[Service]:
@@ -130,7 +141,21 @@ class EmailPlugin:
         async def run(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
             await server.run(task_status=task_status)
 
-        return [Service("email SMTP server", run)]
+        found = [Service("email SMTP server", run)]
+        if self.catcher is not None:
+            found.append(Service("email mail catcher", self.catcher.run))
+        return found
+
+    @hookimpl
+    def http_routes(self, bridge: Bridge) -> list[BaseRoute]:
+        if self.catcher is None:
+            return []
+        where = f"{self.catcher.settings.host}:{self.catcher.settings.port}"
+        return catcher_routes(self.catcher.store, where)
+
+    def catcher_url(self, public_url: str) -> str:
+        """The mail catcher's page under the bridge's ``public_url`` ("" when it is off)."""
+        return f"{public_url.rstrip('/')}{CATCHER_PREFIX}" if self.catcher is not None else ""
 
     @hookimpl
     def cli_commands(self) -> list[Command]:
@@ -147,10 +172,13 @@ class EmailPlugin:
         except ConfigError as exc:
             return CheckResult(NAME, False, str(exc))
         relay = settings.relay
+        if relay is None and settings.catcher is not None:
+            catcher = settings.catcher
+            return CheckResult(NAME, True, (
+                f"Active (replies go to the mail catcher on {catcher.host}:{catcher.port}, "
+                f"shown at {self.catcher_url(bridge.public_url)}; it starts with run)"))
         if relay is None:
-            return CheckResult(
-                NAME, True, "Active (no relay configured: replies are kept in the outbox)"
-            )
+            return CheckResult(NAME, False, NO_RELAY)
         problem = await _unreachable(relay)
         if problem:
             return CheckResult(NAME, False, problem)
@@ -236,11 +264,10 @@ class EmailPlugin:
             # A recipient that is no e-mail address fails the same way every time.
             return Delivery(DeliveryState.FAILED, detail=str(exc))
         our_id = str(email["Message-ID"]).strip("<>")
-        relay = self._settings.relay
+        relay = self._settings.outgoing_relay
         if relay is None:
-            raise TransientError(
-                "no relay configured ([plugins.email.relay]): the reply waits in the outbox"
-            )
+            # A configuration error, not an outage: retrying cannot help.
+            return Delivery(DeliveryState.FAILED, detail=NO_RELAY)
         attempt_key = f"attempt:{message.id}"
         claimed = await store.compare_and_put_state(
             NAME, attempt_key, None, {"message_id": our_id, "stage": "sending"}
