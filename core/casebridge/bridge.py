@@ -1,8 +1,9 @@
 """The runner: one configuration, one PluginManager, one store, one outbox, one web app.
 
 Plugins receive the :class:`Bridge` in ``configure``, ``services`` and ``http_routes``; the
-methods they may use are the public ones below (``receive``, ``settings``, ``store``,
-``data_dir``, ``public_url``, ``session_link``, ``metrics``, ``templates``).
+methods they may use are the public ones below (``receive``, ``report_delivery``,
+``settings``, ``store``, ``data_dir``, ``public_url``, ``session_link``, ``metrics``,
+``templates``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import anyio
 import pluggy
 from anyio.abc import TaskStatus
 
-from . import blobs
+from . import blobs, deliveries
 from . import config as configuration
 from .backoff import BackoffPolicy
 from .errors import PermanentError
@@ -218,6 +219,19 @@ class Bridge:
             else:
                 log.info("duplicate inbound %s dropped", message.external_id)
             return Received(message_id=message.id, duplicate=not stored)
+
+    async def report_delivery(self, message_id: str, state: str, detail: str = "") -> None:
+        """A channel learned later what became of a reply it sent: ``state`` "delivered", or
+        "failed" with ``detail`` (an SMS status callback, a bounce). A failure is noted on
+        the session and written to the case, once. Unknown message ids are ignored."""
+        message = await self.store.get_message(message_id)
+        if message is None or not deliveries.tracked(message):
+            return
+        record = await deliveries.report(self.store, message_id,
+                                         deliveries.ReplyState(state), detail)
+        failed = (deliveries.ReplyState.FAILED, deliveries.ReplyState.REFUSED)
+        if record is not None and record.state in failed and message.session_id:
+            await self.enqueue(self.pipeline.undelivered_job(message))
 
     async def enqueue(self, *jobs: NewJob) -> None:
         await self.store.enqueue(list(jobs))

@@ -9,6 +9,7 @@ import html
 import json
 import logging
 import socket
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from . import deliveries
 from .errors import CasebridgeError, WebhookRefused
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
-from .model import HandoffDecision, Session, SessionStatus, WebhookRequest, utcnow
+from .model import HandoffDecision, Message, Session, SessionStatus, WebhookRequest, utcnow
 from .pipeline import closed_job, reply_job
 
 if TYPE_CHECKING:
@@ -111,6 +113,17 @@ def create_app(bridge: Bridge) -> Starlette:
         await bridge.enqueue(bridge.pipeline.close_job(session.id, new_trace_id()))
         return JSONResponse({"session": session.id, "close": "queued"}, 202)
 
+    async def session_json(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        session = await bridge.store.get_session(request.path_params["session_id"])
+        if session is None:
+            return JSONResponse({"error": f"no session {request.path_params['session_id']}"},
+                                404)
+        transcript = await bridge.store.transcript(session.id)
+        states = await deliveries.for_transcript(bridge.store, transcript)
+        return JSONResponse(session_document(session, transcript, states))
+
     async def webhook(request: Request) -> Response:
         crm = request.path_params["crm"]
         if crm != bridge.config.bridge.crm:
@@ -152,8 +165,9 @@ def create_app(bridge: Bridge) -> Starlette:
         if session is None:
             return HTMLResponse("<h1>No such session</h1>", 404)
         transcript = await bridge.store.transcript(session_id)
+        states = await deliveries.for_transcript(bridge.store, transcript)
         page = bridge.templates.session_page(
-            session, transcript, session.case.url if session.case else None, utcnow()
+            session, transcript, session.case.url if session.case else None, utcnow(), states
         )
         return HTMLResponse(page, headers={"Cache-Control": "no-store",
                                            "Referrer-Policy": "no-referrer"})
@@ -164,6 +178,7 @@ def create_app(bridge: Bridge) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Route("/api/sessions/{session_id}", session_json),
         Route("/api/sessions/{session_id}/handoff", handoff, methods=["POST"]),
         Route("/api/sessions/{session_id}/close", close, methods=["POST"]),
         Route("/webhooks/{crm}/{token}", webhook, methods=["POST"]),
@@ -172,6 +187,32 @@ def create_app(bridge: Bridge) -> Starlette:
     app = Starlette(routes=routes)
     app.state.bridge = bridge
     return app
+
+
+def session_document(
+    session: Session, transcript: Sequence[Message],
+    states: Mapping[str, deliveries.DeliveryRecord],
+) -> dict[str, Any]:
+    """A session as the JSON API returns it: its case, and every message with the delivery
+    state of each reply (null for messages that are not replies to the customer)."""
+    case = session.case
+    return {
+        "id": session.id, "channel": session.channel, "status": session.status.value,
+        "subject": session.subject,
+        "contact": {"name": session.contact.name, "emails": list(session.contact.emails),
+                    "phones": list(session.contact.phones)},
+        "case": {"crm": case.crm, "id": case.case_id, "number": case.number, "url": case.url}
+        if case else None,
+        "created_at": session.created_at.isoformat(),
+        "updated_at": session.updated_at.isoformat(),
+        "messages": [
+            {"id": m.id, "direction": m.direction.value, "author": m.author.value,
+             "sender": m.sender, "recipients": list(m.recipients), "text": m.text,
+             "sent_at": m.sent_at.isoformat(),
+             "delivery": states[m.id].as_json() if m.id in states else None}
+            for m in transcript
+        ],
+    }
 
 
 def _reason(body: bytes) -> str:

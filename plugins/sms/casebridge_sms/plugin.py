@@ -47,7 +47,7 @@ from casebridge_sms.phones import digits, normalize
 from casebridge_sms.provider import API_VERSION, SentMessage, TwilioProvider
 from casebridge_sms.segments import segment
 from casebridge_sms.settings import INBOUND_PATH, STATUS_PATH, SmsSettings
-from casebridge_sms.webhook import PLUGIN, Webhooks, record_status
+from casebridge_sms.webhook import PLUGIN, Webhooks, record_status, report_to_bridge
 
 if TYPE_CHECKING:
     from casebridge.bridge import Bridge
@@ -442,6 +442,11 @@ class SmsPlugin:
                 await record_status(store, sent.sid, sent.status)
             except ValueError:
                 log.info("SMS %s: provider status %r not tracked", sent.sid, sent.status)
+        # A status callback that arrived before ``sent:<sid>`` was written found no owner.
+        status = await store.get_state(PLUGIN, f"status:{sent.sid}")
+        if status:
+            await report_to_bridge(self._bridge(), message_id, status["status"],
+                                   status.get("error_code", ""))
         return Delivery(DeliveryState.SENT, sent.sid, segments=attempt["segments"])
 
     # -- check ----------------------------------------------------------------------------
