@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 from . import blobs, deliveries
 from . import config as configuration
 from .backoff import BackoffPolicy
+from .contributions import Address
 from .errors import PermanentError
 from .links import sign_session_link
 from .logs import log_context, new_trace_id
@@ -153,6 +154,18 @@ class Bridge:
     def blob_dir(self) -> Path:
         """Where channels keep attachments (``casebridge.blobs``); locations are relative."""
         return self.data_dir / blobs.FOLDER
+
+    def addresses(self) -> list[Address]:
+        """Every address a person uses: the bridge, its dashboard, and each plugin's (see the
+        ``addresses`` hook). Meaningful once :meth:`run` has started everything."""
+        http = self.config.http
+        own = [
+            Address("Bridge (API, webhooks)", f"http://{http.host}:{http.port}",
+                    f"public URL {self.public_url}" if self.public_url != (
+                        f"http://{http.host}:{http.port}") else ""),
+            Address("Dashboard", f"{self.public_url}/"),
+        ]
+        return own + self.hooks.addresses(self)
 
     def plugin_names(self) -> list[str]:
         return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)

@@ -15,6 +15,7 @@ import anyio
 import tomli_w
 
 from . import __version__, deliveries
+from .addresses import render_block
 from .bridge import Bridge
 from .contributions import Command
 from .errors import CasebridgeError
@@ -55,8 +56,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run)
             print(f"casebridge {__version__} running: plugins {', '.join(bridge.plugin_names())}"
-                  f"; HTTP on http://{bridge.config.http.host}:{bridge.config.http.port}",
-                  file=sys.stderr, flush=True)
+                  f"; HTTP on http://{bridge.config.http.host}:{bridge.config.http.port}\n"
+                  f"{render_block(bridge.addresses())}", file=sys.stderr, flush=True)
             async for signum in signals:
                 print(f"casebridge stopping (signal {signum})", file=sys.stderr, flush=True)
                 tg.cancel_scope.cancel()

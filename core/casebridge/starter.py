@@ -25,7 +25,7 @@ def starter_config() -> dict[str, Any]:
                 "support_addresses": ["support@example.com"],
                 "catcher": {"port": 1025},
             },
-            "sms": {"provider": "sandbox", "numbers": ["+15005550006"]},
-            "creatio": {"url": "sandbox"},
+            "sms": {"provider": "sandbox", "numbers": ["+15005550006"], "sandbox_port": 8082},
+            "creatio": {"url": "sandbox", "sandbox_port": 8081},
         },
     }

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 from casebridge import hookimpl
-from casebridge.contributions import Command, ConfigSection, Service
+from casebridge.contributions import Address, Command, ConfigSection, Service
 from casebridge.errors import AmbiguousWriteError, ConfigError, PermanentError, TransientError
 from casebridge.model import (
     Author,
@@ -144,6 +144,19 @@ class EmailPlugin:
         found = [Service("email SMTP server", run)]
         if self.catcher is not None:
             found.append(Service("email mail catcher", self.catcher.run))
+        return found
+
+    @hookimpl
+    def addresses(self, bridge: Bridge) -> list[Address]:
+        settings = self._settings
+        to = settings.support_addresses[0] if settings.support_addresses else ""
+        found = [Address("Customer email in (SMTP)",
+                         f"{settings.listen_host}:{settings.listen_port}",
+                         f"to {to}" if to else "")]
+        if self.catcher is not None:
+            found.append(Address("Mail catcher", self.catcher_url(bridge.public_url),
+                                 f"replies sent to SMTP {self.catcher.settings.host}:"
+                                 f"{self.catcher.port}"))
         return found
 
     @hookimpl
