@@ -65,7 +65,12 @@ class Newcomer:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "casebridge.cli", *args, "--config", "casebridge.toml"],
-            cwd=self.root, capture_output=True, text=True, timeout=60, check=False)
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def example_config(ports: dict[str, int]) -> str:
@@ -88,12 +93,18 @@ def newcomer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Newcomer]:
     log = (root / "run.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "casebridge.cli", "run", "--config", "casebridge.toml"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     running = Newcomer(root, ports, process)
     try:
-        wait_for(lambda: "Open these:" in running.output() or process.poll() is not None,
-                 timeout=90, what="casebridge run to print its addresses")
+        wait_for(
+            lambda: "Open these:" in running.output() or process.poll() is not None,
+            timeout=90,
+            what="casebridge run to print its addresses",
+        )
         assert process.poll() is None, running.output()
         yield running
     finally:
@@ -112,8 +123,9 @@ def send_mail(newcomer: Newcomer) -> None:
     message["To"] = SUPPORT
     message["Subject"] = "My parcel never came"
     message["Message-ID"] = "<nora-1@customer.example>"
-    message.set_content("Order 5521 was due on Monday and has not arrived.\n"
-                        "Please let me speak to a person.\n")
+    message.set_content(
+        "Order 5521 was due on Monday and has not arrived.\nPlease let me speak to a person.\n"
+    )
     with smtplib.SMTP("127.0.0.1", newcomer.ports["smtp"], timeout=30) as smtp:
         smtp.send_message(message)
 
@@ -121,10 +133,15 @@ def send_mail(newcomer: Newcomer) -> None:
 def test_the_newcomer_loop_closes(newcomer: Newcomer, browser: BrowserContext) -> None:  # noqa: F811
     # The start-up block names every address, at the ports the configuration fixed.
     out = newcomer.output()
-    for expected in (f"{newcomer.creatio}/sandbox/cases", "user Supervisor, password Supervisor",
-                     f"{newcomer.sms}/sandbox", f"{newcomer.bridge}/mail",
-                     f"127.0.0.1:{newcomer.ports['catcher']}",
-                     f"127.0.0.1:{newcomer.ports['smtp']}", f"{newcomer.bridge}/"):
+    for expected in (
+        f"{newcomer.creatio}/sandbox/cases",
+        "user Supervisor, password Supervisor",
+        f"{newcomer.sms}/sandbox",
+        f"{newcomer.bridge}/mail",
+        f"127.0.0.1:{newcomer.ports['catcher']}",
+        f"127.0.0.1:{newcomer.ports['smtp']}",
+        f"{newcomer.bridge}/",
+    ):
         assert expected in out, (expected, out)
 
     send_mail(newcomer)
@@ -136,6 +153,7 @@ def test_the_newcomer_loop_closes(newcomer: Newcomer, browser: BrowserContext) -
     def case_listed() -> bool:
         page.goto(f"{newcomer.creatio}/sandbox/cases")
         return row.count() > 0
+
     wait_for(case_listed, timeout=60, what="the case on the sandbox page")
     row.first.locator("a").click()  # the case number
     page.wait_for_url("**/sandbox/cases/*")
@@ -152,6 +170,7 @@ def test_the_newcomer_loop_closes(newcomer: Newcomer, browser: BrowserContext) -
     def caught() -> bool:
         page.goto(f"{newcomer.bridge}/mail")
         return page.locator("tr.mail").count() > 0
+
     wait_for(caught, timeout=60, what="the reply in the mail catcher")
     assert CUSTOMER in page.locator("tr.mail").first.inner_text()
     page.locator("tr.mail a").first.click()
@@ -169,6 +188,7 @@ def test_the_newcomer_loop_closes(newcomer: Newcomer, browser: BrowserContext) -
     def sent_shown() -> bool:
         page.goto(session_url)
         return page.locator("article.msg.agent .delivery").count() == 1
+
     wait_for(sent_shown, timeout=30, what="the reply's state on the session page")
     assert page.locator("article.msg.agent .delivery").inner_text() == "sent"
 
@@ -184,8 +204,7 @@ def test_the_newcomer_loop_closes(newcomer: Newcomer, browser: BrowserContext) -
 
     # And `casebridge sessions show` says the same as the page.
     listed = newcomer.cli("sessions", "list")
-    session_id = next(line.split()[0] for line in listed.stdout.splitlines()
-                      if CUSTOMER in line)
+    session_id = next(line.split()[0] for line in listed.stdout.splitlines() if CUSTOMER in line)
     shown = newcomer.cli("sessions", "show", session_id)
     assert shown.returncode == 0, shown.stderr
     assert "[sent]" in shown.stdout and "Your parcel is at the depot" in shown.stdout

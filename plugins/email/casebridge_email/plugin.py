@@ -38,6 +38,7 @@ from casebridge.model import (
 )
 
 from .attachments import store_attachments
+from .bounces import read_bounce
 from .catcher import MailCatcher
 from .catcher_pages import PREFIX as CATCHER_PREFIX
 from .catcher_pages import catcher_routes
@@ -223,6 +224,7 @@ class EmailPlugin:
         reason = loop_reason(parsed, our_domains=self._our_domains(),
                              envelope_from=envelope_from)
         if reason:
+            await self._note_bounce(raw.payload)
             return Inbound(None, dropped=reason)
         sender = (parsed.from_addr or raw.envelope_from).strip().lower()
         if "@" not in sender:
@@ -249,6 +251,19 @@ class EmailPlugin:
             notes=notes,
         )
         return Inbound(message, contact_name=parsed.from_name)
+
+    async def _note_bounce(self, payload: bytes) -> None:
+        """A bounce of one of our replies: the reply failed, and the rep should know."""
+        bounce = read_bounce(payload, self._settings.our_message_id_domain)
+        if bounce is None:
+            return
+        bridge = self._require_bridge()
+        for our_id in bounce.message_ids:
+            owner = await bridge.store.get_state(NAME, f"msgid:{our_id}")
+            if isinstance(owner, str):
+                log.info("reply %s bounced: %s", owner, bounce.reason)
+                await bridge.report_delivery(
+                    owner, "failed", f"the customer's mail server returned it ({bounce.reason})")
 
     def _our_domains(self) -> list[str]:
         settings = self._settings
@@ -321,6 +336,8 @@ class EmailPlugin:
             await store.delete_state(NAME, attempt_key)
             raise
         await store.put_state(NAME, f"sent:{message_id}", {"message_id": our_id})
+        # So a bounce quoting our Message-ID finds the reply it returns.
+        await store.put_state(NAME, f"msgid:{our_id}", message_id)
         await store.delete_state(NAME, attempt_key)
         return Delivery(DeliveryState.SENT, external_id=our_id)
 
