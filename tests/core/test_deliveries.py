@@ -252,3 +252,37 @@ def test_describe_is_one_line_naming_the_state(state: ReplyState, detail: str) -
 
 def test_delivery_states_cover_what_plugins_return() -> None:
     assert {s.value for s in DeliveryState} <= {s.value for s in ReplyState}
+
+
+def test_sessions_show_prints_each_replys_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import anyio
+    from casebridge import cli
+
+    loop = LoopChannel()
+    loop.refused.add("carl@example.com")
+
+    async def prepare() -> str:
+        bridge, client = await open_world(tmp_path, monkeypatch, loop)
+        try:
+            await handed_off_reply(bridge, client, "carl@example.com", "rep-3")
+            return (await only_session(bridge)).id
+        finally:
+            await client.aclose()
+            await bridge.close()
+
+    session_id = anyio.run(prepare)
+    # The CLI loads plugins from entry points: give it the in-process loop channel too.
+    original = Bridge.from_config
+    monkeypatch.setattr(
+        cli.Bridge, "from_config", lambda path, **kw: original(path, plugins={"loop": loop})
+    )
+    capsys.readouterr()
+    assert (
+        cli.main(["sessions", "show", session_id, "--config", str(tmp_path / "casebridge.toml")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "Hello from the desk" in out
+    assert "[refused: the customer opted out]" in out
