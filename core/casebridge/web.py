@@ -9,7 +9,6 @@ import html
 import json
 import logging
 import socket
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,10 +20,11 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from . import deliveries
+from .api_json import session_document
 from .errors import CasebridgeError, WebhookRefused
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
-from .model import HandoffDecision, Message, Session, SessionStatus, WebhookRequest, utcnow
+from .model import HandoffDecision, Session, SessionStatus, WebhookRequest, utcnow
 from .pipeline import closed_job, reply_job
 
 if TYPE_CHECKING:
@@ -187,32 +187,6 @@ def create_app(bridge: Bridge) -> Starlette:
     app = Starlette(routes=routes)
     app.state.bridge = bridge
     return app
-
-
-def session_document(
-    session: Session, transcript: Sequence[Message],
-    states: Mapping[str, deliveries.DeliveryRecord],
-) -> dict[str, Any]:
-    """A session as the JSON API returns it: its case, and every message with the delivery
-    state of each reply (null for messages that are not replies to the customer)."""
-    case = session.case
-    return {
-        "id": session.id, "channel": session.channel, "status": session.status.value,
-        "subject": session.subject,
-        "contact": {"name": session.contact.name, "emails": list(session.contact.emails),
-                    "phones": list(session.contact.phones)},
-        "case": {"crm": case.crm, "id": case.case_id, "number": case.number, "url": case.url}
-        if case else None,
-        "created_at": session.created_at.isoformat(),
-        "updated_at": session.updated_at.isoformat(),
-        "messages": [
-            {"id": m.id, "direction": m.direction.value, "author": m.author.value,
-             "sender": m.sender, "recipients": list(m.recipients), "text": m.text,
-             "sent_at": m.sent_at.isoformat(),
-             "delivery": states[m.id].as_json() if m.id in states else None}
-            for m in transcript
-        ],
-    }
 
 
 def _reason(body: bytes) -> str:
