@@ -14,7 +14,7 @@ import tomli_w
 from casebridge.addresses import MAX_LABEL, render_block
 from casebridge.bridge import Bridge
 from casebridge.contributions import Address
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +102,7 @@ labels = st.text(max_size=40)
 wheres = st.text(min_size=1, max_size=60)
 
 
+@settings(deadline=None)  # the machine is shared: no per-example deadline
 @given(st.lists(st.builds(Address, labels, wheres, st.text(max_size=40)), max_size=8))
 def test_render_block_is_one_aligned_line_per_address(addresses: list[Address]) -> None:
     lines = render_block(addresses).split("\n")

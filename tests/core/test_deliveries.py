@@ -16,7 +16,7 @@ from casebridge.errors import TransientError
 from casebridge.links import sign_session_link
 from casebridge.model import Author, Delivery, DeliveryState, Message, utcnow
 from casebridge.web import create_app
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.bridges import (
     API_TOKEN,
@@ -212,6 +212,7 @@ def record(state: ReplyState, detail: str = "") -> DeliveryRecord:
     return DeliveryRecord("m", state, detail, "", utcnow())
 
 
+@settings(deadline=None)  # the machine is shared: no per-example deadline
 @given(st.lists(st.tuples(states, details), min_size=1, max_size=12))
 def test_advance_never_moves_a_reply_back(reports: list[tuple[ReplyState, str]]) -> None:
     rank = {"queued": 0, "sent": 1, "delivered": 2, "failed": 2, "refused": 2}
@@ -228,6 +229,7 @@ def test_advance_never_moves_a_reply_back(reports: list[tuple[ReplyState, str]])
     assert current is not None
 
 
+@settings(deadline=None)  # the machine is shared: no per-example deadline
 @given(states, details)
 def test_advance_is_idempotent(state: ReplyState, detail: str) -> None:
     once = advance(None, record(state, detail))
@@ -240,6 +242,7 @@ def test_a_late_bounce_fails_a_delivered_reply() -> None:
     assert advance(record(ReplyState.FAILED, "x"), record(ReplyState.SENT)) is None
 
 
+@settings(deadline=None)  # the machine is shared: no per-example deadline
 @given(states, st.text(max_size=200))
 def test_describe_is_one_line_naming_the_state(state: ReplyState, detail: str) -> None:
     line = describe(record(state, detail))

@@ -7,7 +7,7 @@ from casebridge import deliveries
 from casebridge.deliveries import ReplyState
 from casebridge.model import Author, RawInbound
 from casebridge_email.bounces import read_bounce
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.bridges import only_session, settle
 from test_email_plugin_hooks import agent_message, opened, receive
@@ -64,12 +64,14 @@ def test_an_x_failed_recipients_bounce_counts() -> None:
     assert bounce.reason == "no reason given"
 
 
+@settings(deadline=None)  # the machine is shared: no per-example deadline
 @given(st.binary(max_size=3000), st.sampled_from(["example.com", "", "a.b"]))
 def test_read_bounce_never_raises(raw: bytes, domain: str) -> None:
     bounce = read_bounce(raw, domain)
     assert bounce is None or (bounce.message_ids and len(bounce.reason) <= 300)
 
 
+@settings(deadline=None)  # the machine is shared: no per-example deadline
 @given(
     st.from_regex(r"[a-z0-9.]{1,30}", fullmatch=True),
     st.text(st.characters(codec="ascii", blacklist_categories=("Cc",)), max_size=80),
