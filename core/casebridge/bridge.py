@@ -1,8 +1,9 @@
 """The runner: one configuration, one PluginManager, one store, one outbox, one web app.
 
 Plugins receive the :class:`Bridge` in ``configure``, ``services`` and ``http_routes``; the
-methods they may use are the public ones below (``receive``, ``settings``, ``store``,
-``data_dir``, ``public_url``, ``session_link``, ``metrics``, ``templates``).
+methods they may use are the public ones below (``receive``, ``report_delivery``,
+``settings``, ``store``, ``data_dir``, ``public_url``, ``session_link``, ``metrics``,
+``templates``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import anyio
 import pluggy
 from anyio.abc import TaskStatus
 
-from . import blobs
+from . import blobs, deliveries
 from . import config as configuration
 from .backoff import BackoffPolicy
+from .contributions import Address
 from .errors import PermanentError
 from .links import sign_session_link
 from .logs import log_context, new_trace_id
@@ -153,6 +155,18 @@ class Bridge:
         """Where channels keep attachments (``casebridge.blobs``); locations are relative."""
         return self.data_dir / blobs.FOLDER
 
+    def addresses(self) -> list[Address]:
+        """Every address a person uses: the bridge, its dashboard, and each plugin's (see the
+        ``addresses`` hook). Meaningful once :meth:`run` has started everything."""
+        http = self.config.http
+        own = [
+            Address("Bridge (API, webhooks)", f"http://{http.host}:{http.port}",
+                    f"public URL {self.public_url}" if self.public_url != (
+                        f"http://{http.host}:{http.port}") else ""),
+            Address("Dashboard", f"{self.public_url}/"),
+        ]
+        return own + self.hooks.addresses(self)
+
     def plugin_names(self) -> list[str]:
         return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
 
@@ -230,6 +244,19 @@ class Bridge:
             reason, raw.received_at,
         )
         self.metrics.messages_dropped.labels(channel=raw.channel, reason=reason[:40]).inc()
+
+    async def report_delivery(self, message_id: str, state: str, detail: str = "") -> None:
+        """A channel learned later what became of a reply it sent: ``state`` "delivered", or
+        "failed" with ``detail`` (an SMS status callback, a bounce). A failure is noted on
+        the session and written to the case, once. Unknown message ids are ignored."""
+        message = await self.store.get_message(message_id)
+        if message is None or not deliveries.tracked(message):
+            return
+        record = await deliveries.report(self.store, message_id,
+                                         deliveries.ReplyState(state), detail)
+        failed = (deliveries.ReplyState.FAILED, deliveries.ReplyState.REFUSED)
+        if record is not None and record.state in failed and message.session_id:
+            await self.enqueue(self.pipeline.undelivered_job(message))
 
     async def enqueue(self, *jobs: NewJob) -> None:
         await self.store.enqueue(list(jobs))

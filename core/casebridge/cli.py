@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 import tomli_w
 
-from . import __version__
+from . import __version__, deliveries
+from .addresses import render_block
 from .bridge import Bridge
 from .contributions import Command
 from .errors import CasebridgeError
@@ -81,8 +82,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 await tg.start(bridge.run)
                 print(f"casebridge {__version__} running: plugins "
                       f"{', '.join(bridge.plugin_names())}"
-                      f"; HTTP on http://{bridge.config.http.host}:{bridge.config.http.port}",
-                      file=sys.stderr, flush=True)
+                      f"; HTTP on http://{bridge.config.http.host}:{bridge.config.http.port}\n"
+                      f"{render_block(bridge.addresses())}", file=sys.stderr, flush=True)
                 async for signum in signals:
                     print(f"casebridge stopping (signal {signum})", file=sys.stderr, flush=True)
                     tg.cancel_scope.cancel()
@@ -165,8 +166,12 @@ async def cmd_sessions_show(args: argparse.Namespace) -> int:
         if session.case:
             print(f"case {session.case.number or session.case.case_id} in {session.case.crm}")
         print(f"link {bridge.session_link(session.id)}")
-        for m in await bridge.store.transcript(session.id):
-            print(f"\n[{m.sent_at:%Y-%m-%d %H:%M}] {m.author.value} {m.sender}\n{m.text}")
+        transcript = await bridge.store.transcript(session.id)
+        states = await deliveries.for_transcript(bridge.store, transcript)
+        for m in transcript:
+            state = (f"  [{deliveries.describe(states.get(m.id))}]"
+                     if deliveries.tracked(m) else "")
+            print(f"\n[{m.sent_at:%Y-%m-%d %H:%M}] {m.author.value} {m.sender}{state}\n{m.text}")
         return 0
 
     return await _with_store(args, work)

@@ -1,5 +1,5 @@
 """The shapes of what a plugin contributes besides hook results: its config section, its
-long-running services and its CLI subcommands."""
+long-running services, its CLI subcommands and the addresses people open."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int | Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Somewhere a person goes: a page, an SMTP server. ``label`` names it ("Creatio
+    sandbox"), ``where`` is the URL or host:port, ``note`` what to know (a demo login). Never
+    put a real secret in ``note``: the block is printed at start-up."""
+
+    label: str
+    where: str
+    note: str = ""

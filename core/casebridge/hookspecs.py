@@ -12,7 +12,7 @@ Three kinds of hook, called in three ways (see ``casebridge.plugins.Hooks``):
   and every awaitable result is awaited. Defaults live in ``casebridge.defaults`` as
   ``trylast`` implementations so any plugin can take precedence.
 * **Set-up hooks** (``config_section``, ``configure``, ``services``, ``http_routes``,
-  ``cli_commands``) are plain ``def``.
+  ``cli_commands``, ``addresses``) are plain ``def``.
 
 No hook is ``firstresult``: pluggy would pick the first un-awaited coroutine. Implementations
 take no default arguments (pluggy never passes them) and may accept any subset of the
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from .bridge import Bridge
-    from .contributions import Command, ConfigSection, Service
+    from .contributions import Address, Command, ConfigSection, Service
     from .model import (
         ActivityRef,
         ActivityRequest,
@@ -110,6 +110,16 @@ def http_routes(bridge: Bridge) -> list[BaseRoute]:
 
     :param bridge: The runner whose web app mounts the routes.
     :returns: A list of Starlette routes.
+    """
+
+
+@hookspec
+def addresses(bridge: Bridge) -> list[Address]:
+    """The addresses a person uses with this plugin: its pages, its servers, demo logins.
+
+    Called once every service has started (so ports the OS picked are known), to print one
+    block at start-up, and by pages that link to them. Returns a list of
+    :class:`~casebridge.contributions.Address`, in the order to show them.
     """
 
 

@@ -12,6 +12,8 @@ Every step is an outbox job, so each one survives a crash and is retried on fail
 * ``closed``    mark the sessions of a closed case closed;
 * ``close``     casebridge closes a session itself, and tells the CRM (``resolve_case``);
 * ``ack``       with ``[bridge] acknowledge``, tell a new session's customer we have it.
+* ``undelivered`` a reply the channel sent was reported failed later (an SMS status
+                callback, a bounce): note it on the session and the case.
 
 Jobs of one session share an ``order_key`` so they run one at a time, in order. Every
 follow-up job has an idempotency key, so a job re-run after a crash enqueues nothing twice;
@@ -28,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from . import deliveries
 from .blobs import blob_path
+from .deliveries import ReplyState
 from .errors import PermanentError
 from .logs import log_context
 from .model import (
@@ -90,6 +94,7 @@ class Pipeline:
             "closed": self.on_closed,
             "close": self.on_close,
             "ack": self.on_ack,
+            "undelivered": self.on_undelivered,
         }
 
     # -- jobs -----------------------------------------------------------------------------
@@ -238,7 +243,7 @@ class Pipeline:
                 text=job.payload["text"],
                 trace_id=job.payload.get("trace_id", ""),
             )
-            return await self.deliver(session, message)
+            return await self.deliver(session, message, job)
 
     def outbound_message(
         self, session: Session, *, message_id: str, author: Author, text: str,
@@ -267,22 +272,44 @@ class Pipeline:
             trace_id=trace_id,
         )
 
-    async def deliver(self, session: Session, message: Message) -> list[NewJob]:
-        """Store ``message`` in the session and send it; a refusal or permanent failure is
-        recorded on the session (and so on the case) instead of being retried."""
+    async def deliver(self, session: Session, message: Message, job: Job) -> list[NewJob]:
+        """Store ``message`` in the session and send it, tracking its delivery state.
+
+        A refusal or permanent failure is recorded on the session (and so on the case)
+        instead of being retried; so is a transient failure on the job's last attempt, so
+        the rep learns the customer did not get the reply rather than the job dying quietly.
+        """
         await self.store.add_message(message)
         stored = await self.store.get_message(message.id) or message
+        await deliveries.report(self.store, stored.id, ReplyState.QUEUED)
         transcript = await self.store.transcript(session.id)
-        delivery = await self.hooks.deliver_reply(session.channel, session, stored, transcript)
+        try:
+            delivery = await self.hooks.deliver_reply(session.channel, session, stored,
+                                                      transcript)
+        except PermanentError as exc:
+            delivery = Delivery(DeliveryState.FAILED, detail=str(exc))
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if job.attempts < self._budget(job):
+                await deliveries.report(self.store, stored.id, ReplyState.QUEUED,
+                                        f"attempt {job.attempts} failed, will retry: {reason}")
+                raise
+            delivery = Delivery(DeliveryState.FAILED,
+                                detail=f"gave up after {job.attempts} attempts: {reason}")
         self.bridge.metrics.replies_delivered.labels(
             channel=session.channel, state=delivery.state.value
         ).inc()
+        await deliveries.report(self.store, stored.id, ReplyState(delivery.state.value),
+                                delivery.detail, delivery.external_id)
         follow_ups: list[NewJob] = []
         if delivery.state is not DeliveryState.SENT:
             follow_ups += await self.record_failure(session, stored, delivery)
         elif session.status is SessionStatus.HANDED_OFF and stored.author is not Author.AGENT:
             follow_ups.append(self.sync_job(session.id, stored.id, stored.trace_id))
         return follow_ups
+
+    def _budget(self, job: Job) -> int:
+        return job.max_attempts or self.bridge.config.outbox.max_attempts
 
     async def record_failure(
         self, session: Session, message: Message, delivery: Delivery
@@ -300,6 +327,24 @@ class Pipeline:
         if session.status is SessionStatus.HANDED_OFF:
             return [self.sync_job(session.id, note.id, message.trace_id)]
         return []
+
+    @staticmethod
+    def undelivered_job(message: Message) -> NewJob:
+        return NewJob(kind="undelivered", payload={"message_id": message.id},
+                      key=f"undelivered:{message.id}", order_key=message.session_id)
+
+    async def on_undelivered(self, job: Job) -> list[NewJob]:
+        message = await self.store.get_message(job.payload["message_id"])
+        if message is None or not message.session_id:
+            raise PermanentError(f"reply {job.payload['message_id']} is not in a session")
+        session = await self._session(message.session_id)
+        record = await deliveries.get(self.store, message.id)
+        if record is None or record.state not in (ReplyState.FAILED, ReplyState.REFUSED):
+            return []
+        with log_context(session_id=session.id, trace_id=message.trace_id):
+            delivery = Delivery(DeliveryState(record.state.value), record.external_id,
+                                record.detail)
+            return await self.record_failure(session, message, delivery)
 
     # -- handoff --------------------------------------------------------------------------
 
@@ -503,7 +548,7 @@ class Pipeline:
             key = derived_id("activity", session.id, message.id)
             await self.store.record_intent(session.id, message.id, "activity", reply.crm, key)
             await self.store.record_written(key, reply.activity_id)
-            return await self.deliver(session, message)
+            return await self.deliver(session, message, job)
 
     async def on_closed(self, job: Job) -> list[NewJob]:
         # Every session appended to the case closes with it, not only the newest.

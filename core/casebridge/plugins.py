@@ -269,6 +269,9 @@ class Hooks:
     def http_routes(self, bridge: Any) -> list[Any]:
         return [r for group in self.pm.hook.http_routes(bridge=bridge) for r in group]
 
+    def addresses(self, bridge: Any) -> list[Any]:
+        return [a for group in self.pm.hook.addresses(bridge=bridge) for a in group]
+
     def cli_commands(self) -> list[Any]:
         return [c for group in self.pm.hook.cli_commands() for c in group]
 

@@ -23,8 +23,9 @@ def starter_config() -> dict[str, Any]:
                 "listen_host": "127.0.0.1",
                 "listen_port": 2525,
                 "support_addresses": ["support@example.com"],
+                "catcher": {"port": 1025},
             },
-            "sms": {"provider": "sandbox", "numbers": ["+15005550006"]},
-            "creatio": {"url": "sandbox"},
+            "sms": {"provider": "sandbox", "numbers": ["+15005550006"], "sandbox_port": 8082},
+            "creatio": {"url": "sandbox", "sandbox_port": 8081},
         },
     }

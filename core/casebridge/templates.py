@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import nh3
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup, escape
 
+from .deliveries import DeliveryRecord
 from .errors import ConfigError, PermanentError
 from .model import Author, HandoffDecision, Message, Session, Summary
 
@@ -297,10 +298,12 @@ class Templates:
         transcript: Sequence[Message],
         case_url: str | None,
         now: datetime,
+        delivery: Mapping[str, DeliveryRecord] | None = None,
     ) -> str:
         """The session view (``session.html.j2``): every message with its author, time,
-        attachments and notes, the original text folded under each trimmed one, and the case
-        link. A self-contained page: inline CSS, no scripts, readable on a phone."""
+        attachments and notes, the original text folded under each trimmed one, each reply's
+        delivery state (``delivery``, by message id), and the case link. A self-contained
+        page: inline CSS, no scripts, readable on a phone."""
         entries = [
             {
                 "message": m,
@@ -309,6 +312,7 @@ class Templates:
                 # Trailing newlines are no trimming: only a real cut offers the original.
                 "show_original": bool(m.original_text.strip())
                 and m.original_text.strip() != m.text.strip(),
+                "delivery": (delivery or {}).get(m.id),
             }
             for m in transcript
         ]

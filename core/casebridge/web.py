@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from . import deliveries
+from .api_json import session_document
 from .dashboard import dashboard_routes
 from .errors import CasebridgeError, WebhookRefused
 from .links import verify_session_link
@@ -113,6 +115,17 @@ def create_app(bridge: Bridge) -> Starlette:
         await bridge.enqueue(bridge.pipeline.close_job(session.id, new_trace_id()))
         return JSONResponse({"session": session.id, "close": "queued"}, 202)
 
+    async def session_json(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        session = await bridge.store.get_session(request.path_params["session_id"])
+        if session is None:
+            return JSONResponse({"error": f"no session {request.path_params['session_id']}"},
+                                404)
+        transcript = await bridge.store.transcript(session.id)
+        states = await deliveries.for_transcript(bridge.store, transcript)
+        return JSONResponse(session_document(session, transcript, states))
+
     async def webhook(request: Request) -> Response:
         crm = request.path_params["crm"]
         if crm != bridge.config.bridge.crm:
@@ -151,8 +164,9 @@ def create_app(bridge: Bridge) -> Starlette:
         if session is None:
             return HTMLResponse("<h1>No such session</h1>", 404)
         transcript = await bridge.store.transcript(session_id)
+        states = await deliveries.for_transcript(bridge.store, transcript)
         page = bridge.templates.session_page(
-            session, transcript, session.case.url if session.case else None, utcnow()
+            session, transcript, session.case.url if session.case else None, utcnow(), states
         )
         return HTMLResponse(page, headers={"Cache-Control": "no-store",
                                            "Referrer-Policy": "no-referrer"})
@@ -163,6 +177,7 @@ def create_app(bridge: Bridge) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Route("/api/sessions/{session_id}", session_json),
         Route("/api/sessions/{session_id}/handoff", handoff, methods=["POST"]),
         Route("/api/sessions/{session_id}/close", close, methods=["POST"]),
         Route("/webhooks/{crm}/{token}", webhook, methods=["POST"]),

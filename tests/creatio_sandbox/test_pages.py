@@ -57,3 +57,15 @@ def test_case_pages_reply_and_close(start_sandbox: StartSandbox, receiver: Recei
     assert pages.get("/sandbox/cases/00000000-0000-0000-0000-000000000001").status_code == 404
     api.close()
     pages.close()
+
+
+def test_the_shell_path_answers_with_a_page_that_opens_the_case(
+    start_sandbox: StartSandbox,
+) -> None:
+    # The fragment never reaches the server: the page's script reads it (the browser walk in
+    # tests/e2e/test_e2e_newcomer.py follows such a link to the case page).
+    pages = start_sandbox().client()
+    for path in ("/0/Shell/", "/0/Shell"):
+        shell = pages.get(path)
+        assert shell.status_code == 200, path
+        assert "location.hash" in shell.text and '"/sandbox/cases/"' in shell.text

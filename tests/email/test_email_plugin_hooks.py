@@ -229,15 +229,18 @@ async def test_hook_check_email_without_support_addresses_says_so(tmp_path, monk
         assert not result.ok and "no support_addresses" in result.detail
 
 
-async def test_hook_check_email_without_a_relay_keeps_replies_in_the_outbox(
+async def test_hook_check_email_without_a_relay_is_a_configuration_error(
     tmp_path, monkeypatch
 ):
     async with opened(tmp_path, monkeypatch, None) as bridge:
         result = await bridge.hooks.check("email", bridge)
-        assert result.ok
-        assert result.detail == "Active (no relay configured: replies are kept in the outbox)"
+        assert not result.ok
+        assert "no relay configured" in result.detail and "[plugins.email.relay]" in result.detail
         await receive(bridge, customer_mail("Hello", msgid="<n1@customer.example>"))
         session = await only_session(bridge)
         message = await agent_message(bridge, session, "Hi Ann", "no-relay")
-        with pytest.raises(TransientError, match="no relay configured"):
-            await deliver(bridge, session, message)
+        # Fails at once, saying so, rather than being retried for minutes.
+        delivery = await deliver(bridge, session, message)
+        assert delivery.state is DeliveryState.FAILED
+        assert "no relay configured" in delivery.detail and "not sent" in delivery.detail
+        assert "waits" not in delivery.detail

@@ -13,7 +13,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from casebridge import deliveries
 from casebridge.bridge import Bridge
+from casebridge.deliveries import ReplyState
 from casebridge.model import Author, SessionStatus
 from casebridge.web import create_app, serve
 from casebridge_sms.keywords import Keyword
@@ -259,6 +261,10 @@ async def test_a_rep_reply_goes_out_as_sms_with_its_segment_count(world: World) 
     # "queued" (from the send's answer) may be recorded before or after the "sent" callback.
     assert sorted(record["seen"]) == ["delivered", "queued", "sent"]
     assert all(c["http_status"] == 204 for c in world.sandbox.callbacks)
+    # The bridge's own delivery state follows the callbacks.
+    state = await deliveries.get(world.bridge.store, transcript[-1].id)
+    assert state is not None and state.state is ReplyState.DELIVERED
+    assert state.external_id == sent["sid"]
 
 
 async def test_a_reply_to_an_opted_out_number_is_refused_and_noted_on_the_case(
@@ -274,6 +280,9 @@ async def test_a_reply_to_an_opted_out_number_is_refused_and_noted_on_the_case(
     transcript = await world.bridge.store.transcript(session.id)
     note = transcript[-1]
     assert note.author is Author.SYSTEM and "opted out of SMS (STOP)" in note.text
+    state = await deliveries.get(world.bridge.store, transcript[-2].id)
+    assert state is not None and state.state is ReplyState.REFUSED
+    assert "opted out" in state.detail
     bodies = [a["body"] for a in jsonl_records(world.bridge, "activity")]
     assert any("opted out of SMS (STOP)" in body and "refused" in body for body in bodies)
 

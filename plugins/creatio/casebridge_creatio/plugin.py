@@ -21,7 +21,7 @@ import anyio
 import httpx
 from anyio.abc import TaskStatus
 from casebridge import hookimpl
-from casebridge.contributions import Command, ConfigSection, Service
+from casebridge.contributions import Address, Command, ConfigSection, Service
 from casebridge.errors import CasebridgeError, PermanentError, TransientError, WebhookRefused
 from casebridge.model import (
     ActivityRef,
@@ -119,6 +119,13 @@ class CreatioPlugin:
             found.append(Service("creatio sandbox", self._run_sandbox))
         found.append(Service("creatio", self._run_connector))
         return found
+
+    @hookimpl
+    def addresses(self) -> list[Address]:
+        if not self.sandbox_url:
+            return []
+        return [Address("Creatio sandbox", f"{self.sandbox_url}/sandbox/cases",
+                        f"user {SANDBOX_USER}, password {SANDBOX_PASSWORD}")]
 
     @hookimpl
     def cli_commands(self) -> list[Command]:
@@ -354,7 +361,7 @@ class CreatioPlugin:
         app: Starlette = create_sandbox_app(self._sandbox_settings())
         # The sandbox delivers business-process calls while its lifespan runs.
         async with app.router.lifespan_context(app), anyio.create_task_group() as tg:
-            port = await tg.start(serve, app, "127.0.0.1", 0)
+            port = await tg.start(serve, app, "127.0.0.1", self._settings().sandbox_port)
             self.sandbox_url = f"http://127.0.0.1:{port}"
             self.sandbox = app.state.sandbox
             await self._connect(self._with_sandbox_credentials(self.sandbox_url))

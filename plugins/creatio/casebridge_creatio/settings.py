@@ -50,10 +50,14 @@ class CreatioSettings:
     (``DetailedResult`` by default, a text column reps rarely see), so the reply webhook can
     ignore the bridge's own activities and a retried write can be found even on a server
     that does not keep client-chosen ids. Cases and activities also get the key as their Id.
+
+    ``sandbox_port`` is where the in-process sandbox listens on 127.0.0.1 (0: a free port the
+    OS picks); only used with ``url = "sandbox"``.
     """
 
     url: str
     auth: Literal["login", "oauth"] = "login"
+    sandbox_port: int = 0
     odata_prefix: str = "/0"
     username: str = ""
     password: Secret | None = None
@@ -97,6 +101,8 @@ class CreatioSettings:
         if url != SANDBOX_URL and not re.match(r"https?://[^/\s]+", url):
             raise ValueError(f'url: expected http(s)://host or "sandbox", got {url!r}')
         object.__setattr__(self, "url", url)
+        if not 0 <= self.sandbox_port < 65536:
+            raise ValueError(f"sandbox_port {self.sandbox_port} is not a TCP port")
         prefix = self.odata_prefix.strip().rstrip("/")
         if prefix and not re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", prefix):
             raise ValueError(f'odata_prefix: expected "" or a path like "/0", got {prefix!r}')

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 from casebridge import hookimpl
-from casebridge.contributions import Command, ConfigSection, Service
+from casebridge.contributions import Address, Command, ConfigSection, Service
 from casebridge.errors import AmbiguousWriteError, ConfigError, PermanentError, TransientError
 from casebridge.model import (
     Author,
@@ -38,6 +38,10 @@ from casebridge.model import (
 )
 
 from .attachments import store_attachments
+from .bounces import read_bounce
+from .catcher import MailCatcher
+from .catcher_pages import PREFIX as CATCHER_PREFIX
+from .catcher_pages import catcher_routes
 from .compose import compose_reply
 from .guards import SenderRateLimiter, loop_reason
 from .inbound import CHANNEL, to_message
@@ -51,12 +55,17 @@ from .trim_command import trim_commands
 if TYPE_CHECKING:
     from casebridge.bridge import Bridge
     from casebridge.store import Store
+    from starlette.routing import BaseRoute
 
 log = logging.getLogger(__name__)
 
 NAME = "email"
 CHECK_TIMEOUT = 5.0
 _TOKEN_KEY_LABEL = b"casebridge email reply token"
+NO_RELAY = (
+    "no relay configured: add [plugins.email.relay] (or [plugins.email.catcher] to keep "
+    "replies on the mail catcher's page); the reply was not sent"
+)
 
 
 def nonce_for(message_id: str) -> str:
@@ -91,6 +100,7 @@ class EmailPlugin:
             self._settings.rate_limit_messages, self._settings.rate_limit_seconds
         )
         self._derived_secret: bytes | None = None
+        self.catcher: MailCatcher | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -107,6 +117,8 @@ class EmailPlugin:
         # aiosmtpd logs every SMTP line to "mail.log", AUTH answers (base64 credentials)
         # included at DEBUG: keep it to warnings whatever the bridge's level.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self.catcher = (MailCatcher(settings.catcher, bridge.data_dir)
+                        if settings.catcher is not None else None)
 
     @hookimpl
     def services(self, bridge: Bridge) -> list[Service]:
@@ -130,7 +142,34 @@ class EmailPlugin:
         async def run(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
             await server.run(task_status=task_status)
 
-        return [Service("email SMTP server", run)]
+        found = [Service("email SMTP server", run)]
+        if self.catcher is not None:
+            found.append(Service("email mail catcher", self.catcher.run))
+        return found
+
+    @hookimpl
+    def addresses(self, bridge: Bridge) -> list[Address]:
+        settings = self._settings
+        to = settings.support_addresses[0] if settings.support_addresses else ""
+        found = [Address("Customer email in (SMTP)",
+                         f"{settings.listen_host}:{settings.listen_port}",
+                         f"to {to}" if to else "")]
+        if self.catcher is not None:
+            found.append(Address("Mail catcher", self.catcher_url(bridge.public_url),
+                                 f"replies sent to SMTP {self.catcher.settings.host}:"
+                                 f"{self.catcher.port}"))
+        return found
+
+    @hookimpl
+    def http_routes(self, bridge: Bridge) -> list[BaseRoute]:
+        if self.catcher is None:
+            return []
+        where = f"{self.catcher.settings.host}:{self.catcher.settings.port}"
+        return catcher_routes(self.catcher.store, where)
+
+    def catcher_url(self, public_url: str) -> str:
+        """The mail catcher's page under the bridge's ``public_url`` ("" when it is off)."""
+        return f"{public_url.rstrip('/')}{CATCHER_PREFIX}" if self.catcher is not None else ""
 
     @hookimpl
     def cli_commands(self) -> list[Command]:
@@ -147,10 +186,13 @@ class EmailPlugin:
         except ConfigError as exc:
             return CheckResult(NAME, False, str(exc))
         relay = settings.relay
+        if relay is None and settings.catcher is not None:
+            catcher = settings.catcher
+            return CheckResult(NAME, True, (
+                f"Active (replies go to the mail catcher on {catcher.host}:{catcher.port}, "
+                f"shown at {self.catcher_url(bridge.public_url)}; it starts with run)"))
         if relay is None:
-            return CheckResult(
-                NAME, True, "Active (no relay configured: replies are kept in the outbox)"
-            )
+            return CheckResult(NAME, False, NO_RELAY)
         problem = await _unreachable(relay)
         if problem:
             return CheckResult(NAME, False, problem)
@@ -182,6 +224,7 @@ class EmailPlugin:
         reason = loop_reason(parsed, our_domains=self._our_domains(),
                              envelope_from=envelope_from)
         if reason:
+            await self._note_bounce(raw.payload)
             return Inbound(None, dropped=reason)
         sender = (parsed.from_addr or raw.envelope_from).strip().lower()
         if "@" not in sender:
@@ -208,6 +251,19 @@ class EmailPlugin:
             notes=notes,
         )
         return Inbound(message, contact_name=parsed.from_name)
+
+    async def _note_bounce(self, payload: bytes) -> None:
+        """A bounce of one of our replies: the reply failed, and the rep should know."""
+        bounce = read_bounce(payload, self._settings.our_message_id_domain)
+        if bounce is None:
+            return
+        bridge = self._require_bridge()
+        for our_id in bounce.message_ids:
+            owner = await bridge.store.get_state(NAME, f"msgid:{our_id}")
+            if isinstance(owner, str):
+                log.info("reply %s bounced: %s", owner, bounce.reason)
+                await bridge.report_delivery(
+                    owner, "failed", f"the customer's mail server returned it ({bounce.reason})")
 
     def _our_domains(self) -> list[str]:
         settings = self._settings
@@ -236,11 +292,10 @@ class EmailPlugin:
             # A recipient that is no e-mail address fails the same way every time.
             return Delivery(DeliveryState.FAILED, detail=str(exc))
         our_id = str(email["Message-ID"]).strip("<>")
-        relay = self._settings.relay
+        relay = self._settings.outgoing_relay
         if relay is None:
-            raise TransientError(
-                "no relay configured ([plugins.email.relay]): the reply waits in the outbox"
-            )
+            # A configuration error, not an outage: retrying cannot help.
+            return Delivery(DeliveryState.FAILED, detail=NO_RELAY)
         attempt_key = f"attempt:{message.id}"
         claimed = await store.compare_and_put_state(
             NAME, attempt_key, None, {"message_id": our_id, "stage": "sending"}
@@ -281,6 +336,8 @@ class EmailPlugin:
             await store.delete_state(NAME, attempt_key)
             raise
         await store.put_state(NAME, f"sent:{message_id}", {"message_id": our_id})
+        # So a bounce quoting our Message-ID finds the reply it returns.
+        await store.put_state(NAME, f"msgid:{our_id}", message_id)
         await store.delete_state(NAME, attempt_key)
         return Delivery(DeliveryState.SENT, external_id=our_id)
 

@@ -56,6 +56,43 @@ class RelaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CatcherSettings:
+    """``[plugins.email.catcher]``: the embedded outgoing-mail catcher, a developer's relay.
+
+    An SMTP server on ``host``:``port`` (loopback only: it takes mail for anyone) that keeps
+    every message it receives in the data folder (``folder``, at most ``max_messages``, the
+    oldest dropped first) and shows them on the bridge's ``/mail`` pages. With no
+    ``[plugins.email.relay]`` table, replies are sent to it.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 1025
+    folder: str = "mail-catcher"
+    max_messages: int = 1000
+    max_message_bytes: int = 25 * MB
+
+    def __post_init__(self) -> None:
+        if not _is_loopback(self.host):
+            raise ValueError(
+                f"catcher.host {self.host!r} is not a loopback address: the catcher keeps "
+                "mail for any recipient, so it listens on 127.0.0.1 or ::1 only"
+            )
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"catcher.port {self.port} is not a TCP port")
+        folder = self.folder.strip()
+        if not folder or folder.startswith(("/", "\\")) or ".." in folder.split("/"):
+            raise ValueError(f"catcher.folder {self.folder!r} must be a folder name inside "
+                             "the data folder")
+        if self.max_messages < 1 or self.max_message_bytes < 1:
+            raise ValueError("catcher.max_messages and catcher.max_message_bytes must be "
+                             "at least 1")
+
+    def as_relay(self) -> RelaySettings:
+        """The relay settings that send to this catcher."""
+        return RelaySettings(host=self.host, port=self.port, tls="none", timeout=10.0)
+
+
+@dataclass(frozen=True, slots=True)
 class EmailSettings:
     """The email channel: its SMTP server for inbound mail, limits, and outbound replies.
 
@@ -68,8 +105,8 @@ class EmailSettings:
     ``message_id_domain`` to its domain.
     ``rate_limit_messages`` per ``rate_limit_seconds`` per sender; beyond it mail is stored
     but gets no session. ``keep_signature`` keeps signatures when trimming replies.
-    ``relay`` is None when the section has no ``[relay]`` table: replies then wait in the
-    outbox (retried with backoff) until a relay is configured.
+    ``relay`` is None when the section has no ``[relay]`` table: replies then go to the mail
+    catcher when ``catcher`` is set, and otherwise fail at once ("no relay configured").
     """
 
     listen_host: str = "127.0.0.1"
@@ -93,6 +130,7 @@ class EmailSettings:
     rate_limit_seconds: float = 3600.0
     keep_signature: bool = False
     relay: RelaySettings | None = None
+    catcher: CatcherSettings | None = None
 
     def __post_init__(self) -> None:
         addresses = [a.strip().lower() for a in self.support_addresses]
@@ -135,6 +173,13 @@ class EmailSettings:
                 "require_auth on a non-loopback listen_host needs tls_cert and tls_key "
                 "(passwords are not sent in the clear)"
             )
+
+    @property
+    def outgoing_relay(self) -> RelaySettings | None:
+        """Where replies go: the relay, else the mail catcher, else None (not sent)."""
+        if self.relay is not None:
+            return self.relay
+        return self.catcher.as_relay() if self.catcher is not None else None
 
     @property
     def sender_address(self) -> str:

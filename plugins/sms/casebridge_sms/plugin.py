@@ -24,7 +24,7 @@ import httpx
 from anyio.abc import TaskStatus
 from casebridge import hookimpl
 from casebridge.blobs import write_blob
-from casebridge.contributions import Command, ConfigSection, Service
+from casebridge.contributions import Address, Command, ConfigSection, Service
 from casebridge.errors import PermanentError, TransientError
 from casebridge.model import (
     Attachment,
@@ -52,8 +52,8 @@ from casebridge_sms.provider import (
     TwilioProvider,
 )
 from casebridge_sms.segments import segment
-from casebridge_sms.settings import INBOUND_PATH, STATUS_PATH, SmsSettings
-from casebridge_sms.webhook import PLUGIN, Webhooks, record_status
+from casebridge_sms.settings import INBOUND_PATH, SANDBOX_TOKEN, STATUS_PATH, SmsSettings
+from casebridge_sms.webhook import PLUGIN, Webhooks, record_status, report_to_bridge
 
 if TYPE_CHECKING:
     from casebridge.bridge import Bridge
@@ -120,6 +120,17 @@ class SmsPlugin:
         if self._settings().provider == "sandbox":
             return [Service("sms sandbox provider", self._run_sandbox)]
         return [Service("sms provider", self._run_provider)]
+
+    @hookimpl
+    def addresses(self) -> list[Address]:
+        settings = self._settings()
+        if settings.provider != "sandbox" or not self.sandbox_url:
+            return []
+        # The demo token is published; a token set in the TOML is a secret and not printed.
+        token = (f", auth token {SANDBOX_TOKEN.reveal()}" if settings.auth_token is None
+                 else "")
+        return [Address("SMS sandbox", f"{self.sandbox_url}/sandbox",
+                        f"account {settings.sid}{token}; see docs/sms.md")]
 
     @hookimpl
     def http_routes(self, bridge: Bridge) -> list[BaseRoute]:
@@ -429,6 +440,11 @@ class SmsPlugin:
                 await record_status(store, sent.sid, sent.status)
             except ValueError:
                 log.info("SMS %s: provider status %r not tracked", sent.sid, sent.status)
+        # A status callback that arrived before ``sent:<sid>`` was written found no owner.
+        status = await store.get_state(PLUGIN, f"status:{sent.sid}")
+        if status:
+            await report_to_bridge(self._bridge(), message_id, status["status"],
+                                   status.get("error_code", ""))
         return Delivery(DeliveryState.SENT, sent.sid, segments=attempt["segments"])
 
     # -- check ----------------------------------------------------------------------------

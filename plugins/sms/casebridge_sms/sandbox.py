@@ -15,6 +15,7 @@ casebridge uses, for tests, demos and development without a real account.
   callbacks posted) and ``POST /sandbox/inbound`` (JSON ``{"from", "to", "body",
   "webhook_url"?, "media"?: [[url, content_type], ...]}``) drive it by hand or from an
   end-to-end test. The admin routes have no auth: serve the sandbox on loopback only.
+* ``GET /sandbox`` is the page people read (:mod:`casebridge_sms.sandbox_pages`).
 
 ``SandboxState.fail_next`` makes the next creates answer with an error (429 with
 ``Retry-After``, 500...), to exercise a client's retries.
@@ -51,6 +52,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from casebridge_sms.keywords import Keyword
+from casebridge_sms.sandbox_pages import page_routes
 from casebridge_sms.sandbox_rules import (
     AUTO_REPLIES,
     OPT_OUT_TYPES,
@@ -371,6 +373,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             Route(f"{messages}/{{sid}}.json", fetch, methods=["GET"]),
             Route("/sandbox/messages", admin_messages, methods=["GET"]),
             Route("/sandbox/inbound", admin_inbound, methods=["POST"]),
+            *page_routes(state),
         ]
     )
 

@@ -98,6 +98,19 @@ async def record_status(
             return new
 
 
+async def report_to_bridge(bridge: Bridge, message_id: str, status: str,
+                           error_code: str = "") -> None:
+    """Tell the bridge what became of the reply ``message_id`` once a provider status says it
+    arrived ("delivered") or will not ("failed", "undelivered"); other statuses say nothing
+    new. A callback can beat the send's own bookkeeping, so the sender calls this too."""
+    if status == "delivered":
+        await bridge.report_delivery(message_id, "delivered")
+    elif status in ("failed", "undelivered"):
+        code = f" (provider error {error_code})" if error_code else ""
+        await bridge.report_delivery(message_id, "failed",
+                                     f"the SMS provider reported it {status}{code}")
+
+
 def form_fields(body: bytes) -> list[tuple[str, str]]:
     """The fields of an ``application/x-www-form-urlencoded`` body, in order, repeats kept.
 
@@ -222,4 +235,10 @@ class Webhooks:
             return PlainTextResponse(str(exc), status_code=400)
         if status in ("failed", "undelivered"):
             log.warning("SMS %s %s (error %s)", sid, status, fields.get("ErrorCode", "none"))
+        await self._report(sid, status, fields.get("ErrorCode", ""))
         return Response(status_code=204)
+
+    async def _report(self, sid: str, status: str, error_code: str) -> None:
+        owner = await self.bridge.store.get_state(PLUGIN, f"sent:{sid}")
+        if isinstance(owner, str):
+            await report_to_bridge(self.bridge, owner, status, error_code)

@@ -1,5 +1,7 @@
 """The sandbox's web pages: the case list, one case with its activities, and forms for an
 agent to reply or close the case, which fire the business processes like Creatio's UI.
+``<prefix>/Shell/`` stands in for Creatio's Shell, so a link to a case's form page
+(``/0/Shell/#Card/Case_FormPage/edit/<id>``, as the bridge builds them) opens its case page.
 
 Pages need no login (it is a sandbox). Activity bodies are untrusted: HTML bodies are
 sanitized with nh3, text bodies are escaped by Jinja's autoescape.
@@ -55,6 +57,9 @@ def page_routes(sandbox: Sandbox) -> list[BaseRoute]:
         Route("/sandbox/cases/{case_id}", pages.case, methods=["GET"]),
         Route("/sandbox/cases/{case_id}/reply", pages.reply, methods=["POST"]),
         Route("/sandbox/cases/{case_id}/close", pages.close, methods=["POST"]),
+        # Where links to real Creatio records point (``/0/Shell/#Card/Case_FormPage/edit/<id>``).
+        Route(f"{sandbox.settings.path_prefix}/Shell/", pages.shell, methods=["GET"]),
+        Route(f"{sandbox.settings.path_prefix}/Shell", pages.shell, methods=["GET"]),
     ]
 
 
@@ -72,6 +77,11 @@ class _Pages:
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/sandbox/cases", 302)
+
+    async def shell(self, request: Request) -> Response:
+        """Creatio's Shell: the record is named in the URL fragment, which only the browser
+        sees, so a small script sends it on to the case page."""
+        return self._render("shell.html")
 
     async def cases(self, request: Request) -> Response:
         rows = sorted(self.sandbox.store.rows("Case"), key=lambda r: r.get("CreatedOn") or "",
