@@ -118,8 +118,11 @@ def addresses(bridge: Bridge) -> list[Address]:
     """The addresses a person uses with this plugin: its pages, its servers, demo logins.
 
     Called once every service has started (so ports the OS picked are known), to print one
-    block at start-up, and by pages that link to them. Returns a list of
-    :class:`~casebridge.contributions.Address`, in the order to show them.
+    block at start-up, and by pages that link to them. Never put a real secret in a note.
+
+    :param bridge: The running bridge.
+    :returns: A list of :class:`~casebridge.contributions.Address` (label, where, note), in
+        the order to show them.
     """
 
 

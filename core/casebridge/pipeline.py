@@ -228,7 +228,7 @@ class Pipeline:
                 text=self.bridge.templates.acknowledgement(session, received),
                 trace_id=job.payload.get("trace_id", ""),
             )
-            return await self.deliver(session, message)
+            return await self.deliver(session, message, job)
 
     async def on_answer(self, job: Job) -> list[NewJob]:
         session = await self._session(job.payload["session_id"])
