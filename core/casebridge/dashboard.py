@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from . import deliveries
 from .logs import new_trace_id
 from .model import CheckResult, HandoffDecision, Session, SessionStatus, utcnow
 from .operator_auth import (
@@ -319,7 +320,8 @@ class Dashboard:
             rows = await store.list_sessions(status=status, limit=LIST_LIMIT)
             sessions[status.value] = {
                 "count": await store.count_sessions(status),
-                "rows": [self._session_row(s, now) for s in rows],
+                "rows": [{**self._session_row(s, now), "reply": await self._last_reply(s)}
+                         for s in rows],
             }
         jobs = {
             state: [_job_row(j, now) for j in await store.list_jobs(state, LIST_LIMIT)]
@@ -371,6 +373,16 @@ class Dashboard:
                 page = getattr(plugin, "sandbox_page", "/")
                 found.append({"name": name, "url": url.rstrip("/") + str(page)})
         return found
+
+    async def _last_reply(self, session: Session) -> dict[str, str] | None:
+        """The session's latest reply to the customer and what became of it."""
+        transcript = await self.bridge.store.transcript(session.id)
+        replies = [m for m in transcript if deliveries.tracked(m)]
+        if not replies:
+            return None
+        record = await deliveries.get(self.bridge.store, replies[-1].id)
+        state = record.state.value if record else "unknown"
+        return {"state": state, "text": deliveries.describe(record)}
 
     def _session_row(self, session: Session, now: datetime) -> dict[str, Any]:
         contact = session.contact

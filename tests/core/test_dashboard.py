@@ -14,10 +14,18 @@ import httpx
 import pytest
 from casebridge.bridge import Bridge
 from casebridge.dashboard import COOKIE
-from casebridge.model import SessionStatus
+from casebridge.model import HandoffDecision, SessionStatus
 from casebridge.store import NewJob
 from casebridge.web import create_app, serve
-from support.bridges import API_TOKEN, inbound, install_jsonl, jsonl_records, settle, write_config
+from support.bridges import (
+    API_TOKEN,
+    HOOK_TOKEN,
+    inbound,
+    install_jsonl,
+    jsonl_records,
+    settle,
+    write_config,
+)
 from support.plugins import LoopChannel
 
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
@@ -377,3 +385,30 @@ def test_the_example_runs_a_loopback_dashboard_linking_its_sandboxes(tmp_path: P
     finally:
         bridge.terminate()
         bridge.wait(timeout=30)
+
+
+async def test_each_session_shows_what_became_of_its_last_reply(world: Running) -> None:
+    # A reply the channel refused is shown as refused, with the reason, beside its session.
+    bridge = world.bridge
+    await bridge.receive(inbound("refund please", msg_id="r1", sender="bob@example.com"))
+    await bridge.receive(inbound("printer", msg_id="r2", sender="ann@example.com"))
+    await settle(bridge)
+    world.loop.refused.add("bob@example.com")
+    for session in await bridge.store.list_sessions():
+        await bridge.enqueue(bridge.pipeline.handoff_job(
+            session.id, HandoffDecision("test", "test"), "t"))
+    await settle(bridge)
+    async with world.client() as client:
+        for session in await bridge.store.list_sessions():
+            reply = {"event_type": "new_activity", "caseId": session.case.case_id,
+                     "activityId": f"rep-{session.id}", "text": "We are on it."}
+            answer = await client.post(f"/webhooks/jsonl/{HOOK_TOKEN}", json=reply)
+            assert answer.status_code == 200
+    await settle(bridge)
+    async with signed_in(world) as client:
+        page = (await client.get("/")).text
+    rows = {s.contact.emails[0]: page[page.index(f'data-session="{s.id}"'):].split("</tr>")[0]
+            for s in await bridge.store.list_sessions()}
+    assert '<span class="delivery sent">sent</span>' in rows["ann@example.com"]
+    assert '<span class="delivery refused">refused: the customer opted out</span>' in \
+        rows["bob@example.com"]

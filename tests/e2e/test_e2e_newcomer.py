@@ -197,6 +197,16 @@ def test_the_newcomer_loop_closes(newcomer: Newcomer, browser: BrowserContext) -
     page.wait_for_url("**/sandbox/cases/*")
     assert page.url.split("?")[0] == case_url.split("?")[0]
 
+    # The dashboard (no token set: it answers on loopback) shows the session and the
+    # reply's state beside it.
+    page.goto(f"{newcomer.bridge}/")
+    shown_id = session_url.split("?")[0].rsplit("/", 1)[-1]
+    row = page.locator(f'tr.session[data-session="{shown_id}"]')
+    assert row.locator(".delivery").inner_text() == "sent"
+    row.get_by_role("link").first.click()
+    page.wait_for_url("**/sessions/*")
+    assert page.url.split("?")[0] == session_url.split("?")[0]
+
     # The SMS sandbox's page answers at its fixed address.
     page.goto(f"{newcomer.sms}/sandbox")
     assert page.locator("h1").inner_text() == "SMS sandbox"
