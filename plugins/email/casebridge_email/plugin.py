@@ -119,6 +119,7 @@ class EmailPlugin:
             port=settings.listen_port,
             accepts=settings.accepts,
             max_size=settings.max_message_bytes,
+            max_line_length=settings.max_line_bytes,
             on_message=self._on_message,
             tls_context=tls_context(settings, bridge.config.base_dir),
             require_starttls=settings.require_starttls,
