@@ -14,7 +14,7 @@ from casebridge_email.header_limits import (
     is_bounded,
 )
 from casebridge_email.mime import parse_email
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
@@ -92,6 +92,7 @@ def test_parts_beyond_the_time_budget_are_skipped_and_noted() -> None:
 pieces = st.lists(st.sampled_from(["=?utf-8?q?a?=", " ", "x", "=?", "\r\n "]), max_size=400)
 
 
+@settings(deadline=None)
 @given(pieces)
 def test_bounded_is_a_prefix_within_both_bounds(parts: list[str]) -> None:
     value = "".join(parts)
@@ -105,6 +106,7 @@ def test_bounded_is_a_prefix_within_both_bounds(parts: list[str]) -> None:
         assert cut != value
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=3 * MAX_ENCODED_WORDS), st.integers(0, 40))
 def test_bounded_keeps_exactly_the_first_words(count: int, pad: int) -> None:
     value = " ".join(["=?utf-8?q?a?="] * count) + " " * pad
@@ -113,6 +115,7 @@ def test_bounded_keeps_exactly_the_first_words(count: int, pad: int) -> None:
     assert is_bounded(value) == (count > MAX_ENCODED_WORDS)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=3 * MAX_HEADER_CHARS))
 def test_bounded_cuts_long_plain_values_at_the_character_bound(length: int) -> None:
     value = "x" * length

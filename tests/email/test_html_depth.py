@@ -46,7 +46,7 @@ token = st.one_of(
 )  # fmt: skip
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(token, max_size=120), st.integers(min_value=1, max_value=30))
 def test_the_scan_never_underestimates_the_built_tree_by_more_than_a_factor(
     tokens: list[str], repeat: int
@@ -58,6 +58,7 @@ def test_the_scan_never_underestimates_the_built_tree_by_more_than_a_factor(
     assert tree_depth(html) <= 4 * nesting_depth(html, limit=10_000) + 3, html
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=2 * MAX_HTML_DEPTH))
 def test_nested_divs_are_counted_exactly(depth: int) -> None:
     html = "<html><body>" + "<div>" * depth + "text" + "</div>" * depth + "</body></html>"
@@ -99,6 +100,7 @@ def test_flat_text_reads_text_drops_script_and_breaks_blocks() -> None:
     assert flat_text(html) == "T & C\n\nRouter 4711 keeps rebooting.\nSecond <para>"
 
 
+@settings(deadline=None)
 @given(st.text(max_size=300))
 def test_flat_text_never_leaves_a_tag_or_a_script(text: str) -> None:
     html = f"<div>{text}</div><script>alert(1)</script><b onclick='x'>ok</b>"
@@ -107,6 +109,7 @@ def test_flat_text_never_leaves_a_tag_or_a_script(text: str) -> None:
     assert not re.search(r"<(?:script|b|div)\b", flat.lower()) or "<" in text
 
 
+@settings(deadline=None)
 @given(st.text(alphabet="<>/!-abdipv =\"'", max_size=400))
 def test_scan_and_flat_text_take_any_input(html: str) -> None:
     assert nesting_depth(html) >= 0
@@ -128,6 +131,7 @@ def test_deeply_nested_html_is_read_flat_by_every_html_step(depth: int) -> None:
     assert sanitize_html(html) == "<p>Order 5512 never arrived.</p>"
 
 
+@settings(deadline=None)
 @given(st.text(max_size=200))
 def test_sanitized_deep_html_is_its_escaped_text(text: str) -> None:
     html = "<div>" * (MAX_HTML_DEPTH + 1) + html_lib.escape(text) + "<script>x()</script>"
