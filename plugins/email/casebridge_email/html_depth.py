@@ -106,6 +106,7 @@ _BREAK_TAG = re.compile(
 # Any other tag; stopping at the next "<" keeps an unclosed tag from costing a rescan.
 _ANY_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _MANY_BREAKS = re.compile(r"\n{3,}")
+_SLICE = 32 * 1024
 
 
 def _end_of_raw_text(low: str, name: str, start: int) -> int:
@@ -304,7 +305,16 @@ def flat_text(html: str) -> str:
 
 
 def _untagged(segment: str) -> str:
-    return _ANY_TAG.sub("", _BREAK_TAG.sub("\n", segment))
+    # In slices cut where a tag starts: one regex call over a megabyte holds the GIL for a
+    # tenth of a second, and this runs in a worker thread beside the event loop.
+    parts = []
+    start = 0
+    while start < len(segment):
+        cut = segment.find("<", start + _SLICE)
+        end = len(segment) if cut < 0 else cut
+        parts.append(_ANY_TAG.sub("", _BREAK_TAG.sub("\n", segment[start:end])))
+        start = end
+    return "".join(parts)
 
 
 def _finish(parts: list[str]) -> str:
