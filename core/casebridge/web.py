@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import html
-import json
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from . import deliveries
 from .api_json import session_document
 from .dashboard import dashboard_routes
 from .errors import CasebridgeError, WebhookRefused
+from .json_input import JsonInputError, loads
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -193,9 +193,9 @@ def _reason(body: bytes) -> str:
     if not body.strip():
         return "handed off through the API"
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise ValueError("the body must be JSON like {\"reason\": \"...\"}") from None
+        data = loads(body)
+    except JsonInputError as exc:
+        raise ValueError(f'{exc}; expected JSON like {{"reason": "..."}}') from None
     reason = data.get("reason") if isinstance(data, dict) else None
     if reason is not None and not isinstance(reason, str):
         raise ValueError("'reason' must be a string")

@@ -116,6 +116,8 @@ async def test_hook_assistant_turn_ai_json_response_format(make_bridge, ai_serve
     (content("Sure, clean the heads and it will work."), "free text"),
     (Reply(body={"choices": []}), "no choices"),
     (Reply(body="<html>gateway</html>"), "other than JSON"),
+    (Reply(body="[" * 100_000), "nested deeper than 64 levels"),
+    (tool_call("respond", "[" * 5_000), "nested deeper than 64 levels"),
 ])
 async def test_hook_assistant_turn_ai_unusable_output_hands_off(make_bridge, ai_server, reply,
                                                                 why) -> None:

@@ -57,3 +57,12 @@ def test_memory_bench_measures_sessions_and_both_emails() -> None:
     assert sum("MiB attachment" in r[0] for r in rows) == 2
     assert sum("MiB text body" in r[0] for r in rows) == 2
     assert all(float(r[2]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_hostile_input_bench_prints_every_row() -> None:
+    rows = table_rows(run_bench("hostile_input.py", "--quick"))
+    assert [r[0] for r in rows] == [
+        "Subject of 12,000 encoded words", "Subject of 20,000 encoded words",
+        "30,000 nested <div>s", "100,000 nested <div>s",
+    ]

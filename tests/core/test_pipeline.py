@@ -282,3 +282,22 @@ async def test_an_inbound_refused_as_unparseable_is_recorded_as_dropped(
         assert await bridge.store.list_sessions() == []
     finally:
         await bridge.close()
+
+
+async def test_deeply_nested_json_is_a_400_on_the_webhook_and_the_api(world) -> None:
+    bridge, _, client = world
+    await bridge.receive(inbound("my parcel is lost", msg_id="deep1"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    deep = b"[" * 100_000
+    hooked = await client.post(f"/webhooks/jsonl/{HOOK_TOKEN}", content=deep)
+    assert hooked.status_code == 400, hooked.text
+    api = await client.post(f"/api/sessions/{session.id}/handoff", content=deep,
+                            headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert api.status_code == 400, api.text
+    assert "nested deeper than 64 levels" in api.json()["error"]
+    # Nothing was queued; the same calls with sane bodies still work.
+    assert (await bridge.store.get_session(session.id)).status is not SessionStatus.HANDED_OFF
+    ok = await client.post(f"/api/sessions/{session.id}/handoff", json={"reason": "deep"},
+                           headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert ok.status_code == 202

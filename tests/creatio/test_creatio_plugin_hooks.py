@@ -293,6 +293,10 @@ async def test_hook_read_webhook_creatio_refuses_forged_and_malformed_calls(tmp_
 
         answer = await post(HOOK_TOKEN, b"{not json", good)
         assert answer.status_code == 400 and "not JSON" in answer.json()["error"]
+        # Nesting that would exhaust the parser's recursion is a 400 too, not a 500.
+        answer = await post(HOOK_TOKEN, b"[" * 100_000, good)
+        assert answer.status_code == 400, answer.text
+        assert "nested deeper than 64 levels" in answer.json()["error"]
         answer = await post(HOOK_TOKEN, {"event_type": "new_activity", "caseId": case_id}, good)
         assert answer.status_code == 400
         assert answer.json()["error"] == "activityId must be a GUID, got nothing"

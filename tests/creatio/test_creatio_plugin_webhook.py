@@ -216,3 +216,11 @@ def test_parse_creatio_datetime_refuses_other_text(text: str) -> None:
 def test_next_watermark_is_the_newest_time_seen(start, seen, junk) -> None:
     texts_seen = [format_datetime(t) for t in seen] + junk
     assert next_watermark(start, texts_seen) == max([start, *seen])
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"caseId": ' * 50_000, b"[" * 65 + b"]" * 65])
+def test_parse_event_refuses_deep_nesting_with_400(body: bytes) -> None:
+    with pytest.raises(WebhookRefused) as refused:
+        parse_event(body)
+    assert refused.value.status == 400
+    assert "nested deeper than 64 levels" in str(refused.value)

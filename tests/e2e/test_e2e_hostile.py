@@ -12,6 +12,8 @@ import json
 import re
 import smtplib
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +42,8 @@ from hypothesis import strategies as st
 WEBHOOK_SECRET = "e2e-creatio-webhook-secret-7Hq2"
 SECRET_HEADER = "X-Casebridge-Secret"
 HTTP_MAX = 32_768
-MAIL_MAX = 120_000
+# Room for the stalling inputs below (100,000 nested <div>s are 1.1 MB).
+MAIL_MAX = 1_500_000
 ATTACHMENT_MAX = 30_000
 SMS_MAX = 320
 INBOUND = "/webhooks/sms/inbound"
@@ -578,3 +581,164 @@ def test_template_escapes_fail_with_an_error_naming_the_template(tmp_path: Path,
     with pytest.raises(TemplateError) as failed:
         templates.render("activity/customer.sms.txt.j2", message="hello")
     assert "activity/customer.sms.txt.j2" in str(failed.value)
+
+
+# -- input built to stall the bridge ----------------------------------------------------------
+
+
+def encoded_word_subject(count: int) -> str:
+    """``count`` RFC 2047 encoded words, folded: quadratic work for the stdlib's parser."""
+    words = [f"=?utf-8?q?w{i}?=" for i in range(count)]
+    return "\r\n ".join(" ".join(words[i:i + 5]) for i in range(0, count, 5))
+
+
+def raw_mail(sender: str, subject: str, body: str, subtype: str = "plain") -> bytes:
+    message = mail(sender, "placeholder", body if subtype == "plain" else None,
+                   body if subtype == "html" else None)
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n", max_line_length=0))
+    # The folded Subject goes in as written: EmailMessage would re-encode it.
+    return data.replace(b"Subject: placeholder", b"Subject: " + subject.encode(), 1)
+
+
+@dataclass
+class Stall:
+    """What the bridge's other clients saw while it took one hostile message, and just
+    before (the baseline: this machine's own latency under whatever else runs on it)."""
+
+    healthz: list[float]  # seconds per /healthz answer
+    smtp: list[float]  # seconds per other customer's whole SMTP transaction
+    answer: tuple[int, bytes]  # the SMTP answer to the hostile message
+    healthz_before: float = 0.0  # the slowest /healthz answer before it was sent
+    smtp_before: float = 0.0  # one other customer's SMTP transaction before it was sent
+
+
+def while_taking(d: HostileDeployment, sender: str, data: bytes) -> Stall:
+    """Send ``data`` from ``sender`` and, until the server answers it, poll /healthz and run
+    other customers' SMTP transactions, timing each."""
+    answer: list[tuple[int, bytes]] = []
+    done = threading.Event()
+
+    def send() -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=120) as smtp:
+                smtp.ehlo()
+                smtp.mail(sender)
+                smtp.rcpt(SUPPORT)
+                answer.append(smtp.data(data))
+        finally:
+            done.set()
+
+    healthz: list[float] = []
+    others: list[float] = []
+    with httpx.Client(base_url=d.bridge_url, timeout=60) as client:
+        assert client.get("/healthz").status_code == 200  # the connection is open and warm
+        before = []
+        for _ in range(20):
+            started = time.monotonic()
+            client.get("/healthz")
+            before.append(time.monotonic() - started)
+        started = time.monotonic()
+        d.send_email(mail(f"baseline.{sender}", "baseline", "A normal question."))
+        smtp_before = time.monotonic() - started
+        worker = threading.Thread(target=send)
+        worker.start()
+        polls = 0
+        while polls == 0 or not done.is_set():  # at least once, however quick the message
+            started = time.monotonic()
+            assert client.get("/healthz").text == "ok"
+            healthz.append(time.monotonic() - started)
+            if polls % 20 == 1:
+                other = mail(f"bystander{len(others)}.{sender}", "bystander",
+                             "Just a normal question while someone else sends junk.")
+                started = time.monotonic()
+                d.send_email(other)
+                others.append(time.monotonic() - started)
+            polls += 1
+            time.sleep(0.005)
+        worker.join()
+    assert answer, "the hostile message got no SMTP answer"
+    return Stall(healthz, others, answer[0], max(before), smtp_before)
+
+
+def assert_nobody_waited(stall: Stall) -> None:
+    assert stall.answer[0] == 250, stall.answer
+    # The other connections' answers, not the hostile message's, carry the timing bound:
+    # /healthz within 100 ms and another customer's SMTP transaction within a second, over
+    # what they took just before on this (shared, loaded) machine. Before the bounds and the
+    # worker thread both waited ten seconds and more.
+    assert stall.healthz, "no /healthz poll while the message was processed"
+    slowest = max(stall.healthz)
+    assert slowest < 0.1 + stall.healthz_before, (slowest, stall.healthz_before)
+    for seconds in stall.smtp:
+        assert seconds < 1.0 + stall.smtp_before, (seconds, stall.smtp_before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("words", [12_000, 20_000])
+def test_a_subject_of_thousands_of_encoded_words_stalls_nobody(
+    hostile: HostileDeployment, words: int
+) -> None:
+    sender = f"words{words}@customer.example"
+    data = raw_mail(sender, encoded_word_subject(words),
+                    f"Refund for order {words} please, speak to a person.")
+    assert len(data) < 1_000_000
+    stall = while_taking(hostile, sender, data)
+    assert_nobody_waited(stall)
+    # The message is kept, its subject read up to the bound, and the rep is told.
+    case = case_of(hostile, f"order {words}")
+    [activity] = wait_for(lambda: hostile.activities(case["Id"]), what="the activity")
+    assert "header Subject is too long to read in full" in activity["Body"]
+    assert case["Subject"].startswith("w0w1w2w3w4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [30_000, 100_000])
+def test_html_nested_a_hundred_thousand_deep_stalls_nobody(
+    hostile: HostileDeployment, depth: int
+) -> None:
+    sender = f"divs{depth}@customer.example"
+    html = ("<html><body>" + "<div>" * depth + f"Parcel {depth} is lost, speak to a person."
+            + "</div>" * depth + "</body></html>")
+    data = raw_mail(sender, f"divs {depth}", html, subtype="html")
+    stall = while_taking(hostile, sender, data)
+    assert_nobody_waited(stall)
+    case = case_of(hostile, f"Parcel {depth} is lost")
+    [activity] = wait_for(lambda: hostile.activities(case["Id"]), what="the activity")
+    body = activity["Body"]
+    assert "the HTML part was too deeply nested to render" in body
+    assert f"Parcel {depth} is lost, speak to a person." in body
+    assert "<div><div><div>" not in body
+
+
+def test_long_lines_are_taken_and_overlong_ones_refused_with_552(
+    hostile: HostileDeployment,
+) -> None:
+    sender = "long.lines@customer.example"
+    def written(subject: str, line: str) -> bytes:
+        # By hand: EmailMessage would wrap a long line in quoted-printable.
+        return (f"From: {sender}\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\n"
+                f"Message-ID: <{subject.replace(' ', '.')}@customer.example>\r\n\r\n"
+                f"{line}\r\n").encode()
+
+    # About 4,800 characters on one line.
+    line = "Printer 8080 is broken. " * 200 + "Can I speak to a person?"
+    data = written("long line", line)
+    with smtplib.SMTP("127.0.0.1", hostile.smtp_port, timeout=30) as smtp:
+        assert smtp.sendmail(sender, [SUPPORT], data) == {}
+        overlong = written("overlong", "y" * 70_000)
+        smtp.mail(sender)
+        smtp.rcpt(SUPPORT)
+        code, text = smtp.data(overlong)
+        assert code == 552 and b"line longer than the 65536-byte limit" in text, (code, text)
+    case = case_of(hostile, "Printer 8080 is broken.")
+    assert case["Symptoms"].count("Printer 8080") >= 2
+
+
+def test_deeply_nested_json_on_the_crm_webhook_is_a_400(hostile: HostileDeployment) -> None:
+    url = f"{hostile.bridge_url}/webhooks/creatio/{WEBHOOK_TOKEN}"
+    # Under the deployment's 32 KiB body limit, and far past the JSON parser's recursion.
+    answer = httpx.post(url, content=b"[" * 30_000, timeout=30,
+                        headers={SECRET_HEADER: WEBHOOK_SECRET,
+                                 "Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert "nested deeper than 64 levels" in answer.json()["error"]

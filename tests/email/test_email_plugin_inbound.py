@@ -145,3 +145,38 @@ def test_html_only_mail_gets_text_from_the_visible_html() -> None:
     assert "Old text" in original
     assert "Thanks, it works now." in clean and "Old text" not in clean and "steal" not in clean
 
+
+
+DEEP_HTML = "<div>" * 30_000 + "Router <b>4711</b> reboots.<script>x()</script>" + "</div>" * 30_000
+
+
+def test_too_deeply_nested_html_shows_the_text_part_with_a_note() -> None:
+    message = to_message(
+        RawInbound(channel="email", payload=b"x", envelope_to=(SUPPORT,)),
+        parsed(text="Router 4711 reboots every night.", html=DEEP_HTML),
+        is_ours=is_ours, keep_signature=False, token_secret=SECRET,
+    )
+    assert message.html == ""
+    assert message.text == message.original_text == "Router 4711 reboots every night."
+    assert "the HTML part was too deeply nested to render; the text part is shown" in (
+        message.notes
+    )
+
+
+def test_too_deeply_nested_html_alone_is_shown_as_its_flat_text() -> None:
+    message = to_message(
+        RawInbound(channel="email", payload=b"x", envelope_to=(SUPPORT,)),
+        parsed(html=DEEP_HTML),
+        is_ours=is_ours, keep_signature=False, token_secret=SECRET,
+    )
+    assert message.html == ""
+    assert message.text == "Router 4711 reboots."
+    assert any("too deeply nested to render; its text is shown without formatting" in n
+               for n in message.notes)
+    # A shallow HTML part is rendered as before, without a note.
+    shallow = to_message(
+        RawInbound(channel="email", payload=b"x", envelope_to=(SUPPORT,)),
+        parsed(html="<div><p>Router <b>4711</b> reboots.</p></div>"),
+        is_ours=is_ours, keep_signature=False, token_secret=SECRET,
+    )
+    assert "<b>4711</b>" in shallow.html and not shallow.notes

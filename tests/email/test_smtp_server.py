@@ -337,3 +337,60 @@ async def test_auth_is_advertised_only_when_logins_are_checked() -> None:
         auth_features = await anyio.to_thread.run_sync(features, port)
     assert "auth" not in open_features and "size" in open_features
     assert auth_features["auth"].split() == ["LOGIN", "PLAIN"]
+
+
+def long_line_message(length: int) -> bytes:
+    # One body line of ``length`` bytes (CRLF excluded), as some mail clients write HTML.
+    return MESSAGE + b"<p>" + b"w" * (length - 3) + b"\r\n"
+
+
+async def test_lines_over_rfc_5321s_limit_are_taken_up_to_the_configured_bound() -> None:
+    received: list[IngestEnvelope] = []
+
+    async def on_message(envelope: IngestEnvelope) -> None:
+        received.append(envelope)
+
+    def send(port: int, data: bytes) -> tuple[int, bytes]:
+        with client(port) as smtp:
+            smtp.ehlo()
+            assert smtp.mail("a@b.example")[0] == 250
+            assert smtp.rcpt("support@example.com")[0] == 250
+            answer = smtp.data(data)
+            # The connection stays usable after either answer.
+            assert smtp.noop()[0] == 250
+            return answer
+
+    limit = 8192
+    fits, over = long_line_message(5000), long_line_message(limit + 10)
+    async with serving(on_message, max_size=100_000, max_line_length=limit) as port:
+        code, text = await anyio.to_thread.run_sync(send, port, fits)
+        assert code == 250, text
+        code, text = await anyio.to_thread.run_sync(send, port, over)
+    assert code == 552, text
+    assert b"line longer than the 8192-byte limit" in text
+    assert [e.data.replace(b"\r\n", b"\n") for e in received] == [fits.replace(b"\r\n", b"\n")]
+
+
+async def test_default_line_bound_is_generous() -> None:
+    received: list[IngestEnvelope] = []
+
+    async def on_message(envelope: IngestEnvelope) -> None:
+        received.append(envelope)
+
+    def send(port: int) -> dict[str, tuple[int, bytes]]:
+        with client(port) as smtp:
+            return smtp.sendmail("a@b.example", ["support@example.com"],
+                                 long_line_message(60_000))
+
+    async with serving(on_message, max_size=100_000) as port:
+        assert await anyio.to_thread.run_sync(send, port) == {}
+    assert len(received) == 1 and b"w" * 59_000 in received[0].data
+
+
+def test_line_bound_below_rfc_5321_is_refused() -> None:
+    async def on_message(envelope: IngestEnvelope) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="max_line_length"):
+        SmtpIngest(host="127.0.0.1", port=0, accepts=accepts, max_size=1000,
+                   max_line_length=80, on_message=on_message)

@@ -94,6 +94,9 @@ async def test_admin_api_drives_inbound_and_shows_messages(serve, state: Sandbox
                 json={"from": "+14155550100", "to": "+15005550006", "body": "help"},
             )
             bad = await client.post("/sandbox/inbound", json={"from": "+1", "body": 3})
+            deep = await client.post("/sandbox/inbound", content=b"[" * 100_000)
+            assert deep.status_code == 400, deep.text
+            assert "nested deeper than 64 levels" in deep.json()["error"]
             api = f"/2010-04-01/Accounts/{SID}/Messages.json"
             created = await client.post(
                 api,

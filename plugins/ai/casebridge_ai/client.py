@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import httpx
 from casebridge.backoff import BackoffPolicy, RandomSource, delay, retry_after_seconds
+from casebridge.json_input import JsonInputError, loads
 from casebridge.secrets import Secret
 
 from .usage import Usage, parse_usage
@@ -54,8 +55,8 @@ class Completion:
 def _error_detail(response: httpx.Response) -> str:
     # OpenAI-style {"error": {"message": ...}}; anything else is not shown (it may be HTML).
     try:
-        body = response.json()
-    except (ValueError, RecursionError):
+        body = loads(response.content)
+    except ValueError:
         return ""
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else error
@@ -163,9 +164,9 @@ class ChatClient:
     @staticmethod
     def _json(response: httpx.Response, url: str) -> Mapping[str, Any]:
         try:
-            data = response.json()
-        except (ValueError, RecursionError):
-            raise AiUnavailable(f"{url} answered with something other than JSON") from None
+            data = loads(response.content, what="the answer")
+        except JsonInputError as exc:
+            raise AiUnavailable(f"{url} answered with something other than JSON ({exc})") from None
         if not isinstance(data, dict):
             raise AiUnavailable(f"{url} answered with JSON that is not an object")
         return data

@@ -5,12 +5,12 @@ a reason), it never raises.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from casebridge.json_input import JsonInputError, loads
 from casebridge.model import AssistantTurn, FieldValue, HandoffDecision, Summary
 
 from .settings import AiField
@@ -61,11 +61,9 @@ def _object(text: str, where: str) -> Output:
     if fenced:
         stripped = fenced.group(1).strip()
     try:
-        value = json.loads(stripped)
-    except ValueError as exc:
-        return Output(None, f"the {where} is not JSON ({exc.msg} at character {exc.pos})")
-    except RecursionError:
-        return Output(None, f"the {where} is JSON nested too deeply")
+        value = loads(stripped, what=f"the {where}")
+    except JsonInputError as exc:
+        return Output(None, str(exc))
     if not isinstance(value, dict):
         return Output(None, f"the {where} is JSON but not an object")
     return Output(value)

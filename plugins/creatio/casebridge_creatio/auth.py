@@ -9,7 +9,6 @@ message or a repr.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import anyio
 import httpx
 from casebridge.backoff import retry_after_seconds
 from casebridge.errors import PermanentError, TransientError
+from casebridge.json_input import loads
 
 from .settings import CreatioSettings
 
@@ -254,7 +254,7 @@ def _set_cookies(response: httpx.Response) -> dict[str, str]:
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
-        body = json.loads(response.content or b"null")
+        body = loads(response.content or b"null")
     except ValueError:
         return None
     return body if isinstance(body, dict) else None

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx
 from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.json_input import JsonInputError, loads
 from casebridge.model import CheckResult
 
 from . import odata
@@ -483,9 +484,9 @@ class CreatioClient:
         if not response.content:
             return None
         try:
-            return json.loads(response.content)
-        except ValueError:
-            raise CreatioError(entity, operation, status, "the answer is not JSON") from None
+            return loads(response.content, what="the answer")
+        except JsonInputError as exc:
+            raise CreatioError(entity, operation, status, str(exc)) from None
 
     @staticmethod
     def _message(response: httpx.Response) -> str:
@@ -493,7 +494,7 @@ class CreatioClient:
         if looks_like_html(response):
             return ""
         try:
-            body = json.loads(response.content or b"null")
+            body = loads(response.content or b"null")
         except ValueError:
             return response.text.strip()[:300]
         return error_message(body)

@@ -18,6 +18,7 @@ from typing import Any
 
 import nh3
 from casebridge.errors import WebhookRefused
+from casebridge.json_input import JsonInputError, loads
 from casebridge.model import Reply
 from casebridge.secrets import Secret
 
@@ -85,10 +86,10 @@ def parse_event(body: bytes) -> WebhookEvent:
     (``case_status_changed`` is read like ``case_closed``). Other keys are ignored.
     """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(body)
+    except JsonInputError as exc:
         raise WebhookRefused(
-            'the body is not JSON; expected {"event_type": ..., "caseId": ..., ...}', status=400
+            f'{exc}; expected {{"event_type": ..., "caseId": ..., ...}}', status=400
         ) from None
     if not isinstance(data, dict):
         raise WebhookRefused(

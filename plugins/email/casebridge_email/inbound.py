@@ -14,6 +14,7 @@ from datetime import datetime
 
 from casebridge.model import Attachment, Author, Direction, Message, RawInbound, derived_id
 
+from .html_depth import too_deep
 from .mime import ParsedEmail
 from .sanitize import sanitize_html
 from .tokens import read_token, token_from_address, token_from_message_id
@@ -66,9 +67,15 @@ def bodies(parsed: ParsedEmail, *, keep_signature: bool) -> tuple[str, str, str]
 
     ``original_text`` is the text part (or the HTML rendered as text), ``text`` its new content
     with quotes (and signatures unless ``keep_signature``) trimmed, ``html`` the HTML part
-    trimmed the same way and sanitized: never raw customer HTML.
+    trimmed the same way and sanitized: never raw customer HTML. An HTML part too deeply
+    nested to render (:func:`html_note` says so) gives no ``html``: the text is shown.
     """
     html = ""
+    if parsed.html and too_deep(parsed.html):
+        if parsed.text:
+            return visible_text(parsed.text, keep_signature=keep_signature), parsed.text, ""
+        original = html_to_text(parsed.html)  # read flat, not parsed
+        return visible_text(original, keep_signature=keep_signature), original, ""
     if parsed.html:
         trimmed_html = visible_html(parsed.html)
         html = sanitize_html(trimmed_html)
@@ -81,6 +88,14 @@ def bodies(parsed: ParsedEmail, *, keep_signature: bool) -> tuple[str, str, str]
     else:
         original, text = "", ""
     return text, original, html
+
+
+def html_note(parsed: ParsedEmail) -> str | None:
+    """The note for an activity whose HTML part could not be rendered, else None."""
+    if not parsed.html or not too_deep(parsed.html):
+        return None
+    shown = "the text part is shown" if parsed.text else "its text is shown without formatting"
+    return f"the HTML part was too deeply nested to render; {shown}"
 
 
 def to_message(
@@ -124,6 +139,6 @@ def to_message(
                                         if i)),
         sent_at=sent_at,
         received_at=raw.received_at,
-        notes=tuple(dict.fromkeys([*parsed.notes, *notes])),
+        notes=tuple(dict.fromkeys([*parsed.notes, *notes, *filter(None, [html_note(parsed)])])),
         meta=meta,
     )

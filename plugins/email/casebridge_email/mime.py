@@ -4,6 +4,10 @@
 charset to detection, damaged base64 to whatever could be decoded. Each such repair is
 recorded in ``ParsedEmail.notes`` so the rep and the logs can see it. Nothing here does I/O.
 
+The work is bounded, so that no message, however built, takes long to read: each header is
+read up to :mod:`.header_limits`' bounds, and parts are walked for at most ``budget``
+seconds; what was left unread is noted.
+
 The body is the message's own text: a forwarded message (``message/rfc822``) is kept whole as
 an ``.eml`` attachment and its text does not become the body. HTML is returned raw (sanitize
 it before showing it) and no HTML-to-text conversion happens here.
@@ -15,6 +19,7 @@ import binascii
 import codecs
 import mimetypes
 import re
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +31,12 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 import charset_normalizer
 
+from .header_limits import BOUNDED, bounded, cut_note, is_bounded
+
 # A message nested deeper than this is not walked further (a zip-bomb of multiparts).
 MAX_DEPTH = 40
+# Seconds spent walking the parts of one message at most; a part is never cut midway.
+PARSE_BUDGET = 5.0
 # Bytes fed to the parser at a time; see _parse_bytes.
 FEED_CHUNK = 64 * 1024
 MAX_FILENAME = 180
@@ -86,8 +95,9 @@ class ParsedEmail:
     size: int = 0
 
 
-def parse_email(data: bytes) -> ParsedEmail:
-    """Parse one message. Never raises; repairs are listed in ``notes``."""
+def parse_email(data: bytes, *, budget: float = PARSE_BUDGET) -> ParsedEmail:
+    """Parse one message. Never raises; repairs are listed in ``notes``. Parts not reached
+    within ``budget`` seconds are skipped (and noted)."""
     notes: list[str] = []
     try:
         msg = _parse_bytes(data)
@@ -100,7 +110,7 @@ def parse_email(data: bytes) -> ParsedEmail:
     headers = _Headers(msg, notes)
     from_pairs = headers.addresses("From")
     from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
-    body = _Body(notes)
+    body = _Body(notes, deadline=time.monotonic() + budget, budget=budget)
     body.walk(msg)
     return ParsedEmail(
         from_addr=from_addr,
@@ -137,10 +147,10 @@ def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
     slices instead, the parser holds one slice at a time; decoding is per byte (ASCII with
     surrogateescape), so where a slice ends changes nothing.
     """
-    parser = BytesFeedParser(policy=policy.default)
+    parser = BytesFeedParser(policy=BOUNDED)
     view = memoryview(data)
     for start in range(0, len(data), chunk):
-        parser.feed(bytes(view[start:start + chunk]))
+        parser.feed(bytes(view[start : start + chunk]))
     return parser.close()
 
 
@@ -251,12 +261,18 @@ class _Headers:
         self._notes = notes
 
     def _raw(self, name: str) -> str | None:
+        """The header's value as written, cut to the header bounds (and noted when cut)."""
         for key, value in self._msg.raw_items():
             if key.lower() == name.lower():
-                return str(value)
+                value = str(value)
+                if is_bounded(value):
+                    self._notes.append(cut_note(name, value))
+                    return bounded(value)
+                return value
         return None
 
     def text(self, name: str) -> str:
+        self._raw(name)  # notes a header too long to read in full
         try:
             value = self._msg.get(name)
             if value is None:
@@ -320,8 +336,10 @@ def _content_type(part: Message) -> str:
 class _Body:
     """Walks the MIME tree once, collecting body text, body HTML and attachments."""
 
-    def __init__(self, notes: list[str]) -> None:
+    def __init__(self, notes: list[str], *, deadline: float, budget: float) -> None:
         self.notes = notes
+        self._deadline = deadline
+        self._budget = budget
         self.attachments: list[ExtractedPart] = []
         self._texts: list[str] = []
         self._htmls: list[str] = []
@@ -343,6 +361,11 @@ class _Body:
     def _part(self, part: Message, depth: int, *, in_related: bool) -> tuple[list[str], list[str]]:
         if depth > MAX_DEPTH:
             self.notes.append(f"MIME parts nested deeper than {MAX_DEPTH} levels were skipped")
+            return [], []
+        if time.monotonic() > self._deadline:
+            self.notes.append(
+                f"reading the message took over {self._budget:g}s; its remaining parts were skipped"
+            )
             return [], []
         ctype = _content_type(part)
         maintype = ctype.split("/", 1)[0]

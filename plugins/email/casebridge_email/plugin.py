@@ -131,6 +131,7 @@ class EmailPlugin:
             port=settings.listen_port,
             accepts=settings.accepts,
             max_size=settings.max_message_bytes,
+            max_line_length=settings.max_line_bytes,
             on_message=self._on_message,
             tls_context=tls_context(settings, bridge.config.base_dir),
             require_starttls=settings.require_starttls,
@@ -218,7 +219,10 @@ class EmailPlugin:
         if not raw.payload:
             raise PermanentError("an email inbound without message bytes")
         settings = self._settings
-        parsed = parse_email(raw.payload)
+        # Parsing and HTML work run in a worker thread, never on the event loop: however a
+        # message is built, SMTP, HTTP and the outbox keep answering meanwhile (the bounds in
+        # mime and html_depth keep the work itself short).
+        parsed = await anyio.to_thread.run_sync(parse_email, raw.payload)
         # Only an SMTP envelope (it has recipients) can tell a null sender.
         envelope_from = raw.envelope_from if raw.envelope_to else None
         reason = loop_reason(parsed, our_domains=self._our_domains(),
@@ -242,13 +246,15 @@ class EmailPlugin:
                 max_bytes=settings.max_attachment_bytes, max_count=settings.max_attachments,
             )
         )
-        message = to_message(
-            raw, parsed,
-            is_ours=settings.accepts,
-            keep_signature=settings.keep_signature,
-            token_secret=self._token_secret(),
-            attachments=attachments,
-            notes=notes,
+        message = await anyio.to_thread.run_sync(
+            functools.partial(
+                to_message, raw, parsed,
+                is_ours=settings.accepts,
+                keep_signature=settings.keep_signature,
+                token_secret=self._token_secret(),
+                attachments=attachments,
+                notes=notes,
+            )
         )
         return Inbound(message, contact_name=parsed.from_name)
 

@@ -5,13 +5,19 @@ a few harmless CSS properties. Scripts, styles, frames, forms, event handlers, j
 data: URLs are gone. Images show only when their source is an allowed absolute URL: by default
 remote images are dropped (tracking pixels), and ``cid:`` references are dropped unless
 ``cid_urls`` maps them to where the bridge serves the inline image.
+
+A document nested deeper than :data:`~.html_depth.MAX_HTML_DEPTH` is not parsed (nh3's tree
+building is quadratic in depth): its text, escaped, is all that is kept.
 """
 
 from __future__ import annotations
 
+import html as html_lib
 from collections.abc import Mapping
 
 import nh3
+
+from .html_depth import flat_text, too_deep
 
 TAGS = frozenset(
     {
@@ -60,8 +66,11 @@ def sanitize_html(
     """Sanitized ``html``: safe to insert into a page as it is.
 
     ``remote_images`` keeps ``<img src="https://...">``; ``cid_urls`` maps a Content-ID
-    (without angle brackets) to the http(s) URL that serves that inline image.
+    (without angle brackets) to the http(s) URL that serves that inline image. A document
+    too deeply nested to parse comes back as its escaped text in paragraphs.
     """
+    if too_deep(html):
+        return _escaped_paragraphs(flat_text(html))
     cids = {k.strip("<>"): v for k, v in (cid_urls or {}).items()}
 
     def filter_attribute(tag: str, attribute: str, value: str) -> str | None:
@@ -88,3 +97,8 @@ def sanitize_html(
         url_relative="deny",
         filter_style_properties=set(STYLE_PROPERTIES),
     )
+
+
+def _escaped_paragraphs(text: str) -> str:
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    return "".join("<p>" + html_lib.escape(p).replace("\n", "<br>") + "</p>" for p in paragraphs)

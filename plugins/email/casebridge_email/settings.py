@@ -103,6 +103,8 @@ class EmailSettings:
     ``auth_username`` (a forwarding source), which needs TLS unless the server listens on
     loopback. ``from_address`` defaults to the first support address and
     ``message_id_domain`` to its domain.
+    ``max_line_bytes`` is the longest line the SMTP server takes (RFC 5321 says 1,000, real
+    mail writes longer; a longer line is refused with 552).
     ``rate_limit_messages`` per ``rate_limit_seconds`` per sender; beyond it mail is stored
     but gets no session. ``keep_signature`` keeps signatures when trimming replies.
     ``relay`` is None when the section has no ``[relay]`` table: replies then go to the mail
@@ -116,6 +118,7 @@ class EmailSettings:
     max_message_bytes: int = 25 * MB
     max_attachment_bytes: int = 20 * MB
     max_attachments: int = 20
+    max_line_bytes: int = 64 * 1024
     tls_cert: str = ""
     tls_key: str = ""
     require_starttls: bool = False
@@ -151,6 +154,8 @@ class EmailSettings:
         for name in ("max_message_bytes", "max_attachment_bytes", "rate_limit_messages"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_line_bytes < 1001:
+            raise ValueError("max_line_bytes must be at least 1001 (RFC 5321's line limit)")
         if self.max_attachments < 0:
             raise ValueError("max_attachments cannot be negative")
         if self.max_attachment_bytes > self.max_message_bytes:

@@ -1,9 +1,12 @@
 """The SMTP server that receives customer mail (aiosmtpd, on the caller's asyncio loop).
 
 It is never an open relay: it accepts only the recipients ``accepts`` allows (550 for the
-rest). It advertises and enforces SIZE (552). It answers 250 only once ``on_message`` has
-returned, that is once the message is durable; ``PermanentError`` from ``on_message`` answers
-554 and any other exception 451 (the sender's server tries again later).
+rest). It advertises and enforces SIZE (552). Message lines may be far longer than RFC 5321's
+1,000 octets (real mail breaks that limit; a 5xx for it would lose the customer's message):
+up to ``max_line_length``, above which the message is refused with 552 naming the limit. It
+answers 250 only once ``on_message`` has returned, that is once the message is durable;
+``PermanentError`` from ``on_message`` answers 554 and any other exception 451 (the sender's
+server tries again later).
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from casebridge.errors import PermanentError
 from casebridge.secrets import Secret
 
 log = logging.getLogger(__name__)
+
+# Postfix takes lines of any length (it folds past line_length_limit); this is a bound on the
+# memory one line may hold while it is read, far above what any mail client writes.
+DEFAULT_MAX_LINE = 64 * 1024
+# What aiosmtpd answers, at the end of DATA, for a line over its stream limit.
+_AIOSMTPD_TOO_LONG = "500 Line too long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +132,77 @@ class _Handler:
         return AuthResult(success=ok, handled=False)
 
 
-class _Smtp(SMTP):
-    """aiosmtpd's protocol, registered in ``sessions`` while its connection is open."""
+class _FairReader:
+    """A connection's stream reader that lets the event loop run between lines.
 
-    def __init__(self, handler: _Handler, *, sessions: set[SMTP], **kwargs: Any) -> None:
+    aiosmtpd reads DATA line by line, and ``readuntil`` does not wait while its buffer holds
+    a whole line: a fast client's megabyte is then read in steps of hundreds of kilobytes
+    during which no other connection (HTTP, another SMTP client) is served. This yields once
+    per ``PACE`` bytes read. Every other attribute is the wrapped reader's.
+    """
+
+    PACE = 16 * 1024
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        object.__setattr__(self, "_reader", reader)
+        object.__setattr__(self, "_unyielded", 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._reader, name, value)  # aiosmtpd sets _transport on STARTTLS
+
+    async def _pace(self, data: bytes) -> bytes:
+        unyielded = self._unyielded + len(data)
+        if unyielded >= self.PACE:
+            unyielded = 0
+            await asyncio.sleep(0)
+        object.__setattr__(self, "_unyielded", unyielded)
+        return data
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        return await self._pace(await self._reader.readuntil(separator))
+
+    async def readline(self) -> bytes:
+        return await self._pace(await self._reader.readline())
+
+    async def read(self, n: int = -1) -> bytes:
+        return await self._pace(await self._reader.read(n))
+
+
+class _Smtp(SMTP):
+    """aiosmtpd's protocol, registered in ``sessions`` while its connection is open, with
+    lines up to ``max_line`` bytes."""
+
+    def __init__(
+        self, handler: _Handler, *, sessions: set[SMTP], max_line: int, **kwargs: Any
+    ) -> None:
+        # aiosmtpd reads its class attribute ``line_length_limit`` (1001) both as the stream
+        # reader's limit (set in __init__) and when checking DATA lines: an instance value
+        # set before __init__ raises both. Commands keep their own 512-byte limit.
+        self.line_length_limit = max_line
         super().__init__(handler, **kwargs)
         self._registry = sessions
         sessions.add(self)
+
+    async def push(self, status: str | bytes) -> None:
+        # aiosmtpd's answer to an over-long DATA line is a permanent 500 with RFC 5321's
+        # reason; ours is 552 (a message-size refusal) naming the limit actually applied.
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+        if text.startswith(_AIOSMTPD_TOO_LONG):
+            log.warning("refused message from %s: a line over %d bytes", _peer(self.session),
+                        self.line_length_limit)
+            status = (f"552 5.3.4 Message refused: it has a line longer than the "
+                      f"{self.line_length_limit}-byte limit")
+        await super().push(status)
+
+    def _cb_client_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # aiosmtpd's own hook for the connection's streams (it keeps them as _reader and
+        # _writer); the reader is wrapped to share the loop fairly.
+        super()._cb_client_connected(_FairReader(reader), writer)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
@@ -149,9 +222,10 @@ class SmtpIngest:
     """An SMTP server for inbound mail. Run it with ``await ingest.run(task_status=...)``.
 
     ``accepts`` decides which recipients are ours. ``max_size`` is the largest message in
-    bytes. ``tls_context`` enables STARTTLS, ``require_starttls`` insists on it. With an
-    ``authenticator`` (user, password) -> bool every client must log in (AUTH LOGIN/PLAIN),
-    only over TLS unless ``auth_require_tls`` is False.
+    bytes, ``max_line_length`` the longest line in it. ``tls_context`` enables STARTTLS,
+    ``require_starttls`` insists on it. With an ``authenticator`` (user, password) -> bool
+    every client must log in (AUTH LOGIN/PLAIN), only over TLS unless ``auth_require_tls``
+    is False.
     """
 
     def __init__(
@@ -161,6 +235,7 @@ class SmtpIngest:
         port: int,
         accepts: Callable[[str], bool],
         max_size: int,
+        max_line_length: int = DEFAULT_MAX_LINE,
         on_message: Callable[[IngestEnvelope], Awaitable[None]],
         tls_context: ssl.SSLContext | None = None,
         require_starttls: bool = False,
@@ -173,10 +248,13 @@ class SmtpIngest:
             raise ValueError("require_starttls needs a tls_context")
         if max_size < 1:
             raise ValueError("max_size must be positive")
+        if max_line_length < 1001:
+            raise ValueError("max_line_length must be at least RFC 5321's 1001")
         self.host = host
         self.port = port
         self._handler = _Handler(accepts, on_message, authenticator)
         self._max_size = max_size
+        self._max_line = max_line_length
         self._tls_context = tls_context
         self._require_starttls = require_starttls
         self._auth = authenticator is not None
@@ -196,6 +274,7 @@ class SmtpIngest:
         return _Smtp(
             self._handler,
             sessions=self._sessions,
+            max_line=self._max_line,
             data_size_limit=self._max_size,
             enable_SMTPUTF8=True,
             decode_data=False,

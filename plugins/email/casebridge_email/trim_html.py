@@ -5,6 +5,10 @@ Outlook, Yahoo); ``html_to_text`` renders readable plain text.
 
 "Never adds text" here means: the non-whitespace characters of
 ``html_to_text(visible_html(x))`` are a subsequence of those of ``html_to_text(x)``.
+
+A document nested deeper than :data:`~.html_depth.MAX_HTML_DEPTH` is never parsed (tree
+building is quadratic in depth): ``visible_html`` returns it unchanged and ``html_to_text``
+reads its text with :func:`~.html_depth.flat_text`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from casebridge_email import quote_patterns as qp
+from casebridge_email.html_depth import flat_text, too_deep
 
 __all__ = ["html_to_text", "visible_html"]
 
@@ -103,8 +108,11 @@ def visible_html(html: str) -> str:
     ``Original Message`` separator and what follows it.
 
     Returns a full HTML document when something was removed, ``html`` unchanged otherwise, and
-    also ``html`` unchanged when removing the quote would leave no text.
+    also ``html`` unchanged when removing the quote would leave no text or when ``html`` is
+    too deeply nested to parse.
     """
+    if too_deep(html):
+        return html
     # One parse; each pass edits the same tree and is kept only if text is left.
     tree = LexborHTMLParser(html)
     if tree.body is None:
@@ -256,7 +264,10 @@ def html_to_text(html: str) -> str:
     """Render ``html`` as readable plain text: block elements start new lines (paragraphs are
     separated by a blank line), ``<br>`` is a newline, list items start with ``- ``, links
     read ``text (url)`` when the URL differs from the text, ``<script>``/``<style>`` are
-    dropped, entities are decoded and runs of whitespace collapse to one space."""
+    dropped, entities are decoded and runs of whitespace collapse to one space. A document
+    too deeply nested to parse is read flat (no lists, links or paragraphs)."""
+    if too_deep(html):
+        return flat_text(html)
     tree = LexborHTMLParser(html)
     root = tree.root
     if root is None:

@@ -20,6 +20,7 @@ import anyio
 from casebridge import hookimpl
 from casebridge.contributions import ConfigSection
 from casebridge.errors import WebhookRefused
+from casebridge.json_input import loads
 from casebridge.model import (
     ActivityRef,
     ActivityRequest,
@@ -196,7 +197,7 @@ class JsonlCrm:
         if not expected or not hmac.compare_digest(request.path_token, expected):
             raise WebhookRefused("wrong webhook token", status=403)
         try:
-            event = json.loads(request.body)
+            event = loads(request.body)
             kind, case_id = event["event_type"], event["caseId"]
         except (ValueError, KeyError, TypeError):
             raise WebhookRefused("expected JSON with event_type and caseId", status=400) from None

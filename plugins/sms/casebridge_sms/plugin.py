@@ -26,6 +26,7 @@ from casebridge import hookimpl
 from casebridge.blobs import write_blob
 from casebridge.contributions import Address, Command, ConfigSection, Service
 from casebridge.errors import PermanentError, TransientError
+from casebridge.json_input import loads
 from casebridge.model import (
     Attachment,
     Author,
@@ -472,7 +473,7 @@ class SmsPlugin:
         if answer.status_code >= 400:
             return CheckResult(PLUGIN, False, f"HTTP {answer.status_code}{reason} from {url}")
         try:
-            data = answer.json()
+            data = loads(answer.content)
         except ValueError:
             data = None
         if not isinstance(data, dict) or "messages" not in data:
@@ -496,7 +497,7 @@ class SmsPlugin:
 def _provider_message(answer: httpx.Response, token: str) -> str:
     """``": <the provider's message>"`` from an error answer, or empty; never the token."""
     try:
-        data = answer.json()
+        data = loads(answer.content)
     except ValueError:
         return ""
     message = data.get("message") if isinstance(data, dict) else None

@@ -29,6 +29,7 @@ import anyio
 import httpx
 from casebridge.backoff import retry_after_seconds
 from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.json_input import loads
 from casebridge.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ class TwilioProvider:
 
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         try:
-            data = response.json()
+            data = loads(response.content)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -328,7 +329,7 @@ class TwilioProvider:
 def _describe(response: httpx.Response) -> str:
     """One line for an error answer: Twilio's code, message and link when it sent them."""
     try:
-        data = response.json()
+        data = loads(response.content)
     except ValueError:
         data = None
     if isinstance(data, dict) and data.get("message"):

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from casebridge.json_input import JsonInputError, loads
 from casebridge.secrets import Secret
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -321,9 +322,9 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
 
     async def admin_inbound(request: Request) -> Response:
         try:
-            data = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+            data = loads(await request.body())
+        except JsonInputError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         if not isinstance(data, dict):
             return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
         missing = [k for k in ("from", "to", "body") if not isinstance(data.get(k), str)]

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote as url_quote
 
 import anyio
+from casebridge.json_input import JsonInputError, loads
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -201,7 +202,7 @@ class _Api:
     async def login(self, request: Request) -> Response:
         async def handle(_: Caller | None) -> Response:
             try:
-                data = json.loads(await request.body())
+                data = loads(await request.body())
                 name, password = data["UserName"], data["UserPassword"]
                 if not isinstance(name, str) or not isinstance(password, str):
                     raise TypeError
@@ -274,10 +275,9 @@ class _Api:
         async def handle(caller: Caller | None) -> Response:
             assert caller is not None
             try:
-                items = parse_batch(json.loads(await request.body()))
-            except ValueError:
-                return _json(400, error_body("The batch body is not valid JSON.",
-                                             code="BadRequest"))
+                items = parse_batch(loads(await request.body(), what="The batch body"))
+            except JsonInputError as exc:
+                return _json(400, error_body(f"{exc}.", code="BadRequest"))
             except ODataError as exc:
                 return _json(exc.status, exc.body())
             prefer = request.headers.get("prefer", "").lower()
@@ -332,7 +332,7 @@ class _Api:
 
     async def set_faults(self, request: Request) -> Response:
         try:
-            data = json.loads(await request.body() or b"{}")
+            data = loads(await request.body() or b"{}")
             new = faults_from_json(self.sandbox.faults.settings, data)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, 400)

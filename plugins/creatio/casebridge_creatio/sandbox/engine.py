@@ -17,6 +17,8 @@ from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from casebridge.json_input import JsonInputError, loads
+
 from . import seed
 from .defaults import fill_defaults
 from .errors import ODataError
@@ -431,9 +433,9 @@ class ODataEngine:
 
 def _json_object(body: bytes | None) -> dict[str, Any]:
     try:
-        value = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise ODataError(400, "The request body is not valid JSON.") from None
+        value = loads(body or b"", what="The request body")
+    except JsonInputError as exc:
+        raise ODataError(400, f"{exc}.") from None
     if not isinstance(value, dict):
         raise ODataError(400, "The request body must be a JSON object of column values.")
     return value
