@@ -40,9 +40,11 @@ from casebridge.model import (
 from .attachments import store_attachments
 from .compose import compose_reply
 from .guards import SenderRateLimiter, loop_reason
+from .imap import probe
 from .inbound import CHANNEL, to_message
+from .mailbox import PEER_PREFIX, MailboxReader
 from .mime import parse_email
-from .settings import EmailSettings, RelaySettings
+from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
 from .smtp_server import IngestEnvelope, SmtpIngest, password_checker
 from .tokens import make_message_id, make_token, plus_address
@@ -107,9 +109,26 @@ class EmailPlugin:
         # aiosmtpd logs every SMTP line to "mail.log", AUTH answers (base64 credentials)
         # included at DEBUG: keep it to warnings whatever the bridge's level.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+        # imapclient logs the whole IMAP conversation at DEBUG, message bodies and the
+        # XOAUTH2 exchange included.
+        logging.getLogger("imapclient").setLevel(logging.WARNING)
 
     @hookimpl
     def services(self, bridge: Bridge) -> list[Service]:
+        services = [self._mailbox_service(bridge, m) for m in self._settings.mailboxes]
+        if self._settings.smtp_server:
+            services.insert(0, self._smtp_service(bridge))
+        return services
+
+    def _mailbox_service(self, bridge: Bridge, mailbox: MailboxSettings) -> Service:
+        reader = MailboxReader(
+            mailbox, store=bridge.store, plugin=NAME, on_message=self._on_message,
+            max_message_bytes=self._settings.max_message_bytes,
+            base_dir=bridge.config.base_dir,
+        )
+        return Service(f"email mailbox {mailbox.label}", reader.run)
+
+    def _smtp_service(self, bridge: Bridge) -> Service:
         settings = self._settings
         authenticator = None
         if settings.require_auth and settings.auth_password is not None:
@@ -130,7 +149,7 @@ class EmailPlugin:
         async def run(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
             await server.run(task_status=task_status)
 
-        return [Service("email SMTP server", run)]
+        return Service("email SMTP server", run)
 
     @hookimpl
     def cli_commands(self) -> list[Command]:
@@ -146,15 +165,19 @@ class EmailPlugin:
             tls_context(settings, bridge.config.base_dir)
         except ConfigError as exc:
             return CheckResult(NAME, False, str(exc))
+        mailboxes = [await anyio.to_thread.run_sync(probe, m, bridge.config.base_dir)
+                     for m in settings.mailboxes]
+        notes = [detail for _, detail in mailboxes]
+        if not all(ok for ok, _ in mailboxes):
+            return CheckResult(NAME, False, "; ".join(notes))
         relay = settings.relay
         if relay is None:
-            return CheckResult(
-                NAME, True, "Active (no relay configured: replies are kept in the outbox)"
-            )
+            return CheckResult(NAME, True, "; ".join(
+                ["Active (no relay configured: replies are kept in the outbox)", *notes]))
         problem = await _unreachable(relay)
         if problem:
-            return CheckResult(NAME, False, problem)
-        return CheckResult(NAME, True, "Active")
+            return CheckResult(NAME, False, "; ".join([problem, *notes]))
+        return CheckResult(NAME, True, "; ".join(["Active", *notes]))
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -177,8 +200,10 @@ class EmailPlugin:
             raise PermanentError("an email inbound without message bytes")
         settings = self._settings
         parsed = parse_email(raw.payload)
-        # Only an SMTP envelope (it has recipients) can tell a null sender.
-        envelope_from = raw.envelope_from if raw.envelope_to else None
+        # Only an SMTP envelope (it has recipients) can tell a null sender; a mailbox's
+        # recipient is its configured address, with no envelope sender to go with it.
+        smtp = bool(raw.envelope_to) and not raw.peer.startswith(PEER_PREFIX)
+        envelope_from = raw.envelope_from if smtp else None
         reason = loop_reason(parsed, our_domains=self._our_domains(),
                              envelope_from=envelope_from)
         if reason:
