@@ -4,6 +4,7 @@ in a temporary folder, for the mailbox tests. Skips the test when Dovecot is not
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import imaplib
 import os
@@ -124,6 +125,7 @@ class Dovecot:
             [DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
             stdout=subprocess.DEVNULL,
             stderr=(self.root / "stderr.log").open("ab"),
+            start_new_session=True,
         )
         deadline = time.monotonic() + 20
         while True:
@@ -147,6 +149,10 @@ class Dovecot:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # The master leaves running IMAP sessions behind; end them too, so a restart drops
+        # every connection as a crash or a real server restart does.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     def restart(self) -> None:
         self.stop()
