@@ -4,6 +4,7 @@ the email plugin reading an IMAP folder instead of running its SMTP server."""
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from casebridge_email.mailbox import state_key
 from casebridge_email.settings import MailboxSettings
 from support.bridges import install_jsonl
 from support.bridges import write_config as write_bridge_config
-from support.dovecot import PASSWORD, USER, Dovecot, free_port, mail
+from support.dovecot import PASSWORD, USER, Dovecot, free_port, mail, self_signed_certificate
 
 SUPPORT = "support@example.com"
 
@@ -289,3 +290,42 @@ async def test_check_reports_login_folder_and_idle(
         assert not result.ok
         assert expected in result.detail
         assert PASSWORD not in result.detail and "not-the-password" not in result.detail
+
+
+@pytest.fixture
+def tls_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = self_signed_certificate(tmp_path)
+    server = Dovecot(tls_cert=cert, tls_key=key).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("tls", ["starttls", "tls"])
+async def test_tls_and_starttls_verify_the_server_against_ca_file(
+    tls_dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls: str
+) -> None:
+    port = tls_dovecot.tls_port if tls == "tls" else tls_dovecot.port
+    box = mailbox(tls_dovecot, tls=tls, port=port, ca_file="imap-cert.pem")
+    tls_dovecot.append(mail(1))
+    async with running(tmp_path, monkeypatch, box) as bridge:
+        result = await bridge.hooks.check("email", bridge)
+        assert result.ok, result.detail
+        await wait_stored(bridge, [1])
+
+
+async def test_an_unverifiable_certificate_is_refused(
+    tls_dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No ca_file: the system's CAs do not know this self-signed certificate.
+    box = mailbox(tls_dovecot, tls="tls", port=tls_dovecot.tls_port)
+    tls_dovecot.append(mail(1))
+    async with running(tmp_path, monkeypatch, box) as bridge:
+        result = await bridge.hooks.check("email", bridge)
+        await anyio.sleep(1.0)
+        assert not await stored(bridge, 1)
+    assert not result.ok
+    assert "cannot connect" in result.detail and "CERTIFICATE_VERIFY_FAILED" in result.detail

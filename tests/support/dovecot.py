@@ -66,8 +66,10 @@ class Dovecot:
             shutil.chown(mail, user, group)
         (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         ssl_lines = ["ssl = no"]
+        self.tls_port = 0  # implicit TLS, only with a certificate
         if tls_cert and tls_key:
             ssl_lines = ["ssl = yes", f"ssl_cert = <{tls_cert}", f"ssl_key = <{tls_key}"]
+            self.tls_port = free_port()
         # Without IDLE in the capability list the reader must fall back to polling.
         capability = (
             [] if idle else ["imap_capability = IMAP4rev1 SASL-IR LITERAL+ ENABLE UIDPLUS MOVE"]
@@ -104,7 +106,8 @@ class Dovecot:
                     f"    port = {self.port}",
                     "  }",
                     "  inet_listener imaps {",
-                    "    port = 0",
+                    "    address = 127.0.0.1",
+                    f"    port = {self.tls_port}",
                     "  }",
                     "  chroot =",
                     "}",
@@ -224,6 +227,34 @@ class Dovecot:
             return int(data[0])
         finally:
             imap.logout()
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM), made with openssl."""
+    cert, key = folder / "imap-cert.pem", folder / "imap-key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def mail(n: int, *, sender: str = "", subject: str = "", body: str = "") -> bytes:
