@@ -284,7 +284,8 @@ async def test_check_reports_login_folder_and_idle(
         f"mailbox {USER}@127.0.0.1:{dovecot.port}/INBOX: logged in, folder exists, "
         "IDLE offered" in result.detail
     )
-    for box, expected in ((wrong, "login refused"), (missing, "'Nowhere' does not exist")):
+    # The refused login last: Dovecot slows down logins after a failed one.
+    for box, expected in ((missing, "'Nowhere' does not exist"), (wrong, "login refused")):
         async with running(tmp_path, monkeypatch, box) as bridge:
             result = await bridge.hooks.check("email", bridge)
         assert not result.ok
@@ -329,3 +330,22 @@ async def test_an_unverifiable_certificate_is_refused(
         assert not await stored(bridge, 1)
     assert not result.ok
     assert "cannot connect" in result.detail and "CERTIFICATE_VERIFY_FAILED" in result.detail
+
+
+async def test_an_oversized_message_is_left_in_the_folder_and_passed(
+    dovecot: Dovecot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    dovecot.append(mail(1, body="x" * 3000), mail(2))
+    limits = {"max_message_bytes": 2000, "max_attachment_bytes": 1000}
+    async with running(tmp_path, monkeypatch, mailbox(dovecot), **limits) as bridge:
+        await wait_stored(bridge, [2])
+        await wait_until(lambda: "\\Seen" in dovecot.flags()["msg-2@customer.example"])
+        state = await cursor(bridge, dovecot)
+        assert not await stored(bridge, 1)
+    assert "\\Seen" not in dovecot.flags()["msg-1@customer.example"]
+    assert state["last_uid"] == 2
+    assert "UID 1 is" in caplog.text and "over max_message_bytes: left in the folder" in caplog.text

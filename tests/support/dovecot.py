@@ -86,6 +86,7 @@ class Dovecot:
                     *ssl_lines,
                     "disable_plaintext_auth = no",
                     "auth_mechanisms = plain login",
+                    "auth_failure_delay = 0",  # a refused login answers at once
                     f"default_internal_user = {user}",
                     f"default_login_user = {user}",
                     f"default_internal_group = {group}",

@@ -73,7 +73,6 @@ class MailboxReader:
         self._reconnect = reconnect
         self._limiter = anyio.CapacityLimiter(1)
         self._rng = random.Random()  # jitter only
-        self.connections = 0  # how many sessions were opened (for tests and logs)
 
     async def run(self, *, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
         """Read until cancelled. Ready at once: an unreachable server is retried in the
@@ -103,7 +102,6 @@ class MailboxReader:
 
     async def _session(self, connection: ImapConnection) -> None:
         await self._call(connection.open)
-        self.connections += 1
         status = await self._call(connection.select)
         stored = cursor_from_state(await self._store.get_state(self._plugin, self._key))
         cursor, why = resume(stored, status.uidvalidity, self.settings.first_start)
@@ -132,18 +130,16 @@ class MailboxReader:
             raise ConnectionError(f"UIDVALIDITY changed to {status.uidvalidity} while connected")
         uids = pending(await self._call(connection.search, cursor.search_criteria()), cursor)
         sizes = await self._call(connection.sizes, uids)
+        size_of = dict(sizes)
         for batch in batches(sizes, max_count=BATCH_COUNT, max_bytes=BATCH_BYTES):
-            size_of = dict(sizes)
             wanted = [u for u in batch if size_of[u] <= self._max_bytes]
-            for uid in batch:
-                if size_of[uid] > self._max_bytes:
-                    log.warning(
-                        "mailbox %s: UID %d is %d bytes, over max_message_bytes: left "
-                        "in the folder",
-                        self.settings.label,
-                        uid,
-                        size_of[uid],
-                    )
+            for uid in sorted(set(batch) - set(wanted)):
+                log.warning(
+                    "mailbox %s: UID %d is %d bytes, over max_message_bytes: left in the folder",
+                    self.settings.label,
+                    uid,
+                    size_of[uid],
+                )
             fetched = await self._call(connection.fetch, wanted)
             stored: list[int] = []
             finished = False
