@@ -3,9 +3,14 @@ the email plugin reading an IMAP folder instead of running its SMTP server."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import logging
 import shutil
+import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -349,3 +354,80 @@ async def test_an_oversized_message_is_left_in_the_folder_and_passed(
     assert "\\Seen" not in dovecot.flags()["msg-1@customer.example"]
     assert state["last_uid"] == 2
     assert "UID 1 is" in caplog.text and "over max_message_bytes: left in the folder" in caplog.text
+
+
+class Introspection:
+    """An OAuth2 token introspection endpoint (RFC 7662) on loopback for Dovecot's oauth2
+    passdb: ``valid`` holds the access tokens it currently accepts."""
+
+    def __init__(self) -> None:
+        self.valid: set[str] = set()
+        self.seen: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                form = urllib.parse.parse_qs(
+                    self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                )
+                token = form.get("token", [""])[0]
+                outer.seen.append(token)
+                body = json.dumps({"active": token in outer.valid, "username": USER}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/introspect"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def introspection() -> Iterator[Introspection]:
+    endpoint = Introspection()
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
+
+
+async def test_xoauth2_reads_a_fresh_token_at_every_login(
+    introspection: Introspection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = Dovecot(oauth2_introspection_url=introspection.url).start()
+    token_file = tmp_path / "imap-token"
+    try:
+        introspection.valid = {"token-1"}
+        token_file.write_text("token-1\n")
+        box = mailbox(server, password=None, oauth2_token_file="imap-token")
+        del box["password"]
+        server.append(mail(1))
+        async with running(tmp_path, monkeypatch, box) as bridge:
+            await wait_stored(bridge, [1])
+            # A sidecar refreshes the token; the old one stops working; the server restarts.
+            introspection.valid = {"token-2"}
+            token_file.write_text("token-2\n")
+            await anyio.to_thread.run_sync(server.restart)
+            server.append(mail(2))
+            await wait_stored(bridge, [2], within=30)
+        assert introspection.seen[:1] == ["token-1"] and "token-2" in introspection.seen
+        # A command that prints a token the server refuses: check says so, without the token.
+        command = [sys.executable, "-c", "print('stale-token')"]
+        refused = mailbox(server, oauth2_token_command=command)
+        del refused["password"]
+        async with running(tmp_path, monkeypatch, refused) as bridge:
+            result = await bridge.hooks.check("email", bridge)
+        assert not result.ok and "login refused" in result.detail
+        assert "stale-token" not in result.detail
+    finally:
+        server.close()

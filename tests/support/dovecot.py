@@ -51,7 +51,12 @@ class Dovecot:
     processes must be able to reach the Maildir."""
 
     def __init__(
-        self, *, tls_cert: Path | None = None, tls_key: Path | None = None, idle: bool = True
+        self,
+        *,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        idle: bool = True,
+        oauth2_introspection_url: str = "",
     ) -> None:
         if not Path(DOVECOT).exists():
             pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
@@ -70,6 +75,23 @@ class Dovecot:
         if tls_cert and tls_key:
             ssl_lines = ["ssl = yes", f"ssl_cert = <{tls_cert}", f"ssl_key = <{tls_key}"]
             self.tls_port = free_port()
+        # XOAUTH2 tokens are checked by an RFC 7662 introspection endpoint the test runs.
+        oauth2_passdb: list[str] = []
+        if oauth2_introspection_url:
+            (self.root / "oauth2.conf.ext").write_text(
+                "introspection_mode = post\n"
+                f"introspection_url = {oauth2_introspection_url}\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+            )
+            oauth2_passdb = [
+                "passdb {",
+                "  driver = oauth2",
+                "  mechanisms = xoauth2",
+                f"  args = {self.root}/oauth2.conf.ext",
+                "}",
+            ]
         # Without IDLE in the capability list the reader must fall back to polling.
         capability = (
             [] if idle else ["imap_capability = IMAP4rev1 SASL-IR LITERAL+ ENABLE UIDPLUS MOVE"]
@@ -85,7 +107,8 @@ class Dovecot:
                     f"log_path = {self.root}/dovecot.log",
                     *ssl_lines,
                     "disable_plaintext_auth = no",
-                    "auth_mechanisms = plain login",
+                    "auth_mechanisms = plain login"
+                    + (" xoauth2" if oauth2_introspection_url else ""),
                     "auth_failure_delay = 0",  # a refused login answers at once
                     f"default_internal_user = {user}",
                     f"default_login_user = {user}",
@@ -95,8 +118,10 @@ class Dovecot:
                     *capability,
                     "passdb {",
                     "  driver = passwd-file",
+                    "  mechanisms = plain login",
                     f"  args = scheme=PLAIN username_format=%u {self.root}/users",
                     "}",
+                    *oauth2_passdb,
                     "userdb {",
                     "  driver = static",
                     f"  args = uid={user} gid={group} home={mail}/%u",
