@@ -103,7 +103,11 @@ async def wait_until(predicate: Any, within: float = 15) -> None:
             await anyio.sleep(0.05)
 
 
-async def cursor(bridge: Bridge, server: Dovecot, folder: str = "INBOX") -> dict[str, Any]:
+async def cursor(
+    bridge: Bridge, server: Dovecot, folder: str = "INBOX", *, last_uid: int = 0
+) -> dict[str, Any]:
+    """The mailbox's stored cursor, once it has reached ``last_uid`` (it is saved just after
+    the messages are flagged, so a test that saw the flags may be a moment early)."""
     settings = MailboxSettings(
         host="127.0.0.1",
         port=server.port,
@@ -112,7 +116,12 @@ async def cursor(bridge: Bridge, server: Dovecot, folder: str = "INBOX") -> dict
         password=bridge.settings("email").mailboxes[0].password,
         folder=folder,
     )
-    return await bridge.store.get_state("email", state_key(settings))
+    with anyio.fail_after(15):
+        while True:
+            state = await bridge.store.get_state("email", state_key(settings))
+            if state is not None and state["last_uid"] >= last_uid:
+                return state
+            await anyio.sleep(0.02)
 
 
 async def test_mail_in_the_folder_is_stored_then_flagged_seen(
@@ -127,7 +136,7 @@ async def test_mail_in_the_folder_is_stored_then_flagged_seen(
         assert message.sender == "customer2@customer.example"
         assert message.recipients[0] == SUPPORT
         assert message.text == "Hello, this is question number 2."
-        state = await cursor(bridge, dovecot)
+        state = await cursor(bridge, dovecot, last_uid=3)
     assert state["last_uid"] == 3 and state["initial"] is False
 
 
@@ -156,7 +165,7 @@ async def test_first_start_unseen_leaves_mail_already_read_alone(
         dovecot.append(mail(3))
         await wait_stored(bridge, [3])
         assert not await stored(bridge, 1)
-        state = await cursor(bridge, dovecot)
+        state = await cursor(bridge, dovecot, last_uid=3)
     assert state == {"uidvalidity": state["uidvalidity"], "last_uid": 3, "initial": False}
 
 
@@ -211,7 +220,7 @@ async def test_a_restarted_bridge_resumes_after_the_last_message_without_repeats
     async with running(tmp_path, monkeypatch, mailbox(dovecot)) as bridge:
         await wait_stored(bridge, [3])
         await wait_until(lambda: "\\Seen" in dovecot.flags()["msg-3@customer.example"])
-        state = await cursor(bridge, dovecot)
+        state = await cursor(bridge, dovecot, last_uid=3)
     assert state["last_uid"] == 3
     assert "resuming after UID 2" in caplog.text
     # Message 1 was not read again: no duplicate reached the store.
@@ -228,16 +237,19 @@ async def test_a_uidvalidity_change_rereads_the_folder_and_dedupes(
     caplog.set_level(logging.INFO)
     dovecot.create("Support")
     dovecot.append(mail(1), mail(2), folder="Support")
-    async with running(tmp_path, monkeypatch, mailbox(dovecot, folder="Support")) as bridge:
+    # A session idling in a folder that is deleted may hear nothing of it; the reader
+    # notices the new UIDVALIDITY when it renews IDLE (and re-selects), here every second.
+    box = mailbox(dovecot, folder="Support", idle_seconds=1.0)
+    async with running(tmp_path, monkeypatch, box) as bridge:
         await wait_stored(bridge, [1, 2])
-        before = await cursor(bridge, dovecot, "Support")
+        before = await cursor(bridge, dovecot, "Support", last_uid=2)
         # The folder is rebuilt (a server migration): same mail, new UIDs, new UIDVALIDITY.
         dovecot.delete("Support")
         dovecot.create("Support")
         dovecot.append(mail(1), mail(2), mail(3), folder="Support")
         await wait_stored(bridge, [3], within=30)
         await wait_until(lambda: all("\\Seen" in f for f in dovecot.flags("Support").values()))
-        after = await cursor(bridge, dovecot, "Support")
+        after = await cursor(bridge, dovecot, "Support", last_uid=3)
         messages = await bridge.store.list_sessions()
     assert after["uidvalidity"] != before["uidvalidity"]
     assert after["last_uid"] == 3
@@ -349,7 +361,7 @@ async def test_an_oversized_message_is_left_in_the_folder_and_passed(
     async with running(tmp_path, monkeypatch, mailbox(dovecot), **limits) as bridge:
         await wait_stored(bridge, [2])
         await wait_until(lambda: "\\Seen" in dovecot.flags()["msg-2@customer.example"])
-        state = await cursor(bridge, dovecot)
+        state = await cursor(bridge, dovecot, last_uid=2)
         assert not await stored(bridge, 1)
     assert "\\Seen" not in dovecot.flags()["msg-1@customer.example"]
     assert state["last_uid"] == 2

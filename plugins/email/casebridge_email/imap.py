@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import socket
 import ssl
 import subprocess
 from collections.abc import Callable
@@ -125,6 +126,7 @@ class ImapConnection:
             timeout=SocketTimeout(connect=s.timeout, read=s.timeout),
         )
         try:
+            _keep_alive(client.socket())
             if s.tls == "starttls":
                 client.starttls(context)
             if s.password is not None:
@@ -291,6 +293,17 @@ def probe(settings: MailboxSettings, base_dir: Path) -> tuple[bool, str]:
     else:
         how = f"no IDLE: polling every {settings.poll_seconds:g}s"
     return True, f"mailbox {label}: logged in, folder exists, {how}"
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    """TCP keepalive probes, so a connection whose peer vanished without a word (a NAT or
+    firewall dropping it) fails within minutes even while it idles, not after the next
+    IDLE renewal and a read timeout."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _server_text(exc: Exception) -> str:
