@@ -16,6 +16,7 @@ import hmac
 import logging
 import ssl
 from collections.abc import Sequence
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 NAME = "email"
 CHECK_TIMEOUT = 5.0
+IMAP_CHECK_TIMEOUT = 10.0  # per server answer; a mailbox login takes a few round trips
 _TOKEN_KEY_LABEL = b"casebridge email reply token"
 
 
@@ -165,7 +167,10 @@ class EmailPlugin:
             tls_context(settings, bridge.config.base_dir)
         except ConfigError as exc:
             return CheckResult(NAME, False, str(exc))
-        mailboxes = [await anyio.to_thread.run_sync(probe, m, bridge.config.base_dir)
+        # Bounded like the relay check: an unreachable host must not stall `casebridge check`.
+        mailboxes = [await anyio.to_thread.run_sync(
+                         probe, replace(m, timeout=min(m.timeout, IMAP_CHECK_TIMEOUT)),
+                         bridge.config.base_dir)
                      for m in settings.mailboxes]
         notes = [detail for _, detail in mailboxes]
         if not all(ok for ok, _ in mailboxes):
