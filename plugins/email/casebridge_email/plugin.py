@@ -16,6 +16,7 @@ import hmac
 import logging
 import ssl
 from collections.abc import Sequence
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,9 +45,11 @@ from .catcher_pages import PREFIX as CATCHER_PREFIX
 from .catcher_pages import catcher_routes
 from .compose import compose_reply
 from .guards import SenderRateLimiter, loop_reason
+from .imap import probe
 from .inbound import CHANNEL, to_message
+from .mailbox import PEER_PREFIX, MailboxReader
 from .mime import parse_email
-from .settings import EmailSettings, RelaySettings
+from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
 from .smtp_server import IngestEnvelope, SmtpIngest, password_checker
 from .tokens import make_message_id, make_token, plus_address
@@ -61,6 +64,7 @@ log = logging.getLogger(__name__)
 
 NAME = "email"
 CHECK_TIMEOUT = 5.0
+IMAP_CHECK_TIMEOUT = 10.0  # per server answer; a mailbox login takes a few round trips
 _TOKEN_KEY_LABEL = b"casebridge email reply token"
 NO_RELAY = (
     "no relay configured: add [plugins.email.relay] (or [plugins.email.catcher] to keep "
@@ -119,9 +123,28 @@ class EmailPlugin:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         self.catcher = (MailCatcher(settings.catcher, bridge.data_dir)
                         if settings.catcher is not None else None)
+        # imapclient logs the whole IMAP conversation at DEBUG, message bodies and the
+        # XOAUTH2 exchange included.
+        logging.getLogger("imapclient").setLevel(logging.WARNING)
 
     @hookimpl
     def services(self, bridge: Bridge) -> list[Service]:
+        services = [self._mailbox_service(bridge, m) for m in self._settings.mailboxes]
+        if self._settings.smtp_server:
+            services.insert(0, self._smtp_service(bridge))
+        if self.catcher is not None:
+            services.append(Service("email mail catcher", self.catcher.run))
+        return services
+
+    def _mailbox_service(self, bridge: Bridge, mailbox: MailboxSettings) -> Service:
+        reader = MailboxReader(
+            mailbox, store=bridge.store, plugin=NAME, on_message=self._on_message,
+            max_message_bytes=self._settings.max_message_bytes,
+            base_dir=bridge.config.base_dir,
+        )
+        return Service(f"email mailbox {mailbox.label}", reader.run)
+
+    def _smtp_service(self, bridge: Bridge) -> Service:
         settings = self._settings
         authenticator = None
         if settings.require_auth and settings.auth_password is not None:
@@ -143,10 +166,7 @@ class EmailPlugin:
         async def run(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
             await server.run(task_status=task_status)
 
-        found = [Service("email SMTP server", run)]
-        if self.catcher is not None:
-            found.append(Service("email mail catcher", self.catcher.run))
-        return found
+        return Service("email SMTP server", run)
 
     @hookimpl
     def addresses(self, bridge: Bridge) -> list[Address]:
@@ -186,18 +206,27 @@ class EmailPlugin:
             tls_context(settings, bridge.config.base_dir)
         except ConfigError as exc:
             return CheckResult(NAME, False, str(exc))
+        # Bounded like the relay check: an unreachable host must not stall `casebridge check`.
+        mailboxes = [await anyio.to_thread.run_sync(
+                         probe, replace(m, timeout=min(m.timeout, IMAP_CHECK_TIMEOUT)),
+                         bridge.config.base_dir)
+                     for m in settings.mailboxes]
+        notes = [detail for _, detail in mailboxes]
+        if not all(ok for ok, _ in mailboxes):
+            return CheckResult(NAME, False, "; ".join(notes))
         relay = settings.relay
         if relay is None and settings.catcher is not None:
             catcher = settings.catcher
-            return CheckResult(NAME, True, (
+            return CheckResult(NAME, True, "; ".join([
                 f"Active (replies go to the mail catcher on {catcher.host}:{catcher.port}, "
-                f"shown at {self.catcher_url(bridge.public_url)}; it starts with run)"))
+                f"shown at {self.catcher_url(bridge.public_url)}; it starts with run)",
+                *notes]))
         if relay is None:
-            return CheckResult(NAME, False, NO_RELAY)
+            return CheckResult(NAME, False, "; ".join([NO_RELAY, *notes]))
         problem = await _unreachable(relay)
         if problem:
-            return CheckResult(NAME, False, problem)
-        return CheckResult(NAME, True, "Active")
+            return CheckResult(NAME, False, "; ".join([problem, *notes]))
+        return CheckResult(NAME, True, "; ".join(["Active", *notes]))
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -223,8 +252,10 @@ class EmailPlugin:
         # message is built, SMTP, HTTP and the outbox keep answering meanwhile (the bounds in
         # mime and html_depth keep the work itself short).
         parsed = await anyio.to_thread.run_sync(parse_email, raw.payload)
-        # Only an SMTP envelope (it has recipients) can tell a null sender.
-        envelope_from = raw.envelope_from if raw.envelope_to else None
+        # Only an SMTP envelope (it has recipients) can tell a null sender; a mailbox's
+        # recipient is its configured address, with no envelope sender to go with it.
+        smtp = bool(raw.envelope_to) and not raw.peer.startswith(PEER_PREFIX)
+        envelope_from = raw.envelope_from if smtp else None
         reason = loop_reason(parsed, our_domains=self._our_domains(),
                              envelope_from=envelope_from)
         if reason:

@@ -12,6 +12,11 @@ Example::
     tls = "starttls"
     username = "bridge@example.com"
     password = {env = "CASEBRIDGE_SMTP_PASSWORD"}
+
+    [[plugins.email.mailboxes]]        # read a mailbox over IMAP (docs/email.md)
+    host = "imap.example.com"
+    username = "support@example.com"
+    password = {env = "CASEBRIDGE_IMAP_PASSWORD"}
 """
 
 from __future__ import annotations
@@ -93,6 +98,87 @@ class CatcherSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxSettings:
+    """``[[plugins.email.mailboxes]]``: one IMAP folder the bridge reads customer mail from.
+
+    ``tls``: "tls" (port 993), "starttls" (port 143) or "none" (loopback only); certificates
+    are verified, against ``ca_file`` (PEM) when set. Log in with ``password``, or with an
+    OAuth2 access token (XOAUTH2) read afresh at every login from ``oauth2_token_file`` or
+    the output of ``oauth2_token_command``, so a sidecar can keep it fresh.
+    After a message is stored, ``after = "seen"`` flags it \\Seen, ``after = "move"`` moves it
+    to ``move_to``. ``address``: the support address this mailbox receives, counted as a
+    recipient even when the mail does not name it (Bcc, forwarding). With ``idle`` the
+    reader waits in IMAP IDLE (re-issued every ``idle_seconds``) where the server offers
+    it, else it polls every ``poll_seconds``. On the very first start, ``first_start =
+    "unseen"`` reads only the unseen messages already in the folder, "all" reads them all.
+    """
+
+    host: str
+    username: str
+    port: int = 0
+    tls: Literal["none", "starttls", "tls"] = "tls"
+    ca_file: str = ""
+    password: Secret | None = None
+    oauth2_token_file: str = ""
+    oauth2_token_command: list[str] = field(default_factory=list)
+    folder: str = "INBOX"
+    after: Literal["seen", "move"] = "seen"
+    move_to: str = ""
+    address: str = ""
+    idle: bool = True
+    idle_seconds: float = 600.0
+    poll_seconds: float = 60.0
+    timeout: float = 30.0
+    first_start: Literal["unseen", "all"] = "unseen"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", self.address.strip().lower())
+        if not self.host.strip():
+            raise ValueError("mailboxes: host is empty")
+        if not self.username:
+            raise ValueError(f"mailbox {self.host}: username is empty")
+        if self.port == 0:
+            object.__setattr__(self, "port", 993 if self.tls == "tls" else 143)
+        if not 0 < self.port < 65536:
+            raise ValueError(f"mailbox {self.label}: port {self.port} is not a TCP port")
+        logins = [bool(self.password), bool(self.oauth2_token_file),
+                  bool(self.oauth2_token_command)]
+        if sum(logins) != 1:
+            raise ValueError(
+                f"mailbox {self.label}: set exactly one of password, oauth2_token_file and "
+                "oauth2_token_command"
+            )
+        if self.tls == "none" and not _is_loopback(self.host):
+            raise ValueError(
+                f'mailbox {self.label}: tls = "none" is allowed only on loopback (credentials '
+                "are not sent in the clear)"
+            )
+        if self.ca_file and self.tls == "none":
+            raise ValueError(f'mailbox {self.label}: ca_file is set but tls is "none"')
+        if not self.folder:
+            raise ValueError(f"mailbox {self.label}: folder is empty")
+        if (self.after == "move") != bool(self.move_to):
+            raise ValueError(
+                f'mailbox {self.label}: move_to goes with after = "move" (and only with it)'
+            )
+        if self.move_to and self.move_to == self.folder:
+            raise ValueError(f"mailbox {self.label}: move_to is the folder being read")
+        if self.address and "@" not in self.address:
+            raise ValueError(f"mailbox {self.label}: address {self.address!r} is no address")
+        if not 1 <= self.idle_seconds <= 29 * 60:
+            # RFC 2177: servers may drop a client idling longer than 30 minutes.
+            raise ValueError(f"mailbox {self.label}: idle_seconds must be 1 to 1740")
+        for name in ("poll_seconds", "timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"mailbox {self.label}: {name} must be positive")
+
+    @property
+    def label(self) -> str:
+        """How logs and checks name this mailbox (never with a secret)."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True, slots=True)
 class EmailSettings:
     """The email channel: its SMTP server for inbound mail, limits, and outbound replies.
 
@@ -109,6 +195,8 @@ class EmailSettings:
     but gets no session. ``keep_signature`` keeps signatures when trimming replies.
     ``relay`` is None when the section has no ``[relay]`` table: replies then go to the mail
     catcher when ``catcher`` is set, and otherwise fail at once ("no relay configured").
+    ``mailboxes`` are IMAP folders read beside (or, with ``smtp_server = false``, instead
+    of) the SMTP server.
     """
 
     listen_host: str = "127.0.0.1"
@@ -134,6 +222,8 @@ class EmailSettings:
     keep_signature: bool = False
     relay: RelaySettings | None = None
     catcher: CatcherSettings | None = None
+    smtp_server: bool = True
+    mailboxes: list[MailboxSettings] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         addresses = [a.strip().lower() for a in self.support_addresses]
@@ -178,6 +268,12 @@ class EmailSettings:
                 "require_auth on a non-loopback listen_host needs tls_cert and tls_key "
                 "(passwords are not sent in the clear)"
             )
+
+        labels = [m.label for m in self.mailboxes]
+        if len(set(labels)) != len(labels):
+            raise ValueError("mailboxes: the same folder of the same account is listed twice")
+        if not self.smtp_server and not self.mailboxes:
+            raise ValueError("smtp_server = false and no mailboxes: no mail can come in")
 
     @property
     def outgoing_relay(self) -> RelaySettings | None:
