@@ -66,6 +66,8 @@ async def running(
                 "smtp_server": False,
                 "support_addresses": [SUPPORT],
                 "mailboxes": list(mailboxes),
+                # Replies go to the mail catcher (with no relay at all, check says so).
+                "catcher": {"port": free_port()},
                 **email,
             }
         },
