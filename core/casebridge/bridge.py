@@ -83,6 +83,7 @@ class Bridge:
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
             poll_interval=out.poll_seconds,
             on_event=self._job_event,
+            on_dead=self.pipeline.on_dead,
         )
 
     def _job_event(self, event: OutboxEvent) -> None:

@@ -80,7 +80,9 @@ class Outbox:
     jitter; ``poll_interval`` is the longest an idle loop sleeps before looking again (jobs
     enqueued by other processes are seen at the latest then; :meth:`wake` is immediate).
     ``on_event`` is called synchronously for every :class:`OutboxEvent`; its errors are
-    logged and ignored.
+    logged and ignored. ``on_dead`` is awaited after a job is dead-lettered, however it died
+    (its own error, its budget, or a runner that died during its last attempt), so the owner
+    of the work can say so where people look; its errors are logged and ignored.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Outbox:
         worker_id: str,
         clock: Callable[[], datetime] = utcnow,
         on_event: Callable[[OutboxEvent], None] | None = None,
+        on_dead: Callable[[Job, str], Awaitable[None]] | None = None,
         rng: RandomSource | None = None,
         poll_interval: float = 1.0,
     ) -> None:
@@ -115,6 +118,7 @@ class Outbox:
         self.worker_id = worker_id
         self._clock = clock
         self._on_event = on_event
+        self._on_dead = on_dead
         self._rng: RandomSource = rng or random.Random()
         self._poll_interval = poll_interval
         self._kinds = sorted(self.handlers)
@@ -293,6 +297,11 @@ class Outbox:
                 error,
             )
             self._emit(OutboxEvent("dead", job, name, error, None, duration))
+            if self._on_dead is not None:
+                try:
+                    await self._on_dead(job, error)
+                except Exception:
+                    log.exception("outbox on_dead callback failed for job %s", job.id)
         else:
             self._lost(job, name)
 

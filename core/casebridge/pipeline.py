@@ -329,6 +329,33 @@ class Pipeline:
         return []
 
     @staticmethod
+    def delivered_message_id(job: Job) -> str:
+        """The id of the message a delivery job sends ("" for other kinds)."""
+        payload = job.payload
+        if job.kind == "reply":
+            return derived_id("reply", payload["crm"], payload["activity_id"])
+        if job.kind == "answer":
+            return derived_id("answer", payload["in_reply_to"])
+        if job.kind == "ack":
+            return derived_id("ack", payload["session_id"])
+        return ""
+
+    async def on_dead(self, job: Job, error: str) -> None:
+        """A delivery job died (a runner died during its last attempt, or an error it could
+        not turn into a delivery): its reply is failed, and the case says so."""
+        message_id = self.delivered_message_id(job)
+        message = await self.store.get_message(message_id) if message_id else None
+        if message is None or not message.session_id:
+            return
+        current = await deliveries.get(self.store, message.id)
+        if current is not None and current.state is not ReplyState.QUEUED:
+            return  # it went out (or failed and was said so) before the job died
+        record = await deliveries.report(self.store, message.id, ReplyState.FAILED,
+                                         f"its outbox job died: {error}")
+        if record is not None and record.state is ReplyState.FAILED:
+            await self.bridge.enqueue(self.undelivered_job(message))
+
+    @staticmethod
     def undelivered_job(message: Message) -> NewJob:
         return NewJob(kind="undelivered", payload={"message_id": message.id},
                       key=f"undelivered:{message.id}", order_key=message.session_id)

@@ -289,3 +289,54 @@ def test_sessions_show_prints_each_replys_state(
     out = capsys.readouterr().out
     assert "Hello from the desk" in out
     assert "[refused: the customer opted out]" in out
+
+
+class HangingChannel(LoopChannel):
+    """A loop channel whose sends never return: the runner 'dies' while sending."""
+
+    @hookimpl
+    async def deliver_reply(self, message: Message) -> Delivery:
+        import anyio
+
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_reply_whose_runner_died_on_its_last_attempt_is_failed_on_the_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbox dead-letters a job whose budget a dead runner spent, without running it
+    # again: the reply is then failed, with the reason, and written to the case.
+    from datetime import timedelta
+
+    import anyio
+
+    bridge, client = await open_world(tmp_path, monkeypatch, HangingChannel(), max_attempts=1)
+    try:
+        await bridge.receive(inbound("refund please", msg_id="in-d", sender="dan@example.com"))
+        await settle(bridge)
+        session = await only_session(bridge)
+        await client.post(f"/api/sessions/{session.id}/handoff",
+                          headers={"Authorization": f"Bearer {API_TOKEN}"})
+        await settle(bridge)
+        session = await only_session(bridge)
+        body = {"event_type": "new_activity", "caseId": session.case.case_id,
+                "activityId": "rep-d", "text": "Hello from the desk"}
+        await client.post(f"/webhooks/jsonl/{HOOK_TOKEN}", content=json.dumps(body))
+        job = await bridge.store.claim_job("dead-runner/0", timedelta(milliseconds=200),
+                                           ["reply"])
+        assert job is not None
+        with anyio.move_on_after(0.1):  # the runner dies mid-send
+            await bridge.pipeline.on_reply(job)
+        await anyio.sleep(0.3)  # its lease runs out
+        await settle(bridge)
+        [dead] = await bridge.store.list_jobs("dead")
+        assert dead.id == job.id and "budget of 1 spent" in dead.last_error
+        [reply] = [m for m in await api_messages(client, session.id) if m["author"] == "agent"]
+        assert reply["delivery"]["state"] == "failed"
+        assert "its outbox job died" in reply["delivery"]["detail"]
+        last = jsonl_records(bridge, "activity")[-1]
+        assert last["author"] == "system" and "not delivered" in last["body"]
+    finally:
+        await client.aclose()
+        await bridge.close()
