@@ -32,11 +32,14 @@ from casebridge.model import (
     CheckResult,
     Contact,
     CrmEvent,
+    HandoffRequest,
+    HandoffResult,
     WebhookRequest,
 )
 from casebridge.secrets import Secret
 
 from .client import CreatioClient
+from .handoff import AtomicHandoff
 from .lookups import LookupNotFound
 from .operations import CreatioOperations
 from .reconcile import PollResult, Reconciler
@@ -182,6 +185,11 @@ class CreatioPlugin:
     async def append_activities(self, requests: Sequence[ActivityRequest]) -> list[ActivityRef]:
         # A handoff's messages in $batch calls: round trips per handoff stay constant.
         return await (await self.operations()).append_activities(requests)
+
+    @hookimpl
+    async def handoff(self, request: HandoffRequest) -> HandoffResult:
+        # Two round trips per handoff (reads, then atomic writes); see .handoff.
+        return await AtomicHandoff(await self.operations()).run(request)
 
     @hookimpl
     async def attach_file(self, request: AttachmentRequest) -> str | None:
