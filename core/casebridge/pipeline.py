@@ -492,17 +492,19 @@ class Pipeline:
         """The request for a message the case lacks, its intent recorded; None when the case
         has it already."""
         key = derived_id("activity", session.id, message.id)
-        write = await self.store.get_write(key)
-        if write is not None and write.crm_id:
+        # One store call: the intent is recorded, or the existing write returned (its
+        # attempts counted, so ``maybe_written`` tells whether an earlier try got this far).
+        write = await self.store.record_intent(session.id, message.id, "activity", self.crm,
+                                               key)
+        if write.crm_id:
             return None
-        await self.store.record_intent(session.id, message.id, "activity", self.crm, key)
         text, html = self.bridge.templates.activity_bodies(
             message, session, link=link if first else None, trace_id=message.trace_id
         )
         return ActivityRequest(
             key=key, case=case, session=session, message=message,
             title=self.activity_title(message, session), body_text=text, body_html=html,
-            first=first, maybe_written=write is not None,
+            first=first, maybe_written=write.maybe_written,
         )
 
     @staticmethod
