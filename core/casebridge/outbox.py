@@ -236,7 +236,7 @@ class Outbox:
         if await self.store.complete_job(job.id, outcome or (), attempt=job.attempts):
             self._emit(OutboxEvent("done", job, name, duration=duration))
             # The follow-ups, and the job of this order key that waited for this one.
-            self.wake(len(outcome or ()) + 1)
+            self.wake(len(outcome or ()) + (1 if job.order_key else 0))
         else:
             self._lost(job, name)
 

@@ -67,7 +67,7 @@ async def test_chains_of_follow_ups_finish_with_few_claims(tmp_path: Path, fan_o
     assert len(set(done)) == expected
     # Each job: its own claim, one for each wake-up its finish sends; plus each loop's
     # first look. A broadcast would cost up to 16 claims per finished job.
-    assert Counting.claims <= 16 + expected * (fan_out + 3), Counting.claims
+    assert Counting.claims <= 16 + expected * (fan_out + 4), Counting.claims
 
 
 async def test_jobs_of_one_order_key_run_in_turn_without_polling(tmp_path: Path) -> None:
