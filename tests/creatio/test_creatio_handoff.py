@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from casebridge.model import SessionStatus
+from casebridge_creatio.sandbox import seed
 from plugin_world import API_TOKEN, World, creatio_config, running, sandbox_settings
 from support.bridges import inbound
 
@@ -81,7 +82,8 @@ async def test_hook_handoff_creatio_returning_contact_appends_to_its_open_case(t
         second = await new_session(world, 3, "b", "ann@example.com")
         before = world.sandbox.stats()["by_route"]
         await hand_off(world, second)
-        assert requests_since(world, before) == {"POST $batch": 2}
+        # The bridge remembers the open case: the write batch alone.
+        assert requests_since(world, before) == {"POST $batch": 1}
         case = await check_written(world, second, 3, "b")
         assert case["Id"] == (await world.bridge.store.get_session(first)).case.case_id
         assert len([c for c in world.rows("Case") if c["ContactId"] == case["ContactId"]]) == 1
@@ -150,3 +152,29 @@ async def test_hook_handoff_creatio_more_than_100_writes_split(tmp_path) -> None
         await hand_off(world, session_id)
         assert requests_since(world, before) == {"POST $batch": 3}
         await check_written(world, session_id, 120, "m")
+
+
+async def test_hook_handoff_creatio_remembered_case_closed_meanwhile_gets_a_new_case(
+    tmp_path,
+) -> None:
+    async with running(config(tmp_path)) as world:
+        first = await new_session(world, 1, "a", "ann@example.com")
+        await hand_off(world, first)
+        old_case = (await world.bridge.store.get_session(first)).case.case_id
+        rep = await world.rep_session()
+        try:
+            closed = await rep.patch(
+                f"/0/odata/Case({old_case})", json={"StatusId": seed.STATUS_CLOSED}
+            )
+        finally:
+            await rep.aclose()
+        assert closed.status_code == 204
+        await world.settle()
+        second = await new_session(world, 2, "b", "ann@example.com")
+        before = world.sandbox.stats()["by_route"]
+        await hand_off(world, second)
+        # The guarded append is refused as a whole; then reads and writes as for a new case.
+        assert requests_since(world, before) == {"POST $batch": 3}
+        case = await check_written(world, second, 2, "b")
+        assert case["Id"] != old_case
+        assert len(world.rows("Activity", CaseId=old_case)) == 1

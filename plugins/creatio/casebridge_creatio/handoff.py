@@ -6,6 +6,12 @@ open cases, and on a retry the case an earlier attempt wrote. The writes carry
 casebridge's own Ids, so the case names its new contact and the activities name their new
 case inside the same batch, in one atomicity group: they land together or not at all.
 
+A returning contact whose open case the bridge remembers (plugin state, kept after every
+handoff) costs one request: the write batch alone, led by an empty PATCH of that case in
+the same atomicity group. Creatio refuses any change to a case in a final status, so when
+the case was closed meanwhile the whole batch is refused, the memory is dropped and the
+handoff takes the two round trips.
+
 A retry recognises its own records by Id and writes only what is missing. When the write
 batch does not land whole (a refused atomicity group, a record whose Id the server
 replaced, a lost answer) the handoff is completed with today's sequence of single requests,
@@ -18,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from casebridge.errors import AmbiguousWriteError
 from casebridge.model import (
@@ -42,6 +48,9 @@ from .operations import (
     contact_records,
     phone_matches,
 )
+
+if TYPE_CHECKING:
+    from casebridge.store import Store
 
 log = logging.getLogger("casebridge.creatio")
 
@@ -195,16 +204,62 @@ class Plan:
 
 
 class AtomicHandoff:
-    """The ``handoff`` hook of the Creatio plugin. See the module docstring."""
+    """The ``handoff`` hook of the Creatio plugin. See the module docstring. ``state`` is
+    where open cases are remembered (the bridge's store), or None to remember nothing."""
 
-    def __init__(self, ops: CreatioOperations) -> None:
+    def __init__(self, ops: CreatioOperations, state: Store | None = None) -> None:
         self.ops = ops
         self.client = ops.client
         self.settings = ops.settings
+        self.state = state
 
     async def run(self, request: HandoffRequest) -> HandoffResult:
         if not self.settings.atomic_handoff:
-            return await self.in_steps(request)
+            result = await self.in_steps(request)
+        else:
+            result = await self._remembered(request) or await self._two_round_trips(request)
+        if self.state is not None and result.contact.crm_id:
+            await self.state.put_state(
+                CRM,
+                _memory_key(result.contact.crm_id),
+                {"id": result.case.id, "number": result.case.number},
+            )
+        return result
+
+    async def _remembered(self, request: HandoffRequest) -> HandoffResult | None:
+        """The append in one request to the contact's remembered open case, or None."""
+        settings = self.settings
+        # Only when "open" means "not final", which is what the guarding PATCH checks.
+        if (
+            self.state is None
+            or not request.contact.crm_id
+            or request.case_id
+            or request.maybe_written
+            or settings.open_status_ids
+            or not settings.treat_resolved_as_open
+        ):
+            return None
+        key = _memory_key(request.contact.crm_id)
+        known = await self.state.get_state(CRM, key)
+        if not isinstance(known, dict) or not odata.is_guid(known.get("id")):
+            return None
+        case_id = str(known["id"]).lower()
+        case = CaseRef(CRM, case_id, str(known.get("number") or ""), url=settings.case_url(case_id))
+        plan = Plan(request.contact, False, case, None, False)
+        activities = await self._activities(request, plan)
+        guard = BatchRequest("PATCH", f"Case({case_id})", {}, id="case")
+        writes = [guard, *await self._writes(plan, activities, set())]
+        answers = await self._send(
+            [replace(guard, atomicity_group=ATOMICITY_GROUP), *writes[1:]], quiet=True
+        )
+        if answers is None:
+            log.info("handoff: case %s no longer takes activities; looking again", case_id)
+            await self.state.delete_state(CRM, key)
+            return None
+        refs = [ActivityRef(CRM, Guid(a.key).value, case.id) for a in activities]
+        return HandoffResult(plan.contact, case, False, refs)
+
+    async def _two_round_trips(self, request: HandoffRequest) -> HandoffResult:
         plan = await self._plan(request)
         activities = await self._activities(request, plan)
         keys = [Guid(a.key).value for a in activities]
@@ -285,8 +340,11 @@ class AtomicHandoff:
                 writes.append(BatchRequest("POST", "Activity", body, id=f"a{index}"))
         return [replace(w, atomicity_group=ATOMICITY_GROUP) for w in writes]
 
-    async def _send(self, writes: list[BatchRequest]) -> list[BatchResponse] | None:
-        """The answers when every write landed; None when the batch did not land whole."""
+    async def _send(
+        self, writes: list[BatchRequest], quiet: bool = False
+    ) -> list[BatchResponse] | None:
+        """The answers when every write landed; None when the batch did not land whole
+        (logged as a warning unless ``quiet``)."""
         if not writes:
             return []
         try:
@@ -307,7 +365,7 @@ class AtomicHandoff:
         failed = next((a for a in answers if not a.ok), None)
         if failed is not None or len(answers) != len(writes):
             detail = _answer_message(failed) if failed else "answers missing"
-            log.warning(
+            (log.info if quiet else log.warning)(
                 "handoff: the write batch was rolled back (%s); completing it request by request",
                 detail,
             )
@@ -357,6 +415,10 @@ class AtomicHandoff:
         ]
         refs = await ops.append_activities(activities) if activities else []
         return HandoffResult(contact, case, created, refs)
+
+
+def _memory_key(contact_crm_id: str) -> str:
+    return f"open-case:{contact_crm_id.lower()}"
 
 
 def _answer_message(answer: BatchResponse) -> str:

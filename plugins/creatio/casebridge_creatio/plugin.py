@@ -189,7 +189,8 @@ class CreatioPlugin:
     @hookimpl
     async def handoff(self, request: HandoffRequest) -> HandoffResult:
         # Two round trips per handoff (reads, then atomic writes); see .handoff.
-        return await AtomicHandoff(await self.operations()).run(request)
+        state = self.bridge.store if self.bridge is not None else None
+        return await AtomicHandoff(await self.operations(), state).run(request)
 
     @hookimpl
     async def attach_file(self, request: AttachmentRequest) -> str | None:
