@@ -1,5 +1,6 @@
-"""Handoffs (a case and N activities) per second and their latency against the Creatio
-sandbox with an injected per-request latency, and the Creatio requests each one costs.
+"""Handoffs (contact, case and N activities) per second, their latency, the bridge's CPU time
+and the Creatio requests each one costs, against the Creatio sandbox with an injected
+per-request latency: the two-round-trip handoff against today's per-step sequence.
 
 Usage::
 
@@ -12,14 +13,22 @@ fault settings holding ``latency_ms``. Each row is a fresh, real Bridge (SQLite 
 creatio plugin pointed at the sandbox, the loopback test channel) running its outbox with
 ``workers`` workers. Sessions of N customer messages are made through ``Bridge.receive``;
 then one handoff job per session (``Pipeline.handoff_job``) is enqueued at once and the
-outbox works them: contact, case, then the activities in one ``$batch``
-(``append_activities``), or, for the baseline rows (``use_batch = false``), one request per
-activity.
+outbox works them. Two modes, measured in the same run:
 
-* latency: from the handoff job being claimed to its sync job (the activities) done;
+* two round trips (``atomic_handoff = true``): one ``$batch`` of reads, one atomic
+  ``$batch`` of writes (contact, case, activities);
+* per step, today's sequence and the baseline (``atomic_handoff = false``): contact lookup
+  and create, open-case lookup, case, then the activities in one ``$batch``.
+
+"new" rows hand off customers Creatio has never seen; "returning" rows first hand off and
+close one session per customer (not measured), then hand off a second session of the same
+customers, which is appended to their open case.
+
+* latency: from the handoff job being claimed to its sync job done;
 * throughput: handoffs divided by the time from enqueueing them to the last one done;
+* CPU ms/handoff: the bridge process's CPU time over that span, per handoff;
 * requests/handoff: the sandbox's API request count (``/sandbox/admin/stats``) over the
-  handoffs, divided by their number; every case is then checked to hold N activities.
+  handoffs, divided by their number; every case is then checked to hold its activities.
 
 The bridge runs pinned to one core and the sandbox to another when there are two.
 """
@@ -45,15 +54,41 @@ SUPERVISOR = "Supervisor"
 DESK = "desk"
 
 
+ATOMIC, STEPS = "two round trips", "per step (baseline)"
+# The sandbox process, whose CPU time is read from /proc around each measurement.
+SANDBOX_PID = [0]
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) process ``pid`` has used; 0 where /proc is absent."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Run:
-    batch: bool
+    atomic: bool
+    returning: bool
     messages: int
     workers: int
     handoffs: int
+    max_concurrency: int = 32
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu: float = 0.0
+    sandbox_cpu: float = 0.0
     requests: int = 0
+
+    @property
+    def mode(self) -> str:
+        return ATOMIC if self.atomic else STEPS
+
+    @property
+    def contact(self) -> str:
+        return "returning" if self.returning else "new"
 
 
 @contextmanager
@@ -81,6 +116,7 @@ def sandbox(folder: Path, core: int | None) -> Iterator[str]:
                 raise RuntimeError("the Creatio sandbox did not start: "
                                    + (folder / "sandbox.log").read_text()[-2000:])
             time.sleep(0.05)
+        SANDBOX_PID[0] = process.pid
         yield url
     finally:
         process.terminate()
@@ -94,13 +130,14 @@ def write_config(folder: Path, url: str, run: Run) -> Path:
         "bridge": {"crm": "creatio", "channels": ["loop"], "data_dir": "data",
                    "public_url": "http://127.0.0.1:8080"},
         "http": {"host": "127.0.0.1", "port": common.free_port()},
-        "outbox": {"workers": run.workers, "poll_seconds": 0.02, "backoff_base": 0.05,
+        "outbox": {"workers": run.workers, "poll_seconds": 0.5, "backoff_base": 0.05,
                    "backoff_cap": 0.5, "jitter": 0.0},
         "handoff": {"max_customer_turns": 0},
         "logging": {"level": "WARNING"},
         "plugins": {"creatio": {
             "url": url, "auth": "login", "username": SUPERVISOR, "password": SUPERVISOR,
-            "use_batch": run.batch, "max_concurrency": 16, "reconcile_interval": 0,
+            "atomic_handoff": run.atomic, "max_concurrency": run.max_concurrency,
+            "reconcile_interval": 0,
             "backoff": 0.05, "backoff_max": 0.5, "upload_attachments": False,
             "webhook_token": "bench-webhook-token-0123456789",
         }},
@@ -114,7 +151,7 @@ def write_config(folder: Path, url: str, run: Run) -> Path:
 async def measure(url: str, folder: Path, run: Run) -> None:
     import anyio
     from casebridge.bridge import Bridge
-    from casebridge.model import HandoffDecision, RawInbound
+    from casebridge.model import HandoffDecision, SessionStatus
     from casebridge.outbox import OutboxEvent
     from casebridge.pipeline import Pipeline
     from support.plugins import LoopChannel
@@ -137,37 +174,58 @@ async def measure(url: str, folder: Path, run: Run) -> None:
 
     bridge = TimedBridge.from_config(write_config(folder, url, run),
                                      plugins={"loop": LoopChannel()})
-    tag = folder.name
+    decision = HandoffDecision("benchmark", "bench")
     async with httpx.AsyncClient(base_url=url, timeout=30) as admin, \
             anyio.create_task_group() as tg:
         await tg.start(bridge.run)
-        for s in range(run.handoffs):
-            for i in range(run.messages):
-                await bridge.receive(RawInbound(channel="loop", fields={
-                    "from": f"{tag}-{s}@example.com", "to": DESK, "id": f"{tag}-{s}-{i}",
-                    "name": f"Customer {s}", "subject": "Printer broken",
-                    "body": f"Message {i}: the printer shows error E{i:02d} again."}))
-        await settle(bridge)
-        sessions = await bridge.store.list_sessions(limit=run.handoffs + 1)
+        # Sign-in and the case statuses, which the runner loads at start-up, are not counted.
+        await (await bridge.pm.get_plugin("creatio").operations()).prepare()
+        await receive(bridge, folder.name, run, "first")
+        if run.returning:
+            # Each customer's first session is handed off and closed; its case stays open.
+            first = await bridge.store.list_sessions(limit=run.handoffs + 1)
+            await bridge.enqueue(*(Pipeline.handoff_job(s.id, decision) for s in first))
+            await settle(bridge)
+            for session in first:
+                await bridge.store.update_session(session.id, status=SessionStatus.CLOSED)
+            await receive(bridge, folder.name, run, "again")
+        sessions = await bridge.store.list_sessions(status=SessionStatus.ASSISTANT,
+                                                    limit=run.handoffs + 1)
         assert len(sessions) == run.handoffs, len(sessions)
+        claimed.clear()
+        finished.clear()
         before = (await admin.get("/sandbox/admin/stats")).json()["requests"]
-        start = time.perf_counter()
-        decision = HandoffDecision("benchmark", "bench")
+        cpu, start = time.process_time(), time.perf_counter()
+        sandbox_cpu = process_cpu(SANDBOX_PID[0])
         await bridge.enqueue(*(Pipeline.handoff_job(s.id, decision) for s in sessions))
         await settle(bridge)
+        run.cpu = time.process_time() - cpu
+        run.sandbox_cpu = process_cpu(SANDBOX_PID[0]) - sandbox_cpu
         run.seconds = max(finished.values()) - start
         run.requests = (await admin.get("/sandbox/admin/stats")).json()["requests"] - before
         run.latencies = [finished[s.id] - claimed[s.id] for s in sessions]
-        await check_cases(bridge, admin, run)
+        await check_cases(bridge, admin, run, [s.id for s in sessions])
         tg.cancel_scope.cancel()
+
+
+async def receive(bridge: Any, tag: str, run: Run, round_: str) -> None:
+    from casebridge.model import RawInbound
+
+    for s in range(run.handoffs):
+        for i in range(run.messages):
+            await bridge.receive(RawInbound(channel="loop", fields={
+                "from": f"{tag}-{s}@example.com", "to": DESK, "id": f"{tag}-{round_}-{s}-{i}",
+                "name": f"Customer {s}", "subject": f"Printer broken ({round_})",
+                "body": f"Message {i}: the printer shows error E{i:02d} again."}))
+    await settle(bridge)
 
 
 async def settle(bridge: Any) -> None:
     import anyio
 
+    # Only the runner's own outbox loops work the jobs: a drain() here would add workers.
     with anyio.fail_after(600):
         while True:
-            await bridge.outbox.drain()
             counts = await bridge.store.job_counts()
             if counts.get("dead"):
                 raise RuntimeError(f"jobs died: {await bridge.store.list_jobs('dead')}")
@@ -176,42 +234,64 @@ async def settle(bridge: Any) -> None:
             await anyio.sleep(0.02)
 
 
-async def check_cases(bridge: Any, admin: httpx.AsyncClient, run: Run) -> None:
-    """Every session's case holds exactly its N activities (read with no latency)."""
+async def check_cases(bridge: Any, admin: httpx.AsyncClient, run: Run,
+                      session_ids: Sequence[str]) -> None:
+    """Every handed-off session's case holds its N activities (returning customers' cases
+    2N: both sessions'), read with no latency."""
     latency = (await admin.get("/sandbox/admin/faults")).json()["latency_ms"]
     await admin.post("/sandbox/admin/faults", json={"latency_ms": 0})
+    expected = run.messages * (2 if run.returning else 1)
     try:
         login = await admin.post("/ServiceModel/AuthService.svc/Login",
                                  json={"UserName": SUPERVISOR, "UserPassword": SUPERVISOR})
         headers = {"BPMCSRF": login.cookies["BPMCSRF"], "ForceUseSession": "true"}
-        for session in await bridge.store.list_sessions(limit=run.handoffs):
-            assert session.case is not None, session
+        for session_id in session_ids:
+            session = await bridge.store.get_session(session_id)
+            assert session is not None and session.case is not None, session
             answer = await admin.get("/0/odata/Activity", headers=headers, params={
                 "$filter": f"CaseId eq {session.case.case_id}", "$select": "Id"})
             found = len(answer.json()["value"])
-            if found != run.messages:
+            if found != expected:
                 raise RuntimeError(f"case {session.case.case_id} has {found} activities, "
-                                   f"expected {run.messages}")
+                                   f"expected {expected}")
     finally:
         await admin.post("/sandbox/admin/faults", json={"latency_ms": latency})
 
 
 def rows(runs: Sequence[Run]) -> list[list[object]]:
-    baseline = {(r.messages, r.workers): r for r in runs if not r.batch}
+    baseline = {(r.contact, r.messages, r.workers): r for r in runs if not r.atomic}
     out: list[list[object]] = []
     for r in runs:
-        base = baseline[(r.messages, r.workers)]
+        base = baseline[(r.contact, r.messages, r.workers)]
         per = r.requests / r.handoffs
         base_per = base.requests / base.handoffs
         out.append([
-            "$batch" if r.batch else "per activity (baseline)", r.messages, r.workers,
-            r.handoffs, f"{r.handoffs / r.seconds:.1f}",
+            r.mode, r.contact, r.messages, r.workers, r.handoffs,
+            f"{r.handoffs / r.seconds:.1f}",
             f"{common.percentile(r.latencies, 50) * 1000:,.0f}",
-            f"{common.percentile(r.latencies, 99) * 1000:,.0f}", f"{per:.1f}",
+            f"{common.percentile(r.latencies, 99) * 1000:,.0f}",
+            f"{r.cpu / r.handoffs * 1000:.1f}", f"{r.sandbox_cpu / r.handoffs * 1000:.1f}",
+            f"{per:.1f}",
             f"{per / base_per:.2f}×",
             f"{(r.handoffs / r.seconds) / (base.handoffs / base.seconds):.2f}×",
         ])
     return out
+
+
+def plan(args: argparse.Namespace) -> list[Run]:
+    """New customers for every N and worker count; returning ones for every N at the first
+    worker count; each in both modes."""
+    runs = []
+    for atomic in (False, True):
+        for workers in args.workers:
+            for messages in args.messages:
+                for returning in (False, True):
+                    if returning and workers != args.workers[0]:
+                        continue
+                    handoffs = max(workers * args.per_worker, 2 if args.quick else 8)
+                    runs.append(Run(atomic, returning, messages, workers, handoffs,
+                                    args.max_concurrency))
+    return runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,10 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="latency the sandbox adds to every API request (50)")
     parser.add_argument("--messages", type=int, nargs="+", default=[1, 5, 20],
                         help="messages per session, N (1 5 20)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16],
-                        help="outbox workers (1 4 16)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[4, 16, 64],
+                        help="outbox workers (4 16 64)")
     parser.add_argument("--per-worker", type=int, default=4,
                         help="handoffs per row: this many per worker, at least 8 (4)")
+    parser.add_argument("--max-concurrency", type=int, default=32,
+                        help="the creatio plugin's max_concurrency (32)")
     parser.add_argument("--quick", action="store_true",
                         help="N 1 and 5, workers 1 and 4, 2 handoffs per worker, 10 ms")
     args = parser.parse_args(argv)
@@ -237,29 +319,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     sandbox_core = common.other_core()
     pinned = common.pin_to_one_core()
-    runs: list[Run] = []
+    runs = plan(args)
     with tempfile.TemporaryDirectory(prefix="casebridge-bench-") as tmp, \
             sandbox(Path(tmp), sandbox_core) as url:
         httpx.post(url + "/sandbox/admin/faults", json={"latency_ms": args.latency_ms},
                    timeout=10).raise_for_status()
-        for batch in (False, True):
-            for workers in args.workers:
-                for messages in args.messages:
-                    handoffs = workers * args.per_worker if not args.quick else workers * 2
-                    run = Run(batch, messages, workers, max(handoffs, 2 if args.quick else 8))
-                    folder = Path(tmp) / f"b{int(batch)}w{workers}n{messages}"
-                    anyio.run(measure, url, folder, run)
-                    runs.append(run)
-    runs.sort(key=lambda r: (r.workers, r.messages, r.batch))
+        for n, run in enumerate(runs):
+            folder = Path(tmp) / f"r{n}a{int(run.atomic)}w{run.workers}n{run.messages}"
+            anyio.run(measure, url, folder, run)
+    runs.sort(key=lambda r: (r.returning, r.workers, r.messages, r.atomic))
     common.report(
-        "Handoff: case + N activities against the Creatio sandbox",
-        [f"Sandbox latency {args.latency_ms} ms per API request; creatio max_concurrency 16.",
+        "Handoff: contact, case and N activities against the Creatio sandbox",
+        [f"Sandbox latency {args.latency_ms} ms per API request; creatio max_concurrency "
+         f"{args.max_concurrency}.",
          f"Bridge process {pinned}; the sandbox runs in its own process"
          + (f" pinned to core {sandbox_core}." if sandbox_core is not None else "."),
-         "Latency: handoff job claimed → its activities written. Ratios against the "
-         "per-activity baseline with the same N and workers."],
-        ["activities", "N", "workers", "handoffs", "handoffs/s", "p50 ms", "p99 ms",
-         "requests/handoff", "requests vs baseline", "throughput vs baseline"],
+         "Latency: handoff job claimed → its activities written. CPU: the bridge process. "
+         "Ratios against the per-step baseline with the same contact, N and workers."],
+        ["mode", "contact", "N", "workers", "handoffs", "handoffs/s", "p50 ms", "p99 ms",
+         "CPU ms/handoff", "sandbox CPU ms/handoff", "requests/handoff", "requests vs baseline",
+         "throughput vs baseline"],
         rows(runs),
     )
     return 0

@@ -3,8 +3,8 @@
 Three kinds of hook, called in three ways (see ``casebridge.plugins.Hooks``):
 
 * **Routed I/O hooks** (``ingest``, ``deliver_reply``, ``sync_contact``, ``find_open_case``,
-  ``get_case``, ``create_case``, ``append_activity``, ``append_activities``, ``attach_file``,
-  ``resolve_case``, ``read_webhook``, ``check``) are
+  ``get_case``, ``create_case``, ``append_activity``, ``append_activities``, ``handoff``,
+  ``attach_file``, ``resolve_case``, ``read_webhook``, ``check``) are
   ``async def`` in the implementation. The core calls only the plugin the TOML names for
   the channel or CRM at hand and awaits its one result.
 * **Transform hooks** (``handoff_policy``, ``assistant_turn``, ``summarize``,
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
         Delivery,
         FieldValue,
         HandoffDecision,
+        HandoffRequest,
+        HandoffResult,
         Inbound,
         Message,
         RawInbound,
@@ -275,6 +277,27 @@ def append_activities(requests: Sequence[ActivityRequest]) -> list[ActivityRef]:
 
     :param requests: The activities of one case, in the order they are to appear.
     :returns: One activity per request, in request order.
+    """
+
+
+@hookspec
+def handoff(request: HandoffRequest) -> HandoffResult:
+    """Routed, async, optional: a whole handoff in as few round trips as the CRM allows.
+
+    Creatio: one ``$batch`` of reads, one atomic ``$batch`` of writes. Find the contact
+    (``sync_contact``) and the case: ``request.case_id`` when it still exists, else the
+    contact's open case (``find_open_case``), else a new one from ``await
+    request.describe(contact)`` (``create_case``, at most once per ``request.key``). Then add
+    ``await request.activities(case)``, at most once per key each (``append_activities``).
+    When ``request.maybe_written`` or a request's own ``maybe_written`` is True, look before
+    writing. A CRM that does not implement it gets the per-step hooks named above, in that
+    order.
+
+    :param request: The case key, session and contact, the case id an earlier attempt
+        recorded (or ""), ``maybe_written``, and the two callbacks that build the case
+        request and the activities the case lacks.
+    :returns: A :class:`~casebridge.model.HandoffResult`: the contact with its CRM id, the
+        case, whether it was created, and one activity per request, in order.
     """
 
 

@@ -8,7 +8,7 @@ are lower-cased.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -262,6 +262,42 @@ class AttachmentRequest:
     attachment: Attachment
     data: bytes
     maybe_written: bool = False
+
+
+DescribeCase = Callable[[Contact], Awaitable[CaseRequest]]
+PendingActivities = Callable[[CaseRef], Awaitable[list[ActivityRequest]]]
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRequest:
+    """One whole handoff, for a CRM that writes it in as few round trips as it can.
+
+    ``key`` is the new case's key (as :class:`CaseRequest`); ``contact.crm_id`` may be empty
+    (not synced yet). ``case_id`` is the case an earlier attempt recorded for this session,
+    or "". The plugin finds the contact and its open case, then calls ``describe`` only when
+    it must create a case (the summary may cost an assistant call), and ``activities`` once
+    it knows the case: the messages that case lacks, their intents already recorded.
+    ``maybe_written`` is True when an earlier attempt may have reached the CRM.
+    """
+
+    key: str
+    session: Session
+    contact: Contact
+    describe: DescribeCase
+    activities: PendingActivities
+    case_id: str = ""
+    maybe_written: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffResult:
+    """What a ``handoff`` wrote or found: the contact with ``crm_id``, the case, whether it
+    was created for this handoff, and one activity per request ``activities`` returned."""
+
+    contact: Contact
+    case: CaseRef
+    created: bool
+    activities: list[ActivityRef]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,11 @@ spent (the previous holder died during its last attempt) dead-letters the job un
 outcome is written fenced by the attempt number, so a runner that lost its lease cannot
 overwrite the newer holder's result.
 
+Wake-ups: an idle loop sleeps until woken or ``poll_interval`` passes. A finished job wakes
+one idle loop per follow-up job it enqueued, plus one for the next job of its order key, not
+every idle loop: with many workers a broadcast made each finished job cost a claim query per
+idle loop. A loop woken while its own claim was finding a job passes the wake-up on.
+
 All state lives in the store; several runner processes may share one database.
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -122,14 +128,14 @@ class Outbox:
         self._rng: RandomSource = rng or random.Random()
         self._poll_interval = poll_interval
         self._kinds = sorted(self.handlers)
-        self._wake_event: anyio.Event | None = None
+        # Loops about to claim or idle, oldest first, each with the event that wakes it.
+        self._waiters: deque[anyio.Event] = deque()
 
     # -- running -----------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the worker loops until cancelled. A job interrupted by cancellation is put
         back (due at once) for the next runner."""
-        self._wake_event = anyio.Event()
         async with anyio.create_task_group() as tg:
             for n in range(self.workers):
                 tg.start_soon(self._loop, f"{self.worker_id}/{n}")
@@ -139,7 +145,6 @@ class Outbox:
         """Run jobs until none is runnable now (pending but not yet due, or leased by a
         live runner, does not count) and return how many were handled. Raises TimeoutError
         after ``timeout`` seconds; store errors propagate."""
-        self._wake_event = anyio.Event()
         handled = [0] * self.workers
 
         async def worker(n: int) -> None:
@@ -154,30 +159,42 @@ class Outbox:
                     tg.start_soon(worker, n)
         return sum(handled)
 
-    def wake(self) -> None:
-        """Nudge idle loops to look for jobs now (after an enqueue in this process)."""
-        event = self._wake_event
-        if event is not None:
-            self._wake_event = anyio.Event()
-            event.set()
+    def wake(self, count: int | None = None) -> None:
+        """Nudge idle loops to look for jobs now (after an enqueue in this process): ``count``
+        of them, or all when None."""
+        n = len(self._waiters) if count is None else min(count, len(self._waiters))
+        for _ in range(n):
+            self._waiters.popleft().set()
 
     async def _loop(self, name: str) -> None:
         while True:
-            # Taken before the claim, so a wake() during the claim is not lost.
-            event = self._wake_event
+            # Registered before the claim, so a wake() during the claim is not lost.
+            event = anyio.Event()
+            self._waiters.append(event)
             try:
                 job = await self.store.claim_job(name, self.lease, self._kinds)
                 if job is None:
                     await self._idle(event)
                 else:
+                    self._stop_waiting(event)
                     await self._process(job, name)
             except Exception:
                 # The store itself failed (disk full, lock timeout): keep the runner alive;
                 # a job caught mid-way is reclaimed when its lease ends.
                 log.exception("outbox worker %s: store error; retrying shortly", name)
                 await anyio.sleep(self._poll_interval)
+            finally:
+                if event in self._waiters:
+                    self._waiters.remove(event)
 
-    async def _idle(self, event: anyio.Event | None) -> None:
+    def _stop_waiting(self, event: anyio.Event) -> None:
+        if event.is_set():
+            # Woken while its claim found another job: another loop takes the wake-up.
+            self.wake(1)
+        else:
+            self._waiters.remove(event)
+
+    async def _idle(self, event: anyio.Event) -> None:
         wait = self._poll_interval
         next_at = await self.store.next_run_at(self._kinds)
         if next_at is not None:
@@ -185,9 +202,6 @@ class Outbox:
             # Due already yet not claimed: it fell due during the claim, or waits behind a
             # replayed job of its order key. Look again soon rather than spin.
             wait = min(wait, until if until > 0 else _RECHECK)
-        if event is None:
-            await anyio.sleep(wait)
-            return
         with anyio.move_on_after(wait):
             await event.wait()
 
@@ -225,7 +239,8 @@ class Outbox:
             return
         if await self.store.complete_job(job.id, outcome or (), attempt=job.attempts):
             self._emit(OutboxEvent("done", job, name, duration=duration))
-            self.wake()
+            # The follow-ups, and the job of this order key that waited for this one.
+            self.wake(len(outcome or ()) + (1 if job.order_key else 0))
         else:
             self._lost(job, name)
 

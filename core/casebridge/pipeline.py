@@ -33,7 +33,7 @@ import anyio
 from . import deliveries
 from .blobs import blob_path
 from .deliveries import ReplyState
-from .errors import PermanentError
+from .errors import PermanentError, PluginError
 from .logs import log_context
 from .model import (
     ActivityRequest,
@@ -48,6 +48,7 @@ from .model import (
     DeliveryState,
     Direction,
     HandoffDecision,
+    HandoffRequest,
     Message,
     Reply,
     Session,
@@ -387,13 +388,57 @@ class Pipeline:
             # From here on the assistant stays quiet, even while the case is being written.
             session = await self.store.update_session(session.id, status=SessionStatus.HANDED_OFF)
             decision = HandoffDecision(job.payload["reason"], job.payload.get("source", ""))
-            case = await self.open_case(session, decision, job)
+            written: list[Message] = []
+            if self.hooks.implements(self.crm, "handoff"):
+                case, written = await self.handoff_at_once(session, decision, job)
+            else:
+                case = await self.open_case(session, decision, job)
             link = CaseLink(self.crm, case.id, case.number, case.url)
             await self.store.update_session(session.id, case=link)
             self.bridge.metrics.handoff_latency.observe(
                 (utcnow() - session.created_at).total_seconds()
             )
-            return [self.sync_job(session.id, "handoff", trace_id)]
+            # The sync job writes what arrived meanwhile (nothing, usually).
+            return [self.sync_job(session.id, "handoff", trace_id),
+                    *self.attach_jobs(session, written)]
+
+    async def handoff_at_once(
+        self, session: Session, decision: HandoffDecision, job: Job
+    ) -> tuple[CaseRef, list[Message]]:
+        """The contact, the case and the activities in one ``handoff`` call to the CRM;
+        returns the case and the messages written to it."""
+        key = derived_id("case", session.id)
+        write = await self.store.record_intent(session.id, "", "case", self.crm, key)
+        maybe_written = write.maybe_written or job.attempts > 1
+        pending: list[ActivityRequest] = []
+
+        async def describe(contact: Contact) -> CaseRequest:
+            return await self.case_request(session, contact, decision, key, maybe_written)
+
+        async def activities(case: CaseRef) -> list[ActivityRequest]:
+            pending[:] = await self.pending_activities(session, case)
+            return list(pending)
+
+        result = await self.hooks.handoff(self.crm, HandoffRequest(
+            key=key, session=session, contact=session.contact, describe=describe,
+            activities=activities, case_id=write.crm_id, maybe_written=maybe_written))
+        if len(result.activities) != len(pending):
+            raise PluginError(f"plugin {self.crm!r} returned {len(result.activities)} "
+                              f"activities for {len(pending)} requests")
+        crm_id = result.contact.crm_id
+        if crm_id and crm_id != session.contact.crm_id:
+            await self.store.set_contact_crm_id(session.contact.id, crm_id)
+        await self.store.record_written(key, result.case.id)
+        for request, ref in zip(pending, result.activities, strict=True):
+            await self.store.record_written(request.key, ref.id)
+        self.bridge.metrics.activities_appended.labels(crm=self.crm).inc(len(pending))
+        if result.created:
+            self.bridge.metrics.cases_created.labels(crm=self.crm).inc()
+            log.info("case %s created", result.case.number or result.case.id)
+        else:
+            log.info("appending to the contact's open case %s",
+                     result.case.number or result.case.id)
+        return result.case, [r.message for r in pending]
 
     async def open_case(self, session: Session, decision: HandoffDecision, job: Job) -> CaseRef:
         """The contact's open case (case-append), or a new one: created at most once."""
@@ -415,6 +460,19 @@ class Pipeline:
                 log.info("appending to the contact's open case %s", existing.number or existing.id)
                 await self.store.record_written(key, existing.id)
                 return existing
+        case = await self.hooks.create_case(
+            self.crm, await self.case_request(session, contact, decision, key, maybe_written))
+        await self.store.record_written(key, case.id)
+        self.bridge.metrics.cases_created.labels(crm=self.crm).inc()
+        log.info("case %s created", case.number or case.id)
+        return case
+
+    async def case_request(
+        self, session: Session, contact: Contact, decision: HandoffDecision, key: str,
+        maybe_written: bool,
+    ) -> CaseRequest:
+        """The new case for a handoff: summary, mapped fields, subject and description."""
+        session = replace(session, contact=contact)
         transcript = await self.store.transcript(session.id)
         summary = await self.hooks.summarize(session, transcript, decision)
         mapped = await self.hooks.map_fields(session, transcript, summary)
@@ -433,15 +491,8 @@ class Pipeline:
                 summary, session, decision, self.bridge.session_link(session.id)
             ),
         )
-        case = await self.hooks.create_case(
-            self.crm,
-            CaseRequest(key=key, session=session, contact=contact, summary=summary,
-                        fields=fields, maybe_written=maybe_written),
-        )
-        await self.store.record_written(key, case.id)
-        self.bridge.metrics.cases_created.labels(crm=self.crm).inc()
-        log.info("case %s created", case.number or case.id)
-        return case
+        return CaseRequest(key=key, session=session, contact=contact, summary=summary,
+                           fields=fields, maybe_written=maybe_written)
 
     async def on_sync(self, job: Job) -> list[NewJob]:
         """Write the session's messages that the case lacks, oldest first, in one call to the
@@ -453,14 +504,7 @@ class Pipeline:
                 # will enqueue its own sync when it has.
                 return []
             case = CaseRef(self.crm, session.case.case_id, session.case.number)
-            transcript = await self.store.transcript(session.id)
-            link = self.bridge.session_link(session.id)
-            pending = [
-                request
-                for index, message in enumerate(transcript)
-                if (request := await self.activity_request(
-                    session, case, message, first=index == 0, link=link)) is not None
-            ]
+            pending = await self.pending_activities(session, case)
             if pending and self.hooks.implements(self.crm, "append_activities"):
                 refs = await self.hooks.append_activities(self.crm, pending)
                 for request, ref in zip(pending, refs, strict=True):
@@ -473,6 +517,17 @@ class Pipeline:
                     await self.store.record_written(request.key, ref.id)
             self.bridge.metrics.activities_appended.labels(crm=self.crm).inc(len(pending))
             return self.attach_jobs(session, [r.message for r in pending])
+
+    async def pending_activities(self, session: Session, case: CaseRef) -> list[ActivityRequest]:
+        """The session's messages the case lacks, oldest first, their intents recorded."""
+        transcript = await self.store.transcript(session.id)
+        link = self.bridge.session_link(session.id)
+        return [
+            request
+            for index, message in enumerate(transcript)
+            if (request := await self.activity_request(
+                session, case, message, first=index == 0, link=link)) is not None
+        ]
 
     def attach_jobs(self, session: Session, messages: Sequence[Message]) -> list[NewJob]:
         """One upload job per stored attachment of ``messages``, when the CRM takes files."""
@@ -528,17 +583,19 @@ class Pipeline:
         """The request for a message the case lacks, its intent recorded; None when the case
         has it already."""
         key = derived_id("activity", session.id, message.id)
-        write = await self.store.get_write(key)
-        if write is not None and write.crm_id:
+        # One store call: the intent is recorded, or the existing write returned (its
+        # attempts counted, so ``maybe_written`` tells whether an earlier try got this far).
+        write = await self.store.record_intent(session.id, message.id, "activity", self.crm,
+                                               key)
+        if write.crm_id:
             return None
-        await self.store.record_intent(session.id, message.id, "activity", self.crm, key)
         text, html = self.bridge.templates.activity_bodies(
             message, session, link=link if first else None, trace_id=message.trace_id
         )
         return ActivityRequest(
             key=key, case=case, session=session, message=message,
             title=self.activity_title(message, session), body_text=text, body_html=html,
-            first=first, maybe_written=write is not None,
+            first=first, maybe_written=write.maybe_written,
         )
 
     @staticmethod

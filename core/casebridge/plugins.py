@@ -33,6 +33,8 @@ from .model import (
     Delivery,
     FieldValue,
     HandoffDecision,
+    HandoffRequest,
+    HandoffResult,
     Inbound,
     Message,
     RawInbound,
@@ -317,6 +319,9 @@ class Hooks:
             raise PluginError(f"plugin {crm!r} returned {len(refs)} activities for "
                               f"{len(requests)} requests")
         return refs
+
+    async def handoff(self, crm: str, request: HandoffRequest) -> HandoffResult:
+        return await self._routed_async("handoff", crm, request=request)
 
     async def attach_file(self, crm: str, request: AttachmentRequest) -> str | None:
         return await self._routed_async("attach_file", crm, request=request)

@@ -37,15 +37,16 @@ def test_ingest_bench_prints_every_row() -> None:
 
 
 @pytest.mark.slow
-def test_handoff_bench_batches_activities() -> None:
+def test_handoff_bench_two_round_trips_against_the_per_step_baseline() -> None:
     rows = table_rows(run_bench("handoff.py", "--quick"))
-    assert len(rows) == 8  # 2 modes x N in {1, 5} x workers in {1, 4}
-    requests = {(r[0], r[1], r[2]): float(r[7]) for r in rows}
-    for workers in ("1", "4"):
-        # Five activities cost four requests more one at a time, and no more with $batch.
-        assert requests[("per activity (baseline)", "5", workers)] >= \
-            requests[("$batch", "5", workers)] + 4
-        assert requests[("$batch", "5", workers)] <= requests[("$batch", "1", workers)]
+    # 2 modes x (new: N in {1, 5} x workers in {1, 4}; returning: N in {1, 5} x 1 worker)
+    assert len(rows) == 12
+    requests = {(r[0], r[1], r[2], r[3]): float(r[10]) for r in rows}
+    for (mode, contact, n, workers), per in requests.items():
+        if mode == "two round trips":
+            assert per <= 2.0, (contact, n, workers, per)
+            baseline = requests[("per step (baseline)", contact, n, workers)]
+            assert baseline >= per + (4 if contact == "new" else 1)
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ from plugin_world import API_TOKEN, creatio_config, running, sandbox_settings
 from support.bridges import inbound
 
 
-async def handoff_requests(tmp_path, messages: int) -> tuple[int, dict, list[dict]]:
-    path = creatio_config(tmp_path, sandbox_settings("login"), handoff={"max_customer_turns": 0})
+async def handoff_requests(tmp_path, messages: int, **creatio) -> tuple[int, dict, list[dict]]:
+    path = creatio_config(tmp_path, sandbox_settings("login", **creatio),
+                          handoff={"max_customer_turns": 0})
     async with running(path) as world:
         for n in range(messages):
             await world.bridge.receive(inbound(f"message {n}", msg_id=f"b{n}"))
@@ -33,7 +34,9 @@ async def handoff_requests(tmp_path, messages: int) -> tuple[int, dict, list[dic
 
 @pytest.mark.parametrize("messages", [2, 12])
 async def test_hook_append_activities_creatio_one_batch_per_handoff(tmp_path, messages) -> None:
-    total, by_route, activities = await handoff_requests(tmp_path, messages)
+    # The per-step handoff (atomic_handoff off) writes the activities through this hook.
+    total, by_route, activities = await handoff_requests(tmp_path, messages,
+                                                         atomic_handoff=False)
     # Every message is one activity, in order, written through $batch, none one by one.
     assert [a["Body"].count(f"message {n}") >= 1 for n, a in enumerate(activities)] == \
         [True] * messages
@@ -42,9 +45,10 @@ async def test_hook_append_activities_creatio_one_batch_per_handoff(tmp_path, me
     assert total <= 12, str({k: v for k, v in by_route.items() if v})
 
 
-async def test_round_trips_do_not_grow_with_the_session(tmp_path) -> None:
-    short, _, _ = await handoff_requests(tmp_path / "short", 2)
-    long, _, _ = await handoff_requests(tmp_path / "long", 20)
+@pytest.mark.parametrize("atomic", [True, False])
+async def test_round_trips_do_not_grow_with_the_session(tmp_path, atomic) -> None:
+    short, _, _ = await handoff_requests(tmp_path / "short", 2, atomic_handoff=atomic)
+    long, _, _ = await handoff_requests(tmp_path / "long", 20, atomic_handoff=atomic)
     assert long == short
 
 

@@ -32,7 +32,7 @@ OVERRIDES = {
     "plugins": {"creatio": {"retries": 3, "backoff": 0.05, "backoff_max": 0.5,
                             "timeout": 10.0, "max_retry_wait": 5.0}},
 }
-FAULTS = {"error_rate": 0.05, "throttle_rate": 0.05, "retry_after_s": 1, "expire_rate": 0.05,
+FAULTS = {"error_rate": 0.05, "throttle_rate": 0.01, "retry_after_s": 1, "expire_rate": 0.05,
           "drop_rate": 0.05, "fail_after_write_rate": 0.05, "seed": 8}
 BURST = 500
 

@@ -25,10 +25,14 @@ from .settings import CreatioSettings
 
 log = logging.getLogger("casebridge.creatio")
 
-# Seconds before a token's expiry at which it is renewed, as a share of its lifetime,
-# with at least this many seconds to spare.
-_RENEW_SHARE = 0.1
-_RENEW_MARGIN = 60.0
+# A token is renewed once this share of its lifetime has passed, so a short-lived token is
+# still used for most of its life (a fixed margin would renew a 60 s token before every
+# request) ...
+_RENEW_SHARE = 0.8
+# ... but never sooner than this many seconds after it was fetched, unless it expires first.
+_RENEW_FLOOR = 5.0
+# Past this share of its lifetime a token is no longer sent: it may expire in flight.
+_USABLE_SHARE = 0.95
 
 
 class CreatioAuthError(PermanentError):
@@ -186,9 +190,23 @@ class OAuthAuth(Authenticator):
         super().__init__(settings, clock)
         self._token = ""
         self._renew_at = 0.0
+        self._usable_until = 0.0
 
     def _valid(self) -> bool:
         return bool(self._token) and self.clock() < self._renew_at
+
+    async def headers(self, http: httpx.AsyncClient) -> dict[str, str]:
+        """The bearer header; past the renewal point one caller fetches a new token while
+        the others keep sending the current one until it is about to expire."""
+        if not self._valid():
+            lock = self._get_lock()
+            still_usable = bool(self._token) and self.clock() < self._usable_until
+            if not (still_usable and lock.locked()):
+                async with lock:
+                    if not self._valid():
+                        await self._sign_in(http)
+                        self.generation += 1
+        return self._headers()
 
     def _forget(self) -> None:
         self._token = ""
@@ -229,10 +247,17 @@ class OAuthAuth(Authenticator):
             lifetime = float(body.get("expires_in", 3600))
         except (TypeError, ValueError):
             lifetime = 3600.0
-        margin = max(_RENEW_MARGIN, lifetime * _RENEW_SHARE)
         self._token = token
-        self._renew_at = started + max(0.0, lifetime - margin)
+        self._renew_at = started + renew_after(lifetime)
+        self._usable_until = started + max(0.0, lifetime) * _USABLE_SHARE
         log.info("got a Creatio OAuth token for client %s", self.settings.client_id)
+
+
+def renew_after(lifetime: float) -> float:
+    """Seconds after fetching a token of ``lifetime`` seconds at which to fetch the next:
+    at 80 % of its life, but not sooner than 5 s unless it expires sooner."""
+    lifetime = max(0.0, lifetime)
+    return max(lifetime * _RENEW_SHARE, min(_RENEW_FLOOR, lifetime * _USABLE_SHARE))
 
 
 def make_authenticator(settings: CreatioSettings, clock: Callable[[], float]) -> Authenticator:

@@ -6,6 +6,9 @@ call :meth:`CreatioClient.aclose`. What a caller can expect from every method:
 * a 429/503/5xx answer or a connection failure is retried with exponential backoff and
   jitter (honouring ``Retry-After``) up to ``settings.retries`` times, then raised as
   :class:`casebridge.errors.TransientError` so the outbox tries again later;
+* a 429/503 with ``Retry-After`` holds back every request of this client (every outbox
+  worker) until then, not only the one that got it; at most ``max_concurrency`` requests
+  are in flight at any time;
 * a 401 signs in again and retries once;
 * any other 4xx raises :class:`CreatioError` (a :class:`casebridge.errors.PermanentError`);
 * a timeout or dropped connection after a non-idempotent write was sent raises
@@ -127,8 +130,12 @@ class CreatioClient:
         )
         self._auth: Authenticator = make_authenticator(settings, clock)
         self._sleep = sleep
+        self._clock = clock
         self._jitter = jitter
         self._limiter: anyio.CapacityLimiter | None = None
+        # When a 429/503 asked to wait (Retry-After), no request of any worker goes out
+        # before this moment (on ``clock``): Creatio is slowed down as a whole.
+        self._gate_until = 0.0
 
     def __repr__(self) -> str:
         return f"CreatioClient({self.settings.url}, auth={self.settings.auth})"
@@ -363,6 +370,22 @@ class CreatioClient:
             self._limiter = anyio.CapacityLimiter(self.settings.max_concurrency)
         return self._limiter
 
+    def _close_gate(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` (a Retry-After Creatio sent)."""
+        self._gate_until = max(self._gate_until, self._clock() + seconds)
+
+    async def _pass_gate(self, what: str) -> None:
+        """Wait out a Retry-After another request received; one longer than
+        ``max_retry_wait`` goes to the outbox at once, as the request's own would."""
+        remaining = self._gate_until - self._clock()
+        if remaining <= 0:
+            return
+        if remaining > self.settings.max_retry_wait:
+            raise TransientError(
+                f"Creatio asked to wait {remaining:.0f}s before {what}", retry_after=remaining
+            )
+        await self._sleep(remaining)
+
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_max, self.settings.backoff * (2**attempt))
         return base * (0.5 + self._jitter() / 2)
@@ -402,6 +425,7 @@ class CreatioClient:
                 if stale is not None:
                     await self._auth.renew(self._http, stale)
                     stale = None
+                await self._pass_gate(what)
                 auth_headers = await self._auth.headers(self._http)
                 generation = self._auth.generation
                 request_headers = {**auth_headers, **(headers or {})}
@@ -453,6 +477,8 @@ class CreatioClient:
                         "written, look it up before writing it again"
                     )
                 wait = retry_after(response)
+                if wait is not None and status in (429, 503):
+                    self._close_gate(wait)
                 failure = TransientError(
                     f"Creatio answered HTTP {status} to {what}: "
                     f"{self._message(response) or response.reason_phrase}",

@@ -105,6 +105,37 @@ def _clip(text: str, limit: int = _TITLE_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def contact_own_id(contact: Contact) -> str:
+    """The Id casebridge gives the Creatio contact it creates for ``contact``."""
+    return derived_id("creatio", "contact", contact.id)
+
+
+def contact_records(contact: Contact) -> list[tuple[str, dict[str, Any]]]:
+    """The records that create ``contact`` in Creatio, as (entity, body): the Contact, then a
+    ContactCommunication for each further address. Creatio copies the contact's Email and
+    MobilePhone into communication rows itself; only the further ones need rows."""
+    emails = [e for e in contact.emails if e]
+    phones = [p for p in contact.phones if p]
+    name = contact.name.strip() or (emails[0] if emails else "") or (phones[0] if phones else "")
+    contact_id = contact_own_id(contact)
+    body: dict[str, Any] = {"Id": contact_id, "Name": _clip(name or "Unknown customer", 250)}
+    if emails:
+        body["Email"] = emails[0]
+    if phones:
+        body["MobilePhone"] = phones[0]
+    records: list[tuple[str, dict[str, Any]]] = [("Contact", body)]
+    extra = [(COMMUNICATION_EMAIL, e) for e in emails[1:]]
+    extra += [(COMMUNICATION_MOBILE, p) for p in phones[1:]]
+    for kind, number in extra:
+        records.append(("ContactCommunication", {
+            "Id": derived_id("creatio", "communication", contact.id, number),
+            "ContactId": contact_id,
+            "CommunicationTypeId": kind,
+            "Number": number,
+        }))
+    return records
+
+
 # -- operations --------------------------------------------------------------------------------
 
 
@@ -198,33 +229,11 @@ class CreatioOperations:
         return None
 
     async def _create_contact(self, contact: Contact) -> str:
-        emails = [e for e in contact.emails if e]
-        phones = [p for p in contact.phones if p]
-        name = (
-            contact.name.strip() or (emails[0] if emails else "") or (phones[0] if phones else "")
-        )
-        contact_id = derived_id("creatio", "contact", contact.id)
-        body: dict[str, Any] = {"Id": contact_id, "Name": _clip(name or "Unknown customer", 250)}
-        if emails:
-            body["Email"] = emails[0]
-        if phones:
-            body["MobilePhone"] = phones[0]
+        (_, body), *communications = contact_records(contact)
         created = await self.client.create("Contact", body)
-        crm_id = str(created.get("Id") or contact_id)
-        # Creatio copies the contact's Email and MobilePhone into its communication rows
-        # itself; only the further addresses need rows of their own.
-        extra = [(COMMUNICATION_EMAIL, e) for e in emails[1:]]
-        extra += [(COMMUNICATION_MOBILE, p) for p in phones[1:]]
-        for kind, number in extra:
-            await self.client.create(
-                "ContactCommunication",
-                {
-                    "Id": derived_id("creatio", "communication", contact.id, number),
-                    "ContactId": crm_id,
-                    "CommunicationTypeId": kind,
-                    "Number": number,
-                },
-            )
+        crm_id = str(created.get("Id") or body["Id"])
+        for _, row in communications:
+            await self.client.create("ContactCommunication", {**row, "ContactId": crm_id})
         log.info("created Creatio contact %s", crm_id)
         return crm_id
 

@@ -32,12 +32,15 @@ from casebridge.model import (
     CheckResult,
     Contact,
     CrmEvent,
+    HandoffRequest,
+    HandoffResult,
     WebhookRequest,
 )
 from casebridge.secrets import Secret
 
 from .client import CreatioClient
 from .fieldcheck import MappedField, check_fields, mapped_fields
+from .handoff import AtomicHandoff
 from .lookups import LookupNotFound
 from .operations import CreatioOperations
 from .reconcile import PollResult, Reconciler
@@ -191,6 +194,12 @@ class CreatioPlugin:
     async def append_activities(self, requests: Sequence[ActivityRequest]) -> list[ActivityRef]:
         # A handoff's messages in $batch calls: round trips per handoff stay constant.
         return await (await self.operations()).append_activities(requests)
+
+    @hookimpl
+    async def handoff(self, request: HandoffRequest) -> HandoffResult:
+        # Two round trips per handoff (reads, then atomic writes); see .handoff.
+        state = self.bridge.store if self.bridge is not None else None
+        return await AtomicHandoff(await self.operations(), state).run(request)
 
     @hookimpl
     async def attach_file(self, request: AttachmentRequest) -> str | None:

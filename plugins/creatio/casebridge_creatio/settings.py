@@ -87,6 +87,9 @@ class CreatioSettings:
     lookup_entities: dict[str, str] = field(default_factory=dict)
     strict_lookups: bool = False
     use_batch: bool = True
+    # A handoff as one $batch of reads and one atomic $batch of writes carrying casebridge's
+    # own Ids; off for a Creatio that ignores client-chosen Ids or refuses atomicity groups.
+    atomic_handoff: bool = True
     upload_attachments: bool = True
     case_url_template: str = "{url}{prefix}/Shell/#Card/Case_FormPage/edit/{id}"
     webhook_token: Secret | None = None

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from . import faults as fault_kinds
 from .auth import CSRF_COOKIE, SESSION_COOKIE, Authenticator, AuthError, Caller
-from .batch import parse_batch, run_batch
+from .batch import parse_batch, run_batch, without_id
 from .drop import DropConnection, DropConnectionMiddleware
 from .engine import ODataEngine, Reply
 from .errors import ODataError, error_body
@@ -260,6 +260,9 @@ class _Api:
         async def handle(caller: Caller | None) -> Response:
             assert caller is not None
             body = await request.body() if request.method in WRITE_METHODS else None
+            if request.method == "POST" and self.sandbox.faults.settings.ignore_client_ids:
+                stripped = without_id(body)
+                body = body if stripped is body else json.dumps(stripped).encode()
             engine = self.sandbox.engine
             reply = engine.handle(request.method, resource, dict(request.query_params), body,
                                   actor=caller.user.contact_id,
@@ -280,6 +283,10 @@ class _Api:
                 return _json(400, error_body(f"{exc}.", code="BadRequest"))
             except ODataError as exc:
                 return _json(exc.status, exc.body())
+            plan = self.sandbox.faults.settings
+            if plan.refuse_atomicity_groups and any(item.group for item in items):
+                return _json(400, error_body("This server does not support atomicityGroup in "
+                                             "a batch.", code="NotSupported"))
             prefer = request.headers.get("prefer", "").lower()
             for item in items:
                 name = item.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].split("(", 1)[0]
@@ -288,7 +295,8 @@ class _Api:
                                   continue_on_error="continue-on-error" in prefer,
                                   actor=caller.user.contact_id,
                                   service_root=self._service_root(request),
-                                  odata_root=self.settings.odata_root)
+                                  odata_root=self.settings.odata_root,
+                                  ignore_client_ids=plan.ignore_client_ids)
             self.sandbox.publish()
             return _json(200, {"responses": responses})
 

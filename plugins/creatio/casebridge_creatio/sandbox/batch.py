@@ -8,7 +8,7 @@ fails, the changes of the others are rolled back and their answers become 424.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -63,9 +63,14 @@ def parse_batch(data: Any) -> list[BatchItem]:
 
 
 def run_batch(engine: ODataEngine, items: list[BatchItem], *, continue_on_error: bool,
-              actor: str, service_root: str, odata_root: str) -> list[dict[str, Any]]:
+              actor: str, service_root: str, odata_root: str,
+              ignore_client_ids: bool = False) -> list[dict[str, Any]]:
     """Execute the items; returns the ``responses`` array. Events of rolled-back requests
-    are dropped from ``engine.pending_events``."""
+    are dropped from ``engine.pending_events``. ``ignore_client_ids`` drops the ``Id`` of
+    every POST body, as a server that chooses its own ids does."""
+    if ignore_client_ids:
+        items = [replace(item, body=without_id(item.body)) if item.method == "POST" else item
+                 for item in items]
     responses: list[dict[str, Any]] = []
     group_start: dict[str, tuple[int, int, int]] = {}  # group -> (store mark, events, index)
     failed_groups: set[str] = set()
@@ -109,6 +114,19 @@ def _execute(engine: ODataEngine, item: BatchItem, actor: str, service_root: str
     if item.body is not None:
         body = item.body.encode() if isinstance(item.body, str) else json.dumps(item.body).encode()
     return engine.handle(item.method, path, query, body, actor=actor, service_root=service_root)
+
+
+def without_id(body: Any) -> Any:
+    """A JSON POST body (parsed or text) without its ``Id``; anything else unchanged."""
+    parsed = body
+    if isinstance(body, str | bytes):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return body
+    if not isinstance(parsed, dict) or "Id" not in parsed:
+        return body
+    return {k: v for k, v in parsed.items() if k != "Id"}
 
 
 def _failed_dependency(group: str) -> Reply:

@@ -29,6 +29,11 @@ class FaultSettings:
     so a run is reproducible. ``script`` names the fate of the next requests in order
     (``"ok"``, ``"5xx"``, ``"429"``, ``"expire"``, ``"drop"``, ``"fail_after_write"``) before
     any random draw.
+
+    Two switches make the sandbox behave like a server that does not take what casebridge's
+    one-batch handoff relies on: ``ignore_client_ids`` gives every created record an Id of
+    its own (the ``Id`` a POST carries is dropped), ``refuse_atomicity_groups`` answers 400
+    to a ``$batch`` that uses ``atomicityGroup``.
     """
 
     latency_ms: int = 0
@@ -41,6 +46,8 @@ class FaultSettings:
     fail_after_write_mode: str = "500"
     seed: int = 0
     script: tuple[str, ...] = ()
+    ignore_client_ids: bool = False
+    refuse_atomicity_groups: bool = False
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "throttle_rate", "expire_rate", "drop_rate",
