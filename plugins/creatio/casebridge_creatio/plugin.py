@@ -89,6 +89,8 @@ class CreatioPlugin:
         self._ops: CreatioOperations | None = None
         self._reconciler: Reconciler | None = None
         self._lock: anyio.Lock | None = None
+        # Set once the connector has loaded statuses and origins (tests wait on it).
+        self.prepared: anyio.Event | None = None
 
     def __repr__(self) -> str:
         where = self.settings.url if self.settings else "unconfigured"
@@ -308,9 +310,11 @@ class CreatioPlugin:
     async def _run_connector(self, *, task_status: TaskStatus[None]) -> None:
         """Prepare the operations (retrying while Creatio is unreachable), then poll."""
         settings = self._settings()
+        self.prepared = anyio.Event()
         task_status.started()
         try:
             await self._prepare()
+            self.prepared.set()
             if settings.reconcile_interval <= 0:
                 log.info("Creatio reconciliation poll is off (reconcile_interval = 0)")
                 await anyio.sleep_forever()
