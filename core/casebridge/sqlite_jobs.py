@@ -16,10 +16,11 @@ from collections.abc import Iterable, Sequence
 
 __all__ = ["claim_row", "head_flag_sql", "next_due", "refresh_heads"]
 
+# "order_key <> ''" in the queries below lets SQLite use the partial index jobs_by_order.
 # An inserted job is a head when its order key has no pending or running job yet.
 head_flag_sql = (
     "CASE WHEN :order_key = '' THEN 1 WHEN EXISTS ("
-    "SELECT 1 FROM jobs AS o WHERE o.order_key = :order_key"
+    "SELECT 1 FROM jobs AS o WHERE o.order_key = :order_key AND o.order_key <> ''"
     " AND o.state IN ('pending', 'running')) THEN 0 ELSE 1 END"
 )
 
@@ -97,13 +98,14 @@ def refresh_heads(conn: sqlite3.Connection, order_keys: Iterable[str]) -> None:
         head = None
         for state in ("running", "pending"):
             head = conn.execute(
-                "SELECT id FROM jobs WHERE order_key = ? AND state = ? ORDER BY id LIMIT 1",
+                "SELECT id FROM jobs WHERE order_key = ? AND order_key <> '' AND state = ?"
+                " ORDER BY id LIMIT 1",
                 (key, state),
             ).fetchone()
             if head is not None:
                 break
         conn.execute(
-            "UPDATE jobs SET is_head = 0 WHERE order_key = ? AND is_head = 1"
+            "UPDATE jobs SET is_head = 0 WHERE order_key = ? AND order_key <> '' AND is_head = 1"
             " AND state IN ('pending', 'running') AND id <> ?",
             (key, -1 if head is None else head[0]),
         )

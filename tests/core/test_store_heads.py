@@ -15,7 +15,7 @@ from support.stores import T0, FakeClock
 LEASE = timedelta(seconds=30)
 
 
-def _plan(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> str:
+def _plan(conn: sqlite3.Connection, sql: str, params: object) -> str:
     return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
 
 
@@ -92,3 +92,20 @@ async def test_replayed_job_waits_for_the_running_one_then_goes_first(
     assert await store.complete_job(second.id, attempt=second.attempts)
     again = await store.claim_job("w", LEASE)
     assert again is not None and again.key == "j0"  # the replayed one comes before j2
+
+
+async def test_head_upkeep_queries_use_the_order_index(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "casebridge.db"
+    async with SqliteStore(path, clock=clock):
+        pass
+    from casebridge import sqlite_jobs
+
+    with sqlite3.connect(path) as conn:
+        exists = f"SELECT {sqlite_jobs.head_flag_sql}"
+        for sql, params in (
+            (exists, {"order_key": "s"}),
+            ("SELECT id FROM jobs WHERE order_key = ? AND order_key <> '' AND state = ?"
+             " ORDER BY id LIMIT 1", ("s", "pending")),
+        ):
+            plan = _plan(conn, sql, params)
+            assert "jobs_by_order" in plan and "SCAN jobs" not in plan, plan
