@@ -100,10 +100,9 @@ async def postgres_store(url: str | None, name: str) -> AsyncIterator[Any]:
             await store.truncate_jobs()
             yield store
         return
-    async with PostgresServer.start_async() as server, PgStore(
-        await server.new_database(name)
-    ) as store:
-        yield store
+    with PostgresServer.running() as server:
+        async with PgStore(server.new_database(name)) as store:
+            yield store
 
 
 async def measure(args: argparse.Namespace) -> list[list[str]]:
