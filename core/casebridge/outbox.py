@@ -127,6 +127,10 @@ class Outbox:
         back (due at once) for the next runner."""
         self._wake_event = anyio.Event()
         async with anyio.create_task_group() as tg:
+            # A shared store (PostgreSQL) tells us when any process enqueues work.
+            listen = getattr(self.store, "listen_jobs", None)
+            if listen is not None:
+                tg.start_soon(listen, self.wake)
             for n in range(self.workers):
                 tg.start_soon(self._loop, f"{self.worker_id}/{n}")
             task_status.started()

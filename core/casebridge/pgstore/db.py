@@ -12,13 +12,18 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from ..errors import CasebridgeError
 from ..model import utcnow
 from .migrate import apply_migrations
 
-__all__ = ["Clock", "Conn", "Database", "redact"]
+__all__ = ["Clock", "Conn", "Database", "StoreUnavailable", "redact"]
 
 Clock = Callable[[], datetime]
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+
+class StoreUnavailable(CasebridgeError):
+    """The PostgreSQL store cannot be reached or refused the login."""
 
 
 def redact(url: str) -> str:
@@ -53,6 +58,7 @@ class Database:
     async def open(self) -> None:
         if self._pool is not None:
             return
+        await self._probe()
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url,
             min_size=1,
@@ -65,16 +71,22 @@ class Database:
             await pool.open(wait=True, timeout=30)
             async with pool.connection() as conn:
                 await apply_migrations(conn)
-        except BaseException as exc:
+        except BaseException:
             await pool.close()
-            if isinstance(exc, psycopg.Error | TimeoutError):
-                # psycopg's messages may carry the conninfo; say where without the password.
-                raise RuntimeError(
-                    f"cannot open the PostgreSQL store at {redact(self.url)}:"
-                    f" {type(exc).__name__}"
-                ) from None
             raise
         self._pool = pool
+
+    async def _probe(self) -> None:
+        """Connect once first, so a wrong URL fails at once with libpq's reason (which
+        names host and user, never the password) instead of a pool timeout."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=10)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(
+                f"cannot open the PostgreSQL store at {redact(self.url)}: {reason}"
+            ) from None
+        await conn.close()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
