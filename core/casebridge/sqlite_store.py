@@ -1,12 +1,14 @@
 """The embedded :class:`~casebridge.store.Store`: one SQLite file in WAL mode.
 
-One connection per store, used from anyio worker threads under a lock (SQLite serializes
-writers anyway, and this keeps the event loop free). Every write runs in ``BEGIN IMMEDIATE``
-so two processes sharing the file queue on the write lock instead of failing on a stale
-snapshot; ``busy_timeout`` bounds that wait. Commits use ``synchronous=NORMAL`` (durable
-across a process crash) except :meth:`SqliteStore.accept_inbound`, which commits with
-``FULL`` (durable across power loss) because its caller acknowledges the inbound next;
-measured on the development VM, that costs about 0.2 ms per accept (0.3 ms -> 0.5 ms).
+One writer connection per store, used from anyio worker threads under a lock (SQLite
+serializes writers anyway, and this keeps the event loop free); reads use their own WAL
+connections (:mod:`casebridge.sqlite_readers`) and never wait for that lock. Every write
+runs in ``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock
+instead of failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
+``synchronous=NORMAL`` (durable across a process crash) except
+:meth:`SqliteStore.accept_inbound`, which commits with ``FULL`` (durable across power loss)
+because its caller acknowledges the inbound next; measured on the development VM, that
+costs about 0.2 ms per accept (0.3 ms -> 0.5 ms).
 
 Claims never scan the backlog: each order key's head job is marked (see
 :mod:`casebridge.sqlite_jobs`), so a claim is an index probe whatever the number pending.
@@ -43,6 +45,7 @@ from .model import (
     utcnow,
 )
 from .sqlite_jobs import claim_row, head_flag_sql, next_due, refresh_heads
+from .sqlite_readers import ReaderPool
 from .store import (
     JOB_STATES,
     CrmWrite,
@@ -306,6 +309,7 @@ class SqliteStore:
         self._durable_accept = durable_accept
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._readers: ReaderPool | None = None
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -316,6 +320,7 @@ class SqliteStore:
         if self._conn is not None:
             return
         self._conn = await anyio.to_thread.run_sync(self._open_sync)
+        self._readers = ReaderPool(self.path, self._busy_timeout)
 
     def _open_sync(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -340,6 +345,9 @@ class SqliteStore:
         return conn
 
     async def close(self) -> None:
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await anyio.to_thread.run_sync(readers.close)
         conn, self._conn = self._conn, None
         if conn is not None:
             await anyio.to_thread.run_sync(self._close_sync, conn)
@@ -382,7 +390,11 @@ class SqliteStore:
         return self._conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._run(fn, "BEGIN", full_sync=False)
+        # Reads go to their own WAL connections: they never wait for the writer's lock.
+        readers = self._readers
+        if readers is None:
+            raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
+        return await anyio.to_thread.run_sync(readers.run, fn)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, full_sync: bool = False) -> T:
         return await self._run(fn, "BEGIN IMMEDIATE", full_sync=full_sync)
