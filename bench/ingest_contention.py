@@ -32,7 +32,7 @@ if ARGS.core:
 from casebridge.model import Author, Direction, Message, utcnow  # noqa: E402
 from casebridge.sqlite_store import SqliteStore  # noqa: E402
 from casebridge.store import NewJob  # noqa: E402
-from common import machine, percentile, table  # noqa: E402
+from common import percentile, report  # noqa: E402
 
 LEASE = timedelta(seconds=60)
 
@@ -89,9 +89,9 @@ async def run() -> None:
         rows.append([label, f"{p50 * 1e3:.2f}", f"{p99 * 1e3:.2f}", f"{p50 / base:.2f}x"])
     import casebridge
 
-    print(machine())
-    print(f"casebridge from {Path(casebridge.__file__).parent}")
-    print(table(["accept_inbound", "p50 ms", "p99 ms", "p50 vs idle"], rows))
+    report("accept_inbound under outbox load (SQLite)",
+           [f"casebridge from {Path(casebridge.__file__).parent}; {n} accepts per row"],
+           ["accept_inbound", "p50 ms", "p99 ms", "p50 vs idle"], rows)
 
 
 if __name__ == "__main__":

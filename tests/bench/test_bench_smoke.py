@@ -57,3 +57,18 @@ def test_memory_bench_measures_sessions_and_both_emails() -> None:
     assert sum("MiB attachment" in r[0] for r in rows) == 2
     assert sum("MiB text body" in r[0] for r in rows) == 2
     assert all(float(r[2]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_claim_bench_prints_old_and_new_rows() -> None:
+    rows = table_rows(run_bench("claim.py", "--quick", "--postgres", "off"))
+    assert [(r[0], r[1]) for r in rows] == [
+        ("SQLite, before (old claim SQL)", "0"), ("SQLite, before (old claim SQL)", "500"),
+        ("SQLite, job heads", "0"), ("SQLite, job heads", "500"),
+    ]
+
+
+@pytest.mark.slow
+def test_ingest_contention_bench_prints_both_rows() -> None:
+    rows = table_rows(run_bench("ingest_contention.py", "--quick"))
+    assert [r[0] for r in rows] == ["idle store", "4 claim loops, 300 backlog"]
