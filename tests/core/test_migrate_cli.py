@@ -59,3 +59,16 @@ def test_unreachable_postgres_error_hides_the_password(tmp_path: Path, bad: str,
     assert cli.main(["migrate", "-c", str(config)]) != 0
     err = capsys.readouterr().err
     assert "127.0.0.1" in err and "pw-xyz" not in err
+
+
+def test_store_url_selects_postgres_and_path_sqlite(tmp_path: Path) -> None:
+    from casebridge.config import load
+    from casebridge.pgstore import PgStore
+    from casebridge.sqlite_store import SqliteStore
+    from casebridge.stores import open_store_for
+
+    sqlite = open_store_for(load(_config(tmp_path, 'path = "x.db"')))
+    assert isinstance(sqlite, SqliteStore) and sqlite.path == tmp_path / "var" / "x.db"
+    pg = open_store_for(load(_config(tmp_path, 'url = "postgresql://u:pw@db.internal/cb"')))
+    assert isinstance(pg, PgStore) and "pw" not in repr(pg)
+    assert repr(pg) == "PgStore('postgresql://u@db.internal/cb')"
