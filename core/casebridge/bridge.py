@@ -35,8 +35,8 @@ from .model import Inbound, RawInbound, utcnow
 from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
 from .plugins import Hooks, LoadReport, load_entry_points, new_manager
-from .sqlite_store import SqliteStore
 from .store import NewJob, Store
+from .stores import open_store_for
 from .templates import Templates
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Bridge:
         self.hooks = Hooks(pm, prefer=config.fields.prefer, metrics=self.metrics)
         self.data_dir = config.data_dir
         self.public_url = config.bridge.public_url.rstrip("/")
-        self.store: Store = SqliteStore(self.data_dir / config.store.path)
+        self.store: Store = open_store_for(config)
         override = config.templates.dir
         self.templates = Templates(config.base_dir / override if override else None)
         self._settings: dict[str, Any] = {}

@@ -18,6 +18,7 @@ import tomli_w
 from . import __version__, deliveries
 from .addresses import render_block
 from .bridge import Bridge
+from .config import load as load_config
 from .contributions import Command
 from .errors import CasebridgeError
 from .idprefix import resolve_prefix
@@ -26,6 +27,7 @@ from .model import HandoffDecision, Session, SessionStatus
 from .plugins import describe, load_entry_points, new_manager
 from .ports import address_in_use, busy, listen_settings, port_in_use_message
 from .starter import starter_config
+from .stores import open_store_for
 
 DEFAULT_CONFIG = "casebridge.toml"
 # How many ids a session prefix looks up to tell "unique" from "ambiguous" and list some.
@@ -225,6 +227,22 @@ async def cmd_outbox_replay(args: argparse.Namespace) -> int:
     return await _with_store(args, work)
 
 
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the configured store's pending migrations (opening a store does the same; this
+    lets a deployment migrate once before starting several runners)."""
+    config = load_config(args.config)
+    if config.store.url is None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store_for(config)
+    await store.open()
+    try:
+        version = await store.schema_version()  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+    print(f"{store!r}: schema version {version}")
+    return 0
+
+
 def core_commands() -> list[Command]:
     def sessions_list(p: argparse.ArgumentParser) -> None:
         _config_arg(p)
@@ -268,6 +286,8 @@ def core_commands() -> list[Command]:
         Command(("handoff",), "hand a session to a human now", handoff, cmd_handoff),
         Command(("outbox", "list"), "list outbox jobs", outbox_list, cmd_outbox_list),
         Command(("outbox", "replay"), "queue dead jobs again", outbox_replay, cmd_outbox_replay),
+        Command(("migrate",), "apply the store's pending schema migrations", _config_arg,
+                cmd_migrate),
     ]
 
 

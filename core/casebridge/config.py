@@ -50,9 +50,18 @@ class BridgeSection:
 
 @dataclass(frozen=True, slots=True)
 class StoreSection:
-    """``[store]``: the SQLite file (relative to ``data_dir``)."""
+    """``[store]``: the SQLite file (relative to ``data_dir``), or ``url``, a
+    ``postgresql://`` URL (a secret: it may hold the password), for PostgreSQL instead."""
 
     path: str = "casebridge.db"
+    url: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.reveal().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            # Never echo the value: it may hold a password.
+            raise ValueError("url must be a postgresql:// URL")
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,10 @@ class Outbox:
         """Run the worker loops until cancelled. A job interrupted by cancellation is put
         back (due at once) for the next runner."""
         async with anyio.create_task_group() as tg:
+            # A shared store (PostgreSQL) tells us when any process enqueues work.
+            listen = getattr(self.store, "listen_jobs", None)
+            if listen is not None:
+                tg.start_soon(listen, self.wake)
             for n in range(self.workers):
                 tg.start_soon(self._loop, f"{self.worker_id}/{n}")
             task_status.started()

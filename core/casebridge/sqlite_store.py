@@ -1,17 +1,19 @@
 """The embedded :class:`~casebridge.store.Store`: one SQLite file in WAL mode.
 
-One connection per store, used from anyio worker threads under a lock (SQLite serializes
-writers anyway, and this keeps the event loop free). Every write runs in ``BEGIN IMMEDIATE``
-so two processes sharing the file queue on the write lock instead of failing on a stale
-snapshot; ``busy_timeout`` bounds that wait. Commits use ``synchronous=NORMAL`` (durable
-across a process crash) except :meth:`SqliteStore.accept_inbound`, which commits with
-``FULL`` (durable across power loss) because its caller acknowledges the inbound next;
-measured on the development VM, that costs about 0.2 ms per accept (0.3 ms -> 0.5 ms).
+One writer connection per store, used from anyio worker threads under a lock (SQLite
+serializes writers anyway, and this keeps the event loop free); reads use their own WAL
+connections (:mod:`casebridge.sqlite_readers`) and never wait for that lock. Every write
+runs in ``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock
+instead of failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
+``synchronous=NORMAL`` (durable across a process crash) except
+:meth:`SqliteStore.accept_inbound`, which commits with ``FULL`` (durable across power loss)
+because its caller acknowledges the inbound next; measured on the development VM, that
+costs about 0.2 ms per accept (0.3 ms -> 0.5 ms).
 
-The SQL is written to map onto PostgreSQL unchanged in shape: claims are one
-``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING *`` (add ``FOR UPDATE SKIP LOCKED``
-there), inserts use ``ON CONFLICT``, and every time comes from the injected clock, never from
-the database, so several processes agree as long as their clocks do.
+Claims never scan the backlog: each order key's head job is marked (see
+:mod:`casebridge.sqlite_jobs`), so a claim is an index probe whatever the number pending.
+Inserts use ``ON CONFLICT``, and every time comes from the injected clock, never from the
+database, so several processes agree as long as their clocks do.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from .model import (
     SessionStatus,
     utcnow,
 )
+from .sqlite_jobs import claim_row, head_flag_sql, next_due, refresh_heads
+from .sqlite_readers import ReaderPool
 from .store import (
     JOB_STATES,
     CrmWrite,
@@ -262,39 +266,13 @@ def _placeholders(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
 
-# Claim one runnable job. A job is blocked by an earlier pending or running job of its
-# order_key, and by any other job of that order_key whose lease is live (a replayed earlier
-# job must not run beside a later one already running). PostgreSQL: add FOR UPDATE SKIP LOCKED
-# to the inner SELECT.
-_CLAIM = """
-UPDATE jobs SET
-    state = 'running',
-    attempts = attempts + 1,
-    worker_id = :worker,
-    lease_until = :lease_until,
-    updated_at = :now,
-    last_error = CASE WHEN state = 'running'
-        THEN 'lease expired: worker ' || worker_id || ' did not finish attempt ' || attempts
-        ELSE last_error END
-WHERE id = (
-    SELECT j.id FROM jobs AS j
-    WHERE ((j.state = 'pending' AND j.run_at <= :now)
-           OR (j.state = 'running' AND j.lease_until <= :now))
-      {kinds}
-      AND (j.order_key = '' OR NOT EXISTS (
-          SELECT 1 FROM jobs AS o
-          WHERE o.order_key = j.order_key AND o.id <> j.id
-            AND ((o.id < j.id AND o.state IN ('pending', 'running'))
-                 OR (o.state = 'running' AND o.lease_until > :now))))
-    ORDER BY j.run_at, j.id
-    LIMIT 1)
-RETURNING *
-"""
-
-_INSERT_JOB = """
+# "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint of the SELECT.
+_INSERT_JOB = f"""
 INSERT INTO jobs (kind, key, order_key, payload, state, attempts, max_attempts, run_at,
-                  trace_id, created_at, updated_at)
-VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)
+                  trace_id, created_at, updated_at, is_head)
+SELECT :kind, :key, :order_key, :payload, 'pending', 0, :max_attempts, :run_at,
+       :trace_id, :now, :now, {head_flag_sql}
+WHERE true
 ON CONFLICT (key) DO NOTHING
 """
 
@@ -331,6 +309,7 @@ class SqliteStore:
         self._durable_accept = durable_accept
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._readers: ReaderPool | None = None
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -341,6 +320,7 @@ class SqliteStore:
         if self._conn is not None:
             return
         self._conn = await anyio.to_thread.run_sync(self._open_sync)
+        self._readers = ReaderPool(self.path, self._busy_timeout)
 
     def _open_sync(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -365,6 +345,9 @@ class SqliteStore:
         return conn
 
     async def close(self) -> None:
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await anyio.to_thread.run_sync(readers.close)
         conn, self._conn = self._conn, None
         if conn is not None:
             await anyio.to_thread.run_sync(self._close_sync, conn)
@@ -407,7 +390,11 @@ class SqliteStore:
         return self._conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._run(fn, "BEGIN", full_sync=False)
+        # Reads go to their own WAL connections: they never wait for the writer's lock.
+        readers = self._readers
+        if readers is None:
+            raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
+        return await anyio.to_thread.run_sync(readers.run, fn)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, full_sync: bool = False) -> T:
         return await self._run(fn, "BEGIN IMMEDIATE", full_sync=full_sync)
@@ -1009,17 +996,16 @@ class SqliteStore:
         conn.executemany(
             _INSERT_JOB,
             [
-                (
-                    job.kind,
-                    job.key,
-                    job.order_key,
-                    _json(dict(job.payload)),
-                    job.max_attempts,
-                    _ts(job.run_at, "NewJob.run_at") if job.run_at else stamp,
-                    job.trace_id,
-                    stamp,
-                    stamp,
-                )
+                {
+                    "kind": job.kind,
+                    "key": job.key,
+                    "order_key": job.order_key,
+                    "payload": _json(dict(job.payload)),
+                    "max_attempts": job.max_attempts,
+                    "run_at": _ts(job.run_at, "NewJob.run_at") if job.run_at else stamp,
+                    "trace_id": job.trace_id,
+                    "now": stamp,
+                }
                 for job in jobs
             ],
         )
@@ -1034,20 +1020,13 @@ class SqliteStore:
     ) -> Job | None:
         if lease <= timedelta(0):
             raise ValueError(f"lease must be positive, got {lease}")
-        params: dict[str, object] = {"worker": worker_id}
-        kinds_sql = ""
-        if kinds is not None:
-            if not kinds:
-                return None
-            names = [f":kind{i}" for i in range(len(kinds))]
-            kinds_sql = f"AND j.kind IN ({', '.join(names)})"
-            params.update({name[1:]: kind for name, kind in zip(names, kinds, strict=True)})
-        sql = _CLAIM.format(kinds=kinds_sql)
+        if kinds is not None and not kinds:
+            return None
+        names = None if kinds is None else list(dict.fromkeys(kinds))
 
         def run(conn: sqlite3.Connection) -> Job | None:
             now = self._now()
-            params.update(now=_ts(now), lease_until=_ts(now + lease))
-            row = conn.execute(sql, params).fetchone()
+            row = claim_row(conn, worker_id, _ts(now), _ts(now + lease), names)
             return None if row is None else _job(row)
 
         return await self._tx(run)
@@ -1080,13 +1059,15 @@ class SqliteStore:
             fence, fence_params = "state = 'running' AND attempts = ?", (attempt,)
         changed = conn.execute(
             f"UPDATE jobs SET {sets}, lease_until = NULL, updated_at = ?"  # noqa: S608
-            f" WHERE id = ? AND {fence}",
+            f" WHERE id = ? AND {fence} RETURNING order_key",
             (*params, _ts(self._now()), job_id, *fence_params),
-        ).rowcount
-        if changed == 0:
+        ).fetchone()
+        if changed is None:
             if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
                 raise RecordNotFound(f"no job with id {job_id}")
             return False
+        # The job left (or went back to) pending: its order key may have a new head.
+        refresh_heads(conn, [changed[0]])
         return True
 
     async def complete_job(
@@ -1150,16 +1131,20 @@ class SqliteStore:
                 "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, lease_until = NULL,"
                 " worker_id = '', updated_at = ? WHERE state = 'dead'"
             )
+            keys: list[str] = []
             if job_ids is None:
-                return conn.execute(sql, (now, now)).rowcount
-            total = 0
-            ids = list(dict.fromkeys(job_ids))
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                total += conn.execute(
-                    f"{sql} AND id IN ({_placeholders(chunk)})", (now, now, *chunk)
-                ).rowcount
-            return total
+                keys = [r[0] for r in conn.execute(f"{sql} RETURNING order_key", (now, now))]
+            else:
+                ids = list(dict.fromkeys(job_ids))
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    keys += [r[0] for r in conn.execute(
+                        f"{sql} AND id IN ({_placeholders(chunk)}) RETURNING order_key",
+                        (now, now, *chunk),
+                    )]
+            # A replayed job may come before its key's current head (or have none).
+            refresh_heads(conn, keys)
+            return len(keys)
 
         return await self._tx(run)
 
@@ -1173,22 +1158,7 @@ class SqliteStore:
         return await self._read(run)
 
     async def next_run_at(self, kinds: Sequence[str] | None = None) -> datetime | None:
-        kinds_sql = "" if kinds is None else f"AND kind IN ({_placeholders(kinds)})"
         if kinds is not None and not kinds:
             return None
-        sql = (
-            "SELECT MIN(t) FROM ("  # noqa: S608
-            " SELECT MIN(run_at) AS t FROM jobs AS j WHERE state = 'pending'"
-            f" {kinds_sql}"
-            " AND (order_key = '' OR NOT EXISTS ("
-            "  SELECT 1 FROM jobs AS o WHERE o.order_key = j.order_key AND o.id < j.id"
-            "  AND o.state IN ('pending', 'running')))"
-            " UNION ALL"
-            f" SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running' {kinds_sql})"
-        )
-        params = () if kinds is None else (*kinds, *kinds)
-
-        def run(conn: sqlite3.Connection) -> datetime | None:
-            return _opt_dt(conn.execute(sql, params).fetchone()[0])
-
-        return await self._read(run)
+        names = None if kinds is None else list(dict.fromkeys(kinds))
+        return await self._read(lambda conn: _opt_dt(next_due(conn, names)))

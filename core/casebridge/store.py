@@ -8,7 +8,8 @@ CRM event ``(crm, event_id)`` each exist at most once, so several runner process
 one database cannot duplicate work.
 
 Times passed in must be timezone-aware; times given back are UTC. The embedded
-implementation is :class:`casebridge.sqlite_store.SqliteStore`.
+implementation is :class:`casebridge.sqlite_store.SqliteStore`; the PostgreSQL one, for
+several runners on one database, is :class:`casebridge.pgstore.PgStore`.
 """
 
 from __future__ import annotations

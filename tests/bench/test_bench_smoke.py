@@ -67,3 +67,17 @@ def test_hostile_input_bench_prints_every_row() -> None:
         "Subject of 12,000 encoded words", "Subject of 20,000 encoded words",
         "30,000 nested <div>s", "100,000 nested <div>s",
     ]
+
+
+def test_claim_bench_prints_old_and_new_rows() -> None:
+    rows = table_rows(run_bench("claim.py", "--quick", "--postgres", "off"))
+    assert [(r[0], r[1]) for r in rows] == [
+        ("SQLite, before (old claim SQL)", "0"), ("SQLite, before (old claim SQL)", "500"),
+        ("SQLite, job heads", "0"), ("SQLite, job heads", "500"),
+    ]
+
+
+@pytest.mark.slow
+def test_ingest_contention_bench_prints_both_rows() -> None:
+    rows = table_rows(run_bench("ingest_contention.py", "--quick"))
+    assert [r[0] for r in rows] == ["idle store", "4 claim loops, 300 backlog"]

@@ -25,12 +25,17 @@ from support.bridges import (
 from support.plugins import LoopChannel, ScriptedAssistant
 
 
-@pytest.fixture
-async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(params=["sqlite", "postgres"])
+async def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     install_jsonl(monkeypatch, tmp_path)
-    path = write_config(tmp_path, bridge={"plugins": ["assistant"]})
+    store = {}
+    if request.param == "postgres":  # the same pipeline on the PostgreSQL store
+        store = {"url": request.getfixturevalue("postgres_server").new_database("pipeline")}
+    path = write_config(tmp_path, bridge={"plugins": ["assistant"]}, store=store)
     loop, assistant = LoopChannel(), ScriptedAssistant()
     bridge = Bridge.from_config(path, plugins={"loop": loop, "assistant": assistant})
+    assert type(bridge.store).__name__ == {"sqlite": "SqliteStore", "postgres": "PgStore"}[
+        request.param]
     await bridge.open()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(bridge)),
                                base_url="http://bridge")

@@ -1,0 +1,71 @@
+"""The PostgreSQL :class:`~casebridge.store.Store`, for several runners on one database.
+
+:class:`PgStore` composes the store's parts, each in its own module on one shared
+:class:`~casebridge.pgstore.db.Database` (pool, clock): the conversation store
+(:mod:`.conversations`), the write log and plugin state (:mod:`.writes`) and the job queue
+(:mod:`.jobs`). Migrations live in ``casebridge/migrations/postgres``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+
+from ..model import utcnow
+from .conversations import Conversations
+from .db import Database, redact
+from .jobs import JobQueue
+from .notify import listen_for_jobs
+from .writes import PluginState, WriteLog
+
+__all__ = ["PgStore", "redact"]
+
+
+class PgStore(Conversations, WriteLog, PluginState, JobQueue):
+    """A :class:`~casebridge.store.Store` on PostgreSQL at ``url``.
+
+    ``clock`` gives every time the store writes and compares (inject one in tests); all
+    runners sharing a database must have agreeing clocks, as on SQLite.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        max_connections: int = 10,
+    ) -> None:
+        self.db = Database(url, clock=clock, max_connections=max_connections)
+
+    def __repr__(self) -> str:
+        return repr(self.db)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    async def schema_version(self) -> int:
+        """The highest migration applied."""
+        return await self.db.schema_version()
+
+    async def listen_jobs(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever any process enqueues or frees jobs (until cancelled)."""
+        await listen_for_jobs(self.db.url, wake)
+
+    async def __aenter__(self) -> PgStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

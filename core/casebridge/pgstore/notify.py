@@ -1,0 +1,34 @@
+"""LISTEN/NOTIFY: wake this process's idle outbox workers when any runner enqueues work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+import psycopg
+
+from .db import redact
+from .jobs import CHANNEL
+
+__all__ = ["listen_for_jobs"]
+
+log = logging.getLogger(__name__)
+
+_RECONNECT_SECONDS = 1.0
+
+
+async def listen_for_jobs(url: str, wake: Callable[[], None]) -> None:
+    """Call ``wake`` on every job notification until cancelled; reconnects after a lost
+    connection (workers still poll meanwhile, so a gap only delays them)."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                wake()  # anything enqueued before LISTEN took effect
+                async for _ in conn.notifies():
+                    wake()
+        except psycopg.Error as exc:
+            log.warning("job notifications from %s lost (%s); reconnecting",
+                        redact(url), type(exc).__name__)
+        await anyio.sleep(_RECONNECT_SECONDS)

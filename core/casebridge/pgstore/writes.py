@@ -1,0 +1,137 @@
+"""The write log (CRM write intents and outcomes, claimed CRM events) and plugin state on
+PostgreSQL; guarantees as documented in :mod:`casebridge.store`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+from ..store import CrmWrite, CrmWriteKind, RecordNotFound
+from . import rows
+from .db import Database
+
+__all__ = ["PluginState", "WriteLog"]
+
+
+class WriteLog:
+    """Intents recorded before each CRM write, completed with the CRM's id after it."""
+
+    db: Database
+
+    async def record_intent(
+        self, session_id: str, message_id: str, kind: CrmWriteKind, crm: str, key: str
+    ) -> CrmWrite:
+        if kind not in ("case", "activity", "attachment"):
+            raise ValueError(f"CRM write kind must be case, activity or attachment, not {kind!r}")
+        if not key or not session_id or not crm:
+            raise ValueError("record_intent needs a key, a session_id and a crm")
+        now = self.db.now()
+        try:
+            async with self.db.tx() as conn:
+                await conn.execute(
+                    "INSERT INTO crm_writes (key, session_id, message_id, kind, crm, created_at,"
+                    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (session_id, message_id, kind) DO UPDATE"
+                    " SET attempts = crm_writes.attempts + 1, updated_at = excluded.updated_at"
+                    " WHERE crm_writes.state = 'intent'",
+                    (key, session_id, message_id, kind, crm, now, now))
+                cur = await conn.execute(
+                    "SELECT * FROM crm_writes WHERE session_id = %s AND message_id = %s"
+                    " AND kind = %s", (session_id, message_id, kind))
+                row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation:
+            raise ValueError(
+                f"CRM write key {key!r} is already used for another (session, message, kind)"
+            ) from None
+        assert row is not None
+        return rows.write(row)
+
+    async def record_written(self, key: str, crm_id: str) -> None:
+        if not crm_id:
+            raise ValueError(f"record_written({key!r}): crm_id must not be empty")
+        async with self.db.tx() as conn:
+            cur = await conn.execute("SELECT * FROM crm_writes WHERE key = %s FOR UPDATE", (key,))
+            row = await cur.fetchone()
+            if row is None:
+                raise RecordNotFound(f"no CRM write intent with key {key!r}")
+            if row["state"] == "written":
+                if row["crm_id"] != crm_id:
+                    raise ValueError(
+                        f"CRM write {key!r} was recorded as {row['crm_id']!r};"
+                        f" refusing to record a second CRM id {crm_id!r}")
+                return
+            await conn.execute(
+                "UPDATE crm_writes SET state = 'written', crm_id = %s, updated_at = %s"
+                " WHERE key = %s", (crm_id, self.db.now(), key))
+
+    async def get_write(self, key: str) -> CrmWrite | None:
+        row = await self.db.one("SELECT * FROM crm_writes WHERE key = %s", (key,))
+        return None if row is None else rows.write(row)
+
+    async def claim_event(self, crm: str, event_id: str) -> bool:
+        if not event_id:
+            raise ValueError(f"claim_event({crm!r}): event_id must not be empty")
+        async with self.db.tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO crm_events (crm, event_id, claimed_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (crm, event_id) DO NOTHING", (crm, event_id, self.db.now()))
+            return cur.rowcount == 1
+
+
+class PluginState:
+    """Small JSON values plugins keep between runs (cursors, tokens' metadata)."""
+
+    db: Database
+
+    @staticmethod
+    def _state_json(plugin: str, key: str, value: Any) -> str:
+        try:
+            return rows.to_json(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"state {plugin}/{key} is not JSON-serializable: {exc}") from None
+
+    _UPSERT = (
+        "INSERT INTO plugin_state (plugin, key, value, updated_at) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (plugin, key) DO UPDATE"
+        " SET value = excluded.value, updated_at = excluded.updated_at"
+    )
+
+    async def put_state(self, plugin: str, key: str, value: Any) -> None:
+        text = self._state_json(plugin, key, value)
+        async with self.db.tx() as conn:
+            await conn.execute(self._UPSERT, (plugin, key, text, self.db.now()))
+
+    async def get_state(self, plugin: str, key: str) -> Any | None:
+        row = await self.db.one(
+            "SELECT value FROM plugin_state WHERE plugin = %s AND key = %s", (plugin, key))
+        return None if row is None else json.loads(row["value"])
+
+    async def delete_state(self, plugin: str, key: str) -> None:
+        async with self.db.tx() as conn:
+            await conn.execute("DELETE FROM plugin_state WHERE plugin = %s AND key = %s",
+                               (plugin, key))
+
+    async def compare_and_put_state(
+        self, plugin: str, key: str, expected: Any | None, value: Any | None
+    ) -> bool:
+        want = None if expected is None else self._state_json(plugin, key, expected)
+        new = None if value is None else self._state_json(plugin, key, value)
+        async with self.db.tx() as conn:
+            # The lock makes compare-then-write atomic even when the row does not exist yet.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s || chr(31) || %s, 2))",
+                (plugin, key))
+            cur = await conn.execute(
+                "SELECT value FROM plugin_state WHERE plugin = %s AND key = %s", (plugin, key))
+            row = await cur.fetchone()
+            current = None if row is None else rows.to_json(json.loads(row["value"]))
+            if current != want:
+                return False
+            if new is None:
+                await conn.execute("DELETE FROM plugin_state WHERE plugin = %s AND key = %s",
+                                   (plugin, key))
+            else:
+                await conn.execute(self._UPSERT, (plugin, key, new, self.db.now()))
+            return True
