@@ -321,16 +321,6 @@ def is_field_line(line: str) -> bool:
     return _has_colon(line) and _FIELD_LINE_ANY.match(line) is not None
 
 
-def is_from_field(line: str) -> bool:
-    """A ``From:``-type header line (in any supported language)."""
-    return bool(_FIELD_LINE_FROM.match(line))
-
-
-def is_to_field(line: str) -> bool:
-    """A ``To:``-type header line (in any supported language)."""
-    return bool(_FIELD_LINE_TO.match(line))
-
-
 def is_field_block(lines: list[str]) -> bool:
     """Whether ``lines`` open with a quoted mail header block: a ``From:`` or ``To:`` line and
     another kind of field (``Sent:``, ``Date:``, ``Subject:`` ...) among them, or fields run

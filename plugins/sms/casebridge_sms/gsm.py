@@ -41,23 +41,6 @@ EXTENSION_CHARS: frozenset[str] = frozenset(EXTENSION_TABLE)
 GSM_CHARS: frozenset[str] = BASIC_CHARS | EXTENSION_CHARS
 
 
-def septet_cost(ch: str) -> int:
-    """Septets one character takes: 1 (default alphabet) or 2 (extension table).
-
-    Raises ValueError for a character outside GSM-7.
-    """
-    if ch in BASIC_CHARS:
-        return 1
-    if ch in EXTENSION_CHARS:
-        return 2
-    raise ValueError(f"{ch!r} (U+{ord(ch):04X}) is not a GSM-7 character")
-
-
-def is_gsm7(text: str) -> bool:
-    """True when every character of ``text`` is in the default alphabet or extension table."""
-    return GSM_CHARS.issuperset(text)
-
-
 def non_gsm_characters(text: str) -> list[str]:
     """The characters of ``text`` (in order, with repeats) that force UCS-2."""
     return [ch for ch in text if ch not in GSM_CHARS]
