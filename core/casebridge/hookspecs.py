@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from .bridge import Bridge
+    from .context import PluginContext
     from .contributions import Address, Command, ConfigSection, Service
     from .model import (
         ActivityRef,
@@ -78,14 +79,20 @@ def config_section() -> ConfigSection | None:
 
 
 @hookspec
-def configure(bridge: Bridge, settings: Any) -> None:
-    """Receive the bridge and the plugin's validated settings, once, before anything else.
+def configure(context: PluginContext, bridge: Bridge, settings: Any) -> None:
+    """Receive the plugin's context, once, before anything else.
 
-    Routed: called once on each enabled plugin, before any hook that does I/O. Keep what you
-    need on the plugin instance; open no connections here (do that in a service or lazily).
+    Routed: called once on each enabled plugin, before any hook that does I/O. Keep the
+    context; open no connections here (do that in a service or lazily). Take ``context``
+    only: ``bridge`` and ``settings`` are there while the built-in plugins move onto the
+    context, and will go.
 
-    :param bridge: The runner: its store, templates, metrics and ``receive``.
-    :param settings: An instance of the dataclass ``config_section`` declared, or None.
+    :param context: What the plugin may ask of the runner, a
+        :class:`~casebridge.plugin.PluginContext`: its name as the TOML gives it, its
+        validated settings (an instance of the dataclass ``config_section`` declared, or
+        None), its state, blobs, logger and metrics, and the paths into the core.
+    :param bridge: Deprecated: the runner itself.
+    :param settings: Deprecated: the same as ``context.settings``.
     :returns: Nothing.
     """
 

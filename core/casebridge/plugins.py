@@ -263,7 +263,10 @@ class Hooks:
 
     def configure(self, plugin: str, bridge: Any, settings: Any) -> None:
         if self.implements(plugin, "configure"):
-            self._routed("configure", plugin, bridge=bridge, settings=settings)
+            from .context import PluginContext
+
+            context = PluginContext(bridge, plugin, settings)
+            self._routed("configure", plugin, context=context, bridge=bridge, settings=settings)
 
     def services(self, bridge: Any) -> list[Any]:
         return [s for group in self.pm.hook.services(bridge=bridge) for s in group]

@@ -17,24 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from casebridge import hookimpl
-from casebridge.contributions import ConfigSection
-from casebridge.errors import WebhookRefused
-from casebridge.json_input import loads
-from casebridge.model import (
+from casebridge.plugin import (
     ActivityRef,
     ActivityRequest,
     AttachmentRequest,
     CaseRef,
     CaseRequest,
     CheckResult,
+    ConfigSection,
     Contact,
     CrmEvent,
+    PluginContext,
     Reply,
+    Secret,
+    WebhookRefused,
     WebhookRequest,
     derived_id,
+    hookimpl,
+    read_json,
 )
-from casebridge.secrets import Secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,11 @@ class JsonlCrm:
         return ConfigSection(self.name, JsonlSettings)
 
     @hookimpl
-    def configure(self, bridge: Any, settings: JsonlSettings) -> None:
-        self.path = bridge.data_dir / settings.path
+    def configure(self, context: PluginContext) -> None:
+        settings: JsonlSettings = context.settings
+        # The name the TOML gives this instance: two instances are two CRMs.
+        self.name = context.name
+        self.path = context.data_dir / settings.path
         self.token = settings.webhook_token
 
     @hookimpl
@@ -197,7 +201,7 @@ class JsonlCrm:
         if not expected or not hmac.compare_digest(request.path_token, expected):
             raise WebhookRefused("wrong webhook token", status=403)
         try:
-            event = loads(request.body)
+            event = read_json(request.body)
             kind, case_id = event["event_type"], event["caseId"]
         except (ValueError, KeyError, TypeError):
             raise WebhookRefused("expected JSON with event_type and caseId", status=400) from None

@@ -1,0 +1,123 @@
+"""The public API for plugin authors: import from here, and from nothing else of casebridge.
+
+A plugin is a class whose methods are marked with :data:`hookimpl` (the hooks and what each
+is for: ``docs/plugins.md``). The core gives each plugin a :class:`PluginContext` when it
+configures it: its name and validated settings, its own state, blob storage, its logger,
+the metrics registry, the one path that makes an inbound durable and the one that turns
+what a CRM reported into work::
+
+    from casebridge.plugin import CheckResult, ConfigSection, PluginContext, hookimpl
+
+    class MyCrm:
+        @hookimpl
+        def config_section(self) -> ConfigSection:
+            return ConfigSection("mycrm", MySettings)
+
+        @hookimpl
+        def configure(self, context: PluginContext) -> None:
+            self.context = context
+
+        @hookimpl
+        async def check(self) -> CheckResult:
+            return CheckResult(self.context.name, True)
+
+Everything else in the ``casebridge`` package is the core's own and may change without
+notice; the names below keep their meaning across minor versions.
+"""
+
+from __future__ import annotations
+
+from .context import Blobs, PluginContext, PluginState
+from .contributions import Address, Command, ConfigSection, Service
+from .errors import (
+    AmbiguousWriteError,
+    CasebridgeError,
+    ConfigError,
+    PermanentError,
+    TransientError,
+    WebhookRefused,
+)
+from .hookspecs import hookimpl
+from .json_input import JsonInputError
+from .json_input import loads as read_json
+from .model import (
+    ActivityRef,
+    ActivityRequest,
+    AssistantTurn,
+    Attachment,
+    AttachmentRequest,
+    Author,
+    CaseLink,
+    CaseRef,
+    CaseRequest,
+    CheckResult,
+    Contact,
+    CrmEvent,
+    Delivery,
+    DeliveryState,
+    Direction,
+    FieldValue,
+    HandoffDecision,
+    HandoffRequest,
+    HandoffResult,
+    Inbound,
+    Message,
+    RawInbound,
+    Reply,
+    Session,
+    SessionStatus,
+    Summary,
+    WebhookRequest,
+    derived_id,
+    utcnow,
+)
+from .secrets import Secret
+
+__all__ = [
+    "ActivityRef",
+    "ActivityRequest",
+    "Address",
+    "AmbiguousWriteError",
+    "AssistantTurn",
+    "Attachment",
+    "AttachmentRequest",
+    "Author",
+    "Blobs",
+    "CaseLink",
+    "CaseRef",
+    "CaseRequest",
+    "CasebridgeError",
+    "CheckResult",
+    "Command",
+    "ConfigError",
+    "ConfigSection",
+    "Contact",
+    "CrmEvent",
+    "Delivery",
+    "DeliveryState",
+    "Direction",
+    "FieldValue",
+    "HandoffDecision",
+    "HandoffRequest",
+    "HandoffResult",
+    "Inbound",
+    "JsonInputError",
+    "Message",
+    "PermanentError",
+    "PluginContext",
+    "PluginState",
+    "RawInbound",
+    "Reply",
+    "Secret",
+    "Service",
+    "Session",
+    "SessionStatus",
+    "Summary",
+    "TransientError",
+    "WebhookRefused",
+    "WebhookRequest",
+    "derived_id",
+    "hookimpl",
+    "read_json",
+    "utcnow",
+]
