@@ -206,13 +206,9 @@ class Webhooks:
         try:
             await self.bridge.receive(raw)
         except PermanentError as exc:
-            # Retrying cannot help: keep a trace for the operator and tell the provider why.
+            # Retrying cannot help: the core listed it with the dropped inbounds; tell the
+            # provider why.
             log.warning("SMS inbound %s refused: %s", fields.get("MessageSid", "?"), exc)
-            sid = fields.get("MessageSid")
-            if sid:
-                await self.bridge.store.record_dropped(
-                    PLUGIN, sid, fields.get("From", ""), str(exc), raw.received_at
-                )
             return PlainTextResponse(str(exc), status_code=400)
         return Response(EMPTY_TWIML, media_type="text/xml")
 
