@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from . import blobs
 from .logs import new_trace_id
-from .model import CrmEvent, RawInbound
+from .model import CrmEvent, RawInbound, SessionStatus
 
 if TYPE_CHECKING:
     from .bridge import Bridge, Received
@@ -146,6 +146,22 @@ class PluginContext:
         if jobs:
             await self._bridge.enqueue(*jobs)
         return len(jobs)
+
+    async def tracked_cases(self) -> list[str]:
+        """The ids of this CRM's cases that sessions with a human are linked to, newest
+        first, each once: the cases a CRM plugin's poller watches for replies and closing."""
+        cases: dict[str, None] = {}
+        offset, page_size = 0, 200
+        while True:
+            page = await self._bridge.store.list_sessions(
+                status=SessionStatus.HANDED_OFF, limit=page_size, offset=offset)
+            for session in page:
+                link = session.case
+                if link is not None and link.crm == self.name and link.case_id:
+                    cases[link.case_id.lower()] = None
+            if len(page) < page_size:
+                return list(cases)
+            offset += page_size
 
     async def written_by_bridge(self, record_id: str) -> bool:
         """Whether the bridge wrote the CRM record ``record_id``: a CRM that takes the ids

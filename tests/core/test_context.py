@@ -90,3 +90,21 @@ def test_local_url_reaches_the_bridge_from_this_machine(host: str, port: int) ->
     url = PluginContext(FakeBridge(), "creatio", None).local_url  # type: ignore[arg-type]
     assert url.endswith(f":{port}")
     assert "0.0.0.0" not in url and "[::]" not in url
+
+
+async def test_tracked_cases_are_this_crms_handed_off_cases(bridge: Bridge) -> None:
+    from casebridge.model import HandoffDecision
+    from support.bridges import inbound, settle
+
+    for n in range(3):
+        await bridge.receive(inbound("refund", msg_id=f"t{n}", sender=f"c{n}@example.com"))
+    await settle(bridge)
+    sessions = await bridge.store.list_sessions()
+    for session in sessions[:2]:
+        await bridge.enqueue(bridge.pipeline.handoff_job(
+            session.id, HandoffDecision("test", "test"), "t"))
+    await settle(bridge)
+    handed = [s.case.case_id.lower() for s in await bridge.store.list_sessions() if s.case]
+    assert sorted(await PluginContext(bridge, "jsonl", None).tracked_cases()) == sorted(handed)
+    assert len(handed) == 2
+    assert await PluginContext(bridge, "another-crm", None).tracked_cases() == []

@@ -36,6 +36,7 @@ from casebridge.model import (
     HandoffResult,
     WebhookRequest,
 )
+from casebridge.plugin import PluginContext
 from casebridge.secrets import Secret
 
 from .client import CreatioClient
@@ -81,6 +82,7 @@ class CreatioPlugin:
 
     def __init__(self) -> None:
         self.bridge: Bridge | None = None
+        self.context: PluginContext | None = None
         self.settings: CreatioSettings | None = None
         self.webhook_token: Secret | None = None
         self.sandbox: Sandbox | None = None
@@ -103,7 +105,8 @@ class CreatioPlugin:
         return ConfigSection(CRM, CreatioSettings)
 
     @hookimpl
-    def configure(self, bridge: Bridge, settings: CreatioSettings) -> None:
+    def configure(self, context: PluginContext, bridge: Bridge, settings: CreatioSettings) -> None:
+        self.context = context
         self.bridge = bridge
         self.settings = settings
         self.webhook_token = settings.webhook_token or None
@@ -245,7 +248,7 @@ class CreatioPlugin:
     async def _activity_events(self, ops: CreatioOperations, activity_id: str) -> list[CrmEvent]:
         # Activities the bridge writes carry its write key as their Id: those are known
         # without reading them back, which saves a request per activity of every handoff.
-        if self.bridge is not None and await self.bridge.store.get_write(activity_id.lower()):
+        if self.context is not None and await self.context.written_by_bridge(activity_id):
             log.debug("webhook: activity %s was written by casebridge; ignored", activity_id)
             return []
         activity = await ops.read_activity(activity_id)
@@ -359,10 +362,10 @@ class CreatioPlugin:
 
     async def reconcile_once(self) -> PollResult:
         """One reconciliation poll now (the service runs it every ``reconcile_interval``)."""
-        if self.bridge is None:
+        if self.context is None:
             raise PermanentError("the creatio plugin was used before it was configured")
         if self._reconciler is None:
-            self._reconciler = Reconciler(self.bridge, self.operations)
+            self._reconciler = Reconciler(self.context, self.operations)
         return await self._reconciler.poll_once()
 
     async def _run_sandbox(self, *, task_status: TaskStatus[None]) -> None:

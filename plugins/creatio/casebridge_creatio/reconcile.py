@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from casebridge.logs import new_trace_id
-from casebridge.model import SessionStatus, utcnow
-from casebridge.pipeline import closed_job, reply_job
-from casebridge.store import NewJob
+from casebridge.plugin import CrmEvent, PluginContext, utcnow
 
 from . import odata
 from .odata import Guid
@@ -28,8 +25,6 @@ from .settings import MESSAGE_TYPE_INCOMING
 from .webhook import CRM, ignore_reason, reply_from_activity, reply_type_ids
 
 if TYPE_CHECKING:
-    from casebridge.bridge import Bridge
-
     from .operations import CreatioOperations
 
 log = logging.getLogger("casebridge.creatio")
@@ -39,7 +34,6 @@ STATE_KEY = "reconcile_watermark"
 OVERLAP = timedelta(minutes=2)
 _CASES_PER_QUERY = 40
 _PAGE = 200
-_SESSIONS_PAGE = 200
 _CREATIO_TIME = re.compile(
     r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?"
 )
@@ -84,48 +78,31 @@ class Reconciler:
 
     def __init__(
         self,
-        bridge: Bridge,
+        context: PluginContext,
         operations: Callable[[], Awaitable[CreatioOperations]],
-        *,
-        plugin: str = CRM,
     ) -> None:
-        self.bridge = bridge
+        self.context = context
         self._operations = operations
-        self.plugin = plugin
         # Activities already judged by this runner; the job keys make a repeat harmless
         # anyway, this only saves reading them back again inside the overlap.
         self._judged: set[str] = set()
 
     async def tracked_cases(self) -> list[str]:
         """Case ids of the handed-off sessions linked to Creatio, newest first, unique."""
-        cases: dict[str, None] = {}
-        offset = 0
-        while True:
-            page = await self.bridge.store.list_sessions(
-                status=SessionStatus.HANDED_OFF, limit=_SESSIONS_PAGE, offset=offset
-            )
-            for session in page:
-                link = session.case
-                if link is not None and link.crm == CRM and odata.is_guid(link.case_id):
-                    cases[link.case_id.lower()] = None
-            if len(page) < _SESSIONS_PAGE:
-                return list(cases)
-            offset += _SESSIONS_PAGE
+        return [case for case in await self.context.tracked_cases() if odata.is_guid(case)]
 
     async def poll_once(self) -> PollResult:
         """Read what changed on the tracked cases since the watermark and enqueue it."""
         started = utcnow()
-        stored = await self.bridge.store.get_state(self.plugin, STATE_KEY)
+        stored = await self.context.state.get(STATE_KEY)
         watermark = _load(stored) or started
         cases = await self.tracked_cases()
         if not cases:
             await self._advance(stored, watermark)
             return PollResult(0, 0, 0, 0)
         ops = await self._operations()
-        jobs: list[NewJob] = []
         closed = await self._closed_cases(ops, cases)
-        trace_id = new_trace_id()
-        jobs += [closed_job(CRM, case_id, trace_id) for case_id in closed]
+        events = [CrmEvent("case_closed", CRM, case_id) for case_id in closed]
         rows = await self._activities_since(ops, cases, watermark - OVERLAP)
         types = reply_type_ids(ops.settings.sms_activity_type_id)
         marker_column = ops.settings.marker_column
@@ -145,12 +122,11 @@ class Reconciler:
                 continue
             reply = reply_from_activity(activity)
             if reply is not None:
-                # Replies to one case go out in the order the reps wrote them (reply_job
-                # orders them by case).
-                jobs.append(reply_job(reply, trace_id))
+                # Replies to one case go out in the order the reps wrote them.
+                events.append(CrmEvent("agent_reply", CRM, reply.case_id, reply))
                 replies += 1
-        if jobs:
-            await self.bridge.enqueue(*jobs)
+        if events:
+            await self.context.report_crm_events(events)
         newest = next_watermark(watermark, [str(r.get("CreatedOn") or "") for r in rows])
         await self._advance(stored, newest)
         if replies or closed:
@@ -162,7 +138,7 @@ class Reconciler:
         value = watermark.isoformat()
         if value != stored:
             # Another runner sharing the store may have moved it: theirs is as good as ours.
-            await self.bridge.store.compare_and_put_state(self.plugin, STATE_KEY, stored, value)
+            await self.context.state.compare_and_put(STATE_KEY, stored, value)
 
     async def _activities_since(
         self, ops: CreatioOperations, cases: list[str], since: datetime
