@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -111,13 +111,20 @@ class Pipeline:
         )
 
     @staticmethod
-    def sync_job(session_id: str, cause: str, trace_id: str = "") -> NewJob:
-        return NewJob(
-            kind="sync",
-            payload={"session_id": session_id, "trace_id": trace_id},
-            key=f"sync:{session_id}:{cause}",
-            order_key=session_id,
-        )
+    def sync_job(
+        session_id: str, cause: str, trace_id: str = "", decided_at: datetime | None = None
+    ) -> NewJob:
+        """Write what the case lacks. ``decided_at``, on the sync that completes a handoff,
+        is when the handoff was decided: the handoff latency is measured to its end."""
+        payload = {"session_id": session_id, "trace_id": trace_id}
+        if decided_at is not None:
+            payload["decided_at"] = decided_at.isoformat()
+        return NewJob(kind="sync", payload=payload, key=f"sync:{session_id}:{cause}",
+                      order_key=session_id)
+
+    def _handoff_done(self, decided_at: datetime) -> None:
+        # The case and its first activity are written: the rep can start.
+        self.bridge.metrics.handoff_latency.observe((utcnow() - decided_at).total_seconds())
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -389,17 +396,19 @@ class Pipeline:
             session = await self.store.update_session(session.id, status=SessionStatus.HANDED_OFF)
             decision = HandoffDecision(job.payload["reason"], job.payload.get("source", ""))
             written: list[Message] = []
-            if self.hooks.implements(self.crm, "handoff"):
+            at_once = self.hooks.implements(self.crm, "handoff")
+            if at_once:
                 case, written = await self.handoff_at_once(session, decision, job)
             else:
                 case = await self.open_case(session, decision, job)
             link = CaseLink(self.crm, case.id, case.number, case.url)
             await self.store.update_session(session.id, case=link)
-            self.bridge.metrics.handoff_latency.observe(
-                (utcnow() - session.created_at).total_seconds()
-            )
-            # The sync job writes what arrived meanwhile (nothing, usually).
-            return [self.sync_job(session.id, "handoff", trace_id),
+            if at_once:
+                self._handoff_done(job.created_at)
+            # The sync job writes the activities (or, after a handoff at once, what arrived
+            # meanwhile: nothing, usually).
+            decided_at = None if at_once else job.created_at
+            return [self.sync_job(session.id, "handoff", trace_id, decided_at),
                     *self.attach_jobs(session, written)]
 
     async def handoff_at_once(
@@ -516,6 +525,8 @@ class Pipeline:
                     ref = await self.hooks.append_activity(self.crm, request)
                     await self.store.record_written(request.key, ref.id)
             self.bridge.metrics.activities_appended.labels(crm=self.crm).inc(len(pending))
+            if job.payload.get("decided_at"):
+                self._handoff_done(datetime.fromisoformat(job.payload["decided_at"]))
             return self.attach_jobs(session, [r.message for r in pending])
 
     async def pending_activities(self, session: Session, case: CaseRef) -> list[ActivityRequest]:

@@ -306,3 +306,24 @@ async def test_deeply_nested_json_is_a_400_on_the_webhook_and_the_api(world) -> 
     ok = await client.post(f"/api/sessions/{session.id}/handoff", json={"reason": "deep"},
                            headers={"Authorization": f"Bearer {API_TOKEN}"})
     assert ok.status_code == 202
+
+
+async def test_handoff_latency_runs_from_the_decision_to_the_activities(world) -> None:
+    # The time the session spent with the assistant before the decision is not latency.
+    import anyio
+    from casebridge.model import HandoffDecision, utcnow
+
+    bridge, _, _ = world
+    await bridge.receive(inbound("My printer prints blank pages.", msg_id="lat1"))
+    await settle(bridge)
+    session = await only_session(bridge)
+    await anyio.sleep(2.0)
+    decided = utcnow()
+    await bridge.enqueue(bridge.pipeline.handoff_job(session.id, HandoffDecision("t", "t"), "t"))
+    await settle(bridge)
+    done = utcnow()
+    registry = bridge.registry
+    assert registry.get_sample_value("casebridge_handoff_latency_seconds_count") == 1
+    latency = registry.get_sample_value("casebridge_handoff_latency_seconds_sum")
+    assert 0 <= latency <= (done - decided).total_seconds() + 0.05
+    assert jsonl_records(bridge, "activity")  # measured once the activities were written
