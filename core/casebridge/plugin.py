@@ -38,6 +38,8 @@ from .errors import (
     WebhookRefused,
 )
 from .hookspecs import hookimpl
+from .html_depth import flat_text as html_flat_text
+from .html_depth import too_deep as html_too_deep
 from .json_input import JsonInputError
 from .json_input import loads as read_json
 from .model import (
@@ -71,6 +73,7 @@ from .model import (
     derived_id,
     utcnow,
 )
+from .sanitize import sanitize_html
 from .secrets import Secret
 
 __all__ = [
@@ -118,6 +121,9 @@ __all__ = [
     "WebhookRequest",
     "derived_id",
     "hookimpl",
+    "html_flat_text",
+    "html_too_deep",
     "read_json",
+    "sanitize_html",
     "utcnow",
 ]

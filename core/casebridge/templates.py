@@ -9,7 +9,8 @@ is only ever passed in as data, never compiled, so ``{{ 7*7 }}`` in a message st
 
 Filters available to templates: ``nl2br`` (escape, then line breaks as ``<br>``), ``when``
 (a datetime as ``YYYY-MM-DD HH:MM UTC``), ``safe_url`` (http/https URLs only, else ``#``),
-``sanitize`` (HTML through nh3's allow-list) and Jinja's ``filesizeformat``.
+``sanitize`` (HTML through the one allow-list, :mod:`casebridge.sanitize`) and Jinja's
+``filesizeformat``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-import nh3
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup, escape
 
 from .deliveries import DeliveryRecord
 from .errors import ConfigError, PermanentError
 from .model import Author, HandoffDecision, Message, Session, Summary
+from .sanitize import sanitize_html
 
 __all__ = ["TemplateError", "TemplateSecurityError", "Templates"]
 
@@ -78,8 +79,8 @@ def _safe_url(value: object) -> str:
 
 
 def _sanitize(html: object) -> Markup:
-    # nh3's defaults drop scripts, event handlers, styles and javascript: URLs.
-    return Markup(nh3.clean(str(html)))  # noqa: S704 - the point of this filter
+    # The one policy for HTML from outside, customers' and reps' alike.
+    return Markup(sanitize_html(str(html)))  # noqa: S704 - the point of this filter
 
 
 def _one_line(text: str, limit: int) -> str:

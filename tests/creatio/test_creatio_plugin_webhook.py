@@ -224,3 +224,19 @@ def test_parse_event_refuses_deep_nesting_with_400(body: bytes) -> None:
         parse_event(body)
     assert refused.value.status == 400
     assert "nested deeper than 64 levels" in str(refused.value)
+
+
+def test_a_reps_html_goes_through_the_same_policy_as_customers() -> None:
+    # One allow-list for HTML from outside: what the customer's HTML may not carry, the
+    # rep's may not either (a CRM user's HTML reaches the customer's mail client).
+    from casebridge.sanitize import sanitize_html
+
+    body = ('<p onclick="x()">Hi <a href="javascript:alert(1)">there</a></p>'
+            '<img src="https://tracker.example/p.gif"><style>p{}</style>'
+            '<table><tr><td style="color: red; position: fixed">ok</td></tr></table>')
+    reply = reply_from_activity({"id": "a" * 8, "case_id": "c" * 8, "body": body,
+                                 "is_html": True})
+    assert reply is not None and reply.html == sanitize_html(body)
+    assert "javascript:" not in reply.html and "onclick" not in reply.html
+    assert "tracker.example" not in reply.html and "<style" not in reply.html
+    assert "<table>" in reply.html and "position" not in reply.html

@@ -7,8 +7,8 @@ import html as html_lib
 import re
 
 import pytest
-from casebridge_email.html_depth import MAX_HTML_DEPTH, flat_text, nesting_depth, too_deep
-from casebridge_email.sanitize import sanitize_html
+from casebridge.html_depth import MAX_HTML_DEPTH, flat_text, nesting_depth, too_deep
+from casebridge.sanitize import sanitize_html
 from casebridge_email.trim_html import html_to_text, visible_html
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -6,7 +6,7 @@ import html as htmllib
 from html.parser import HTMLParser
 
 import pytest
-from casebridge_email.sanitize import sanitize_html
+from casebridge.sanitize import sanitize_html
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

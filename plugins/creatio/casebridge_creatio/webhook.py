@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
-import nh3
 from casebridge.errors import WebhookRefused
 from casebridge.json_input import JsonInputError, loads
 from casebridge.model import Reply
+from casebridge.plugin import sanitize_html
 from casebridge.secrets import Secret
 
 from .odata import is_guid
@@ -156,7 +156,7 @@ def reply_from_activity(activity: Mapping[str, Any]) -> Reply | None:
     """The reply an activity carries, or None when its body has no text."""
     body = str(activity.get("body") or "")
     if activity.get("is_html"):
-        text, html = html_to_text(body), nh3.clean(body)
+        text, html = html_to_text(body), sanitize_html(body)
     else:
         text, html = _tidy(body), ""
     if not text:

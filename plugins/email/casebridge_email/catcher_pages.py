@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from casebridge.plugin import sanitize_html
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .catcher import CatcherStore, CaughtMail, describe
-from .sanitize import sanitize_html
 
 TEMPLATES = Path(__file__).parent / "templates" / "catcher"
 PREFIX = "/mail"

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from casebridge.model import Attachment, Author, Direction, Message, RawInbound, derived_id
+from casebridge.plugin import html_too_deep as too_deep
+from casebridge.plugin import sanitize_html
 
-from .html_depth import too_deep
 from .mime import ParsedEmail
-from .sanitize import sanitize_html
 from .tokens import read_token, token_from_address, token_from_message_id
 from .trim import html_to_text, visible_html, visible_text
 

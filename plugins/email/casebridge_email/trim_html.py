@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from casebridge.plugin import html_flat_text as flat_text
+from casebridge.plugin import html_too_deep as too_deep
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from casebridge_email import quote_patterns as qp
-from casebridge_email.html_depth import flat_text, too_deep
 
 __all__ = ["html_to_text", "visible_html"]
 
