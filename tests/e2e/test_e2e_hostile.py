@@ -133,9 +133,12 @@ def job_total(d: Deployment) -> int:
 
 
 def case_of(d: Deployment, needle: str) -> dict[str, Any]:
-    """The case whose description mentions ``needle`` (waits for it)."""
+    """The case whose description mentions ``needle`` as a word (waits for it): a link's
+    expiry timestamp in another case's description may hold the same digits."""
+    word = re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)")
+
     def find() -> dict[str, Any] | None:
-        return next((c for c in d.cases() if needle in (c.get("Symptoms") or "")), None)
+        return next((c for c in d.cases() if word.search(c.get("Symptoms") or "")), None)
 
     return wait_for(find, what=f"a case mentioning {needle!r}")
 
