@@ -463,9 +463,12 @@ class CreatioClient:
                         stale = generation
                         continue
                     if status == 401:
-                        raise CreatioAuthError(
+                        # Signing in worked each time (refused credentials fail there, for
+                        # good), so this is a session that ends as it starts: worth trying
+                        # again later, not a reason to lose the job.
+                        raise TransientError(
                             f"Creatio refused the credentials for {what} even after signing "
-                            f"in again: {self._message(response) or 'HTTP 401'}"
+                            f"in again {renewals} time(s): {self._message(response) or 'HTTP 401'}"
                         )
                     return response
                 if status != 429 and status < 500:
