@@ -169,6 +169,15 @@ class Dashboard:
             and not any(name in headers for name in FORWARDING_HEADERS)
         )
 
+    async def _post(self, request: Request) -> Access | Response:
+        """Who posted a button's form, once proven to come from the dashboard, or the
+        refusal: every button's one gate."""
+        access = self.access(request)
+        if isinstance(access, Response):
+            return access
+        form = await self._form(request, access)
+        return form if isinstance(form, Response) else access
+
     async def _form(self, request: Request, access: Access) -> dict[str, str] | Response:
         """The posted form, once proven to come from the dashboard, or the refusal."""
         if access.via != "bearer":
@@ -260,12 +269,9 @@ class Dashboard:
         return answer
 
     async def logout(self, request: Request) -> Response:
-        access = self.access(request)
+        access = await self._post(request)
         if isinstance(access, Response):
             return access
-        form = await self._form(request, access)
-        if isinstance(form, Response):
-            return form
         answer = self._redirect("signed-out")
         answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return answer
@@ -273,12 +279,9 @@ class Dashboard:
     # -- actions --------------------------------------------------------------------------
 
     async def replay(self, request: Request) -> Response:
-        access = self.access(request)
+        access = await self._post(request)
         if isinstance(access, Response):
             return access
-        form = await self._form(request, access)
-        if isinstance(form, Response):
-            return form
         job_id = request.path_params.get("job_id")
         count = await self.bridge.store.replay_dead([job_id] if job_id is not None else None)
         if count:
@@ -289,12 +292,9 @@ class Dashboard:
         return self._redirect("replayed" if count else "not-dead", access, job=str(job_id))
 
     async def handoff(self, request: Request) -> Response:
-        access = self.access(request)
+        access = await self._post(request)
         if isinstance(access, Response):
             return access
-        form = await self._form(request, access)
-        if isinstance(form, Response):
-            return form
         session = await self.bridge.store.get_session(request.path_params["session_id"])
         if session is None:
             return self._refusal("There is no such session.", 404)
