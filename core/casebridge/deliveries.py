@@ -15,7 +15,7 @@ is pure: a later report never moves a reply back (a late "sent" after "delivered
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -84,9 +84,13 @@ def advance(current: DeliveryRecord | None, new: DeliveryRecord) -> DeliveryReco
             new.updated_at,
         )
     late_bounce = current.state is ReplyState.DELIVERED and new.state is ReplyState.FAILED
-    if current.state in FINAL and not late_bounce:
-        return None
-    if _RANK[new.state] < _RANK[current.state]:
+    stale = (current.state in FINAL and not late_bounce) or (
+        _RANK[new.state] < _RANK[current.state])
+    if stale:
+        # A status callback can beat the send's own report: the state stays, but the
+        # channel's id the late report carries is kept.
+        if new.external_id and not current.external_id:
+            return replace(current, external_id=new.external_id)
         return None
     return DeliveryRecord(
         new.message_id,

@@ -340,3 +340,13 @@ async def test_a_reply_whose_runner_died_on_its_last_attempt_is_failed_on_the_ca
     finally:
         await client.aclose()
         await bridge.close()
+
+
+def test_a_late_send_report_keeps_the_state_and_adds_the_channels_id() -> None:
+    # The provider's "delivered" callback arrived before the send's own "sent" report.
+    delivered = DeliveryRecord("m1", ReplyState.DELIVERED, updated_at=utcnow())
+    late = DeliveryRecord("m1", ReplyState.SENT, external_id="SM123", updated_at=utcnow())
+    after = advance(delivered, late)
+    assert after is not None
+    assert (after.state, after.external_id) == (ReplyState.DELIVERED, "SM123")
+    assert advance(after, late) is None
