@@ -147,6 +147,12 @@ class PluginContext:
             await self._bridge.enqueue(*jobs)
         return len(jobs)
 
+    async def report_delivery(self, message_id: str, state: str, detail: str = "") -> None:
+        """What became of a reply this channel sent, learned later: ``state`` "delivered",
+        or "failed" with ``detail`` (a status callback, a bounce). A failure is noted on the
+        session and written to the case, once. Unknown message ids are ignored."""
+        await self._bridge.report_delivery(message_id, state, detail)
+
     async def tracked_cases(self) -> list[str]:
         """The ids of this CRM's cases that sessions with a human are linked to, newest
         first, each once: the cases a CRM plugin's poller watches for replies and closing."""

@@ -27,6 +27,8 @@ notice; the names below keep their meaning across minor versions.
 
 from __future__ import annotations
 
+from .backoff import BackoffPolicy, retry_after_seconds
+from .backoff import delay as backoff_delay
 from .context import Blobs, PluginContext, PluginState
 from .contributions import Address, Command, ConfigSection, Service
 from .errors import (
@@ -42,6 +44,7 @@ from .html_depth import flat_text as html_flat_text
 from .html_depth import too_deep as html_too_deep
 from .json_input import JsonInputError
 from .json_input import loads as read_json
+from .logs import customer_text
 from .model import (
     ActivityRef,
     ActivityRequest,
@@ -75,6 +78,8 @@ from .model import (
 )
 from .sanitize import sanitize_html
 from .secrets import Secret
+from .web import BodyTooLarge, read_body
+from .web import serve as serve_http
 
 __all__ = [
     "ActivityRef",
@@ -85,7 +90,9 @@ __all__ = [
     "Attachment",
     "AttachmentRequest",
     "Author",
+    "BackoffPolicy",
     "Blobs",
+    "BodyTooLarge",
     "CaseLink",
     "CaseRef",
     "CaseRequest",
@@ -119,11 +126,16 @@ __all__ = [
     "TransientError",
     "WebhookRefused",
     "WebhookRequest",
+    "backoff_delay",
+    "customer_text",
     "derived_id",
     "hookimpl",
     "html_flat_text",
     "html_too_deep",
+    "read_body",
     "read_json",
+    "retry_after_seconds",
     "sanitize_html",
+    "serve_http",
     "utcnow",
 ]
