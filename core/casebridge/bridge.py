@@ -35,6 +35,7 @@ from .model import Inbound, RawInbound, utcnow
 from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
 from .plugins import Hooks, LoadReport, load_entry_points, new_manager
+from .singletons import locks_for, run_singleton
 from .store import NewJob, Store
 from .stores import open_store_for
 from .templates import Templates
@@ -66,6 +67,8 @@ class Bridge:
         self.data_dir = config.data_dir
         self.public_url = config.bridge.public_url.rstrip("/")
         self.store: Store = open_store_for(config)
+        # Where singleton services (Service.singleton) learn whether they run here.
+        self.singletons = locks_for(config)
         override = config.templates.dir
         self.templates = Templates(config.base_dir / override if override else None)
         self._settings: dict[str, Any] = {}
@@ -281,7 +284,10 @@ class Bridge:
             async with anyio.create_task_group() as tg:
                 for service in self.hooks.services(self):
                     log.info("starting %s", service.name)
-                    await tg.start(service.run)
+                    if service.singleton:
+                        await tg.start(run_singleton, service, self.singletons)
+                    else:
+                        await tg.start(service.run)
                 await tg.start(serve, create_app(self), self.config.http.host,
                                self.config.http.port)
                 await tg.start(self.outbox.run)

@@ -103,7 +103,8 @@ def services(bridge: Bridge) -> list[Service]:
 
     Called once by ``casebridge run``; every enabled plugin's services start in one task
     group and are cancelled together at shutdown. A service's ``run`` calls
-    ``task_status.started()`` once it is ready (a port bound).
+    ``task_status.started()`` once it is ready (a port bound). A service marked
+    ``singleton=True`` (a poller) runs on one runner of those sharing a store at a time.
 
     :param bridge: The runner the services belong to.
     :returns: A list of :class:`~casebridge.contributions.Service`.
