@@ -8,11 +8,13 @@ methods they may use are the public ones below (``receive``, ``report_delivery``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import socket
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -187,9 +189,16 @@ class Bridge:
         path = self.data_dir / "link.key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
+            # Written aside, then linked into place: runners sharing the folder that make
+            # a key at the same moment agree on the first, and none reads a half-written one.
+            fd, aside = tempfile.mkstemp(prefix=".link.key-", dir=self.data_dir)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, path)
+            finally:
+                os.unlink(aside)
         return path.read_text().strip().encode()
 
     def session_link(self, session_id: str) -> str:
