@@ -19,9 +19,11 @@ would.
 * msgs/s: conversations divided by the time from the first send to the last ``250``;
 * handoffs/s: conversations divided by the time from the first send until the outbox has
   nothing pending or running (every case and activity written; checked against Creatio);
-* CPU: seconds of CPU each group of processes used over that span (from ``/proc``), and all
-  of them divided by the span: the cores kept busy. When that is near the machine's core
-  count, the CPU is what limits the row, and more runners only share it.
+* CPU: seconds of CPU each group of processes used over that span (from ``/proc``), all of
+  it per conversation, and all of it divided by the span: the cores kept busy. When that is
+  near the machine's core count (or the share of it other work leaves), the CPU is what
+  limits the row, and more runners only share it: the ceiling is about cores divided by
+  CPU per handoff.
 """
 
 from __future__ import annotations
@@ -160,7 +162,8 @@ def rows_of(results: Sequence[Row]) -> list[list[str]]:
             f"{r.msgs_per_s:.1f}", f"{r.msgs_per_s / base.msgs_per_s:.2f}x",
             f"{r.handoffs_per_s:.1f}", f"{r.handoffs_per_s / base.handoffs_per_s:.2f}x",
             f"{r.cpu['runners']:.1f}", f"{r.cpu['sandbox']:.1f}", f"{r.cpu['postgres']:.1f}",
-            f"{r.cpu['client']:.1f}", f"{busy:.2f}",
+            f"{r.cpu['client']:.1f}", f"{sum(r.cpu.values()) / r.conversations * 1000:.0f}",
+            f"{busy:.2f}",
         ])
     return out
 
@@ -187,9 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
          "connections spread over the runners; 4 outbox workers per runner; one Creatio "
          "sandbox process; PostgreSQL with fsync off (a throw-away server).",
          "CPU columns: seconds used over the row by all runners, the sandbox, PostgreSQL and "
-         "the client; busy = all of it per second of the row (cores kept busy)."],
+         "the client; CPU ms/handoff = all of it per conversation; busy cores = all of it "
+         "per second of the row. The handoff ceiling of this machine is about its cores "
+         "divided by CPU per handoff, whatever the runner count."],
         ["runners", "conversations", "msgs/s", "× 1 runner", "handoffs/s", "× 1 runner",
-         "CPU runners s", "CPU sandbox s", "CPU postgres s", "CPU client s", "busy cores"],
+         "CPU runners s", "CPU sandbox s", "CPU postgres s", "CPU client s", "CPU ms/handoff",
+         "busy cores"],
         rows_of(results))
     return 0
 

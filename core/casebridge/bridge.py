@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 import pluggy
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from . import blobs, deliveries
 from . import config as configuration
@@ -284,6 +284,16 @@ class Bridge:
     async def close(self) -> None:
         await self.store.close()
 
+    async def start_services(self, tg: TaskGroup) -> None:
+        """Start every enabled plugin's services in ``tg``, each once it reports ready; a
+        singleton under its lock, so it runs here only while this runner holds it."""
+        for service in self.hooks.services(self):
+            log.info("starting %s", service.name)
+            if service.singleton:
+                await tg.start(run_singleton, service, self.singletons)
+            else:
+                await tg.start(service.run)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled: the web app, every plugin service and the outbox."""
         from .web import create_app, serve
@@ -291,12 +301,7 @@ class Bridge:
         await self.open()
         try:
             async with anyio.create_task_group() as tg:
-                for service in self.hooks.services(self):
-                    log.info("starting %s", service.name)
-                    if service.singleton:
-                        await tg.start(run_singleton, service, self.singletons)
-                    else:
-                        await tg.start(service.run)
+                await self.start_services(tg)
                 await tg.start(serve, create_app(self), self.config.http.host,
                                self.config.http.port)
                 await tg.start(self.outbox.run)

@@ -101,8 +101,7 @@ async def running_bridge(
     await bridge.open()
     try:
         async with anyio.create_task_group() as tg:
-            for service in bridge.hooks.services(bridge):
-                await tg.start(service.run)
+            await bridge.start_services(tg)
             await tg.start(serve, create_app(bridge), http_config.host, http_config.port)
             base = f"http://{http_config.host}:{http_config.port}"
             async with httpx.AsyncClient(base_url=base, timeout=30) as http:
