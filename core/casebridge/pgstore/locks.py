@@ -16,6 +16,7 @@ would have to interrupt on the server).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -24,7 +25,7 @@ import psycopg
 from ..singletons import LockLost
 from .db import redact
 
-__all__ = ["AdvisoryLocks", "lock_key_sql"]
+__all__ = ["AdvisoryLocks", "holder_name", "lock_key_sql"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ _PREFIX = "casebridge singleton:"
 def lock_key_sql() -> str:
     """The SQL expression of a singleton's advisory lock key from its name (``%s``)."""
     return f"hashtextextended('{_PREFIX}' || %s, {_SEED})"
+
+
+def holder_name(name: str) -> str:
+    """The ``application_name`` of this process's connection for singleton ``name``
+    (PostgreSQL keeps 63 bytes of it)."""
+    return f"casebridge pid {os.getpid()} singleton {name}"[:63]
 
 
 class AdvisoryLocks:
@@ -76,8 +83,10 @@ class AdvisoryLocks:
         while True:
             conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
             try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True,
-                                                             connect_timeout=10)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=10,
+                    # Who holds what shows in pg_stat_activity, joined to pg_locks.
+                    application_name=holder_name(name))
                 while True:
                     cur = await conn.execute(f"SELECT pg_try_advisory_lock({lock_key_sql()})",
                                              (name,))
