@@ -14,8 +14,8 @@ interval. On SQLite there is one runner, and :class:`LocalLocks` runs the servic
 
 What a singleton may still see: a holder cut off from the database keeps running until
 its next check notices (a few seconds), so a singleton's work must stay safe to repeat
-(the reconciliation poll is: replies are deduplicated by the write log, the watermark only
-moves forward).
+(the reconciliation poll is: the replies and closures it finds become jobs keyed by the
+activity or case, which the store enqueues once).
 """
 
 from __future__ import annotations
