@@ -19,6 +19,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from . import blobs
+from .fieldmap import MappedField, mapped_fields
 from .logs import new_trace_id
 from .model import CrmEvent, RawInbound, SessionStatus
 
@@ -124,6 +125,14 @@ class PluginContext:
     def session_link(self, session_id: str) -> str:
         """A signed, expiring link to the session's page."""
         return self._bridge.session_link(session_id)
+
+    # -- what the TOML maps (for a CRM plugin's check) ------------------------------------
+
+    def mapped_fields(self) -> list[MappedField]:
+        """Every case field the TOML maps (``[[fields.rules]]``, then each enabled plugin's
+        ``[[plugins.<name>.fields]]``), so a CRM plugin's ``check`` can verify each column
+        and lookup value against its CRM."""
+        return mapped_fields(self._bridge.config)
 
     # -- the two paths into the core ------------------------------------------------------
 

@@ -190,7 +190,7 @@ async def test_hook_check_creatio_says_exactly_what_failed(tmp_path) -> None:
 
 async def test_hook_services_creatio_start_the_sandbox_wired_to_the_bridge(tmp_path) -> None:
     async with running(creatio_config(tmp_path, {"url": "sandbox"})) as world:
-        names = [s.name for s in world.plugin.services(world.bridge)]
+        names = [s.name for s in world.plugin.services()]
         assert names == ["creatio sandbox", "creatio"]
         token = world.plugin.webhook_token.reveal()
         webhook = world.sandbox.settings.webhook_url
@@ -209,7 +209,7 @@ async def test_hook_services_creatio_unreachable_at_start_does_not_stop_the_runn
                                      "retries": 0, "webhook_token": HOOK_TOKEN})
     caplog.set_level(logging.ERROR, logger="casebridge.creatio")
     async with running(path) as world:
-        assert [s.name for s in world.plugin.services(world.bridge)] == ["creatio"]
+        assert [s.name for s in world.plugin.services()] == ["creatio"]
         await wait_until(lambda: any("is unreachable" in r.getMessage() for r in caplog.records))
         ready = await world.http.get(f"{world.bridge_url}/readyz")
         assert ready.status_code == 200 and ready.json()["ready"]

@@ -29,9 +29,14 @@ from urllib.parse import quote, urlencode
 
 import anyio
 import httpx
-from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
-from casebridge.json_input import JsonInputError, loads
-from casebridge.model import CheckResult
+from casebridge.plugin import (
+    AmbiguousWriteError,
+    CheckResult,
+    JsonInputError,
+    PermanentError,
+    TransientError,
+    read_json,
+)
 
 from . import odata
 from .auth import (
@@ -41,7 +46,7 @@ from .auth import (
     make_authenticator,
     retry_after,
 )
-from .settings import CreatioSettings
+from .settings import DEFAULT_NAME, CreatioSettings
 
 __all__ = [
     "BATCH_LIMIT",
@@ -320,14 +325,15 @@ class CreatioClient:
         )
         self._check(response, entity, "upload a file to")
 
-    async def check(self) -> CheckResult:
-        """Whether the settings work: ``ok`` with "Active", or exactly what failed."""
+    async def check(self, name: str = DEFAULT_NAME) -> CheckResult:
+        """Whether the settings work: ``ok`` with "Active", or exactly what failed, as the
+        check of the plugin named ``name``."""
         try:
             await self.query("CaseStatus", select=["Id"], top=1)
         except CreatioAuthError as exc:
-            return CheckResult("creatio", False, str(exc))
+            return CheckResult(name, False, str(exc))
         except CreatioHtmlError as exc:
-            return CheckResult("creatio", False, exc.message)
+            return CheckResult(name, False, exc.message)
         except CreatioError as exc:
             if exc.status == 403:
                 detail = (
@@ -341,12 +347,12 @@ class CreatioClient:
                 )
             else:
                 detail = str(exc)
-            return CheckResult("creatio", False, detail)
+            return CheckResult(name, False, detail)
         except TransientError as exc:
             return CheckResult(
-                "creatio", False, f"Creatio at {self.settings.url} unreachable: {exc}"
+                name, False, f"Creatio at {self.settings.url} unreachable: {exc}"
             )
-        return CheckResult("creatio", True, "Active")
+        return CheckResult(name, True, "Active")
 
     async def metadata(self) -> bytes:
         """The service's ``$metadata`` CSDL document (XML), as Creatio sends it."""
@@ -513,7 +519,7 @@ class CreatioClient:
         if not response.content:
             return None
         try:
-            return loads(response.content, what="the answer")
+            return read_json(response.content, what="the answer")
         except JsonInputError as exc:
             raise CreatioError(entity, operation, status, str(exc)) from None
 
@@ -523,7 +529,7 @@ class CreatioClient:
         if looks_like_html(response):
             return ""
         try:
-            body = loads(response.content or b"null")
+            body = read_json(response.content or b"null")
         except ValueError:
             return response.text.strip()[:300]
         return error_message(body)

@@ -24,33 +24,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from casebridge.errors import AmbiguousWriteError
-from casebridge.model import (
+from casebridge.plugin import (
     ActivityRef,
     ActivityRequest,
+    AmbiguousWriteError,
     CaseRef,
     CaseRequest,
     Contact,
     HandoffRequest,
     HandoffResult,
+    PluginState,
 )
 
 from . import odata
 from .client import BatchRequest, BatchResponse, CreatioError, error_message
 from .odata import Guid
 from .operations import (
-    CRM,
     CreatioOperations,
     _national,
     contact_own_id,
     contact_records,
     phone_matches,
 )
-
-if TYPE_CHECKING:
-    from casebridge.store import Store
 
 log = logging.getLogger("casebridge.creatio")
 
@@ -205,10 +202,11 @@ class Plan:
 
 class AtomicHandoff:
     """The ``handoff`` hook of the Creatio plugin. See the module docstring. ``state`` is
-    where open cases are remembered (the bridge's store), or None to remember nothing."""
+    where open cases are remembered (the plugin's own state), or None to remember nothing."""
 
-    def __init__(self, ops: CreatioOperations, state: Store | None = None) -> None:
+    def __init__(self, ops: CreatioOperations, state: PluginState | None = None) -> None:
         self.ops = ops
+        self.name = ops.name
         self.client = ops.client
         self.settings = ops.settings
         self.state = state
@@ -219,8 +217,7 @@ class AtomicHandoff:
         else:
             result = await self._remembered(request) or await self._two_round_trips(request)
         if self.state is not None and result.contact.crm_id:
-            await self.state.put_state(
-                CRM,
+            await self.state.put(
                 _memory_key(result.contact.crm_id),
                 {"id": result.case.id, "number": result.case.number},
             )
@@ -240,11 +237,12 @@ class AtomicHandoff:
         ):
             return None
         key = _memory_key(request.contact.crm_id)
-        known = await self.state.get_state(CRM, key)
+        known = await self.state.get(key)
         if not isinstance(known, dict) or not odata.is_guid(known.get("id")):
             return None
         case_id = str(known["id"]).lower()
-        case = CaseRef(CRM, case_id, str(known.get("number") or ""), url=settings.case_url(case_id))
+        case = CaseRef(self.name, case_id, str(known.get("number") or ""),
+                       url=settings.case_url(case_id))
         plan = Plan(request.contact, False, case, None, False)
         activities = await self._activities(request, plan)
         guard = BatchRequest("PATCH", f"Case({case_id})", {}, id="case")
@@ -254,9 +252,9 @@ class AtomicHandoff:
         )
         if answers is None:
             log.info("handoff: case %s no longer takes activities; looking again", case_id)
-            await self.state.delete_state(CRM, key)
+            await self.state.delete(key)
             return None
-        refs = [ActivityRef(CRM, Guid(a.key).value, case.id) for a in activities]
+        refs = [ActivityRef(self.name, Guid(a.key).value, case.id) for a in activities]
         return HandoffResult(plan.contact, case, False, refs)
 
     async def _two_round_trips(self, request: HandoffRequest) -> HandoffResult:
@@ -278,7 +276,7 @@ class AtomicHandoff:
             body = next((a.body for a in answers if a.id == "case"), None)
             if isinstance(body, dict) and body.get("Id"):
                 case = await self.ops._case_ref(body)
-        refs = [ActivityRef(CRM, key, case.id) for key in keys]
+        refs = [ActivityRef(self.name, key, case.id) for key in keys]
         return HandoffResult(plan.contact, case, plan.created, refs)
 
     # -- reading -------------------------------------------------------------------------
@@ -300,7 +298,7 @@ class AtomicHandoff:
         if open_case is not None:
             return Plan(contact, new_contact, open_case, None, False)
         described = await request.describe(contact)
-        case = CaseRef(CRM, Guid(request.key).value, url=self.settings.case_url(request.key))
+        case = CaseRef(self.name, Guid(request.key).value, url=self.settings.case_url(request.key))
         return Plan(contact, new_contact, case, described, True)
 
     async def _open_case(

@@ -13,10 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 import phonenumbers
-from casebridge.errors import AmbiguousWriteError
-from casebridge.model import (
+from casebridge.plugin import (
     ActivityRef,
     ActivityRequest,
+    AmbiguousWriteError,
     AttachmentRequest,
     Author,
     CaseRef,
@@ -38,6 +38,7 @@ from .settings import (
     ACTIVITY_TYPE_EMAIL,
     COMMUNICATION_EMAIL,
     COMMUNICATION_MOBILE,
+    DEFAULT_NAME,
     FILE_TYPE_FILE,
     MESSAGE_TYPE_INCOMING,
     MESSAGE_TYPE_OUTGOING,
@@ -46,7 +47,6 @@ from .settings import (
 
 log = logging.getLogger("casebridge.creatio")
 
-CRM = "creatio"
 MARKER_PREFIX = "casebridge:"
 _TITLE_MAX = 500
 # Ids per "Id eq .. or Id eq .." query, to keep URLs well under common limits.
@@ -107,6 +107,8 @@ def _clip(text: str, limit: int = _TITLE_MAX) -> str:
 
 def contact_own_id(contact: Contact) -> str:
     """The Id casebridge gives the Creatio contact it creates for ``contact``."""
+    # "creatio" here is a namespace for record Ids, not the plugin's name: renaming the
+    # plugin in the TOML must not change the Ids of the contacts it already wrote.
     return derived_id("creatio", "contact", contact.id)
 
 
@@ -140,9 +142,13 @@ def contact_records(contact: Contact) -> list[tuple[str, dict[str, Any]]]:
 
 
 class CreatioOperations:
-    """casebridge's CRM operations on one Creatio instance (see the hook contract)."""
+    """casebridge's CRM operations on one Creatio instance (see the hook contract).
+    ``name`` is the plugin's name (its context's): the CRM the references it returns name."""
 
-    def __init__(self, client: CreatioClient, settings: CreatioSettings) -> None:
+    def __init__(
+        self, client: CreatioClient, settings: CreatioSettings, name: str = DEFAULT_NAME
+    ) -> None:
+        self.name = name
         self.client = client
         self.settings = settings
         self.lookups = LookupCache(client, settings.lookup_entities)
@@ -249,7 +255,7 @@ class CreatioOperations:
         status = str(row.get("StatusId") or "")
         is_open = await self.statuses.is_open(status) if status else True
         return CaseRef(
-            crm=CRM,
+            crm=self.name,
             id=case_id,
             number=str(row.get("Number") or ""),
             status=status,
@@ -384,7 +390,7 @@ class CreatioOperations:
             if existing is not None:
                 return existing
         created = await self.client.create("Activity", self.activity_body(request))
-        return ActivityRef(CRM, str(created.get("Id") or key).lower(), request.case.id)
+        return ActivityRef(self.name, str(created.get("Id") or key).lower(), request.case.id)
 
     async def append_activities(
         self, requests: Sequence[ActivityRequest]
@@ -417,7 +423,7 @@ class CreatioOperations:
                 if key not in have:
                     await self.client.create("Activity", self.activity_body(request,
                                                                             request.case.id))
-        return [ActivityRef(CRM, k, r.case.id) for k, r in zip(keys, requests, strict=True)]
+        return [ActivityRef(self.name, k, r.case.id) for k, r in zip(keys, requests, strict=True)]
 
     async def _existing_activity(self, key: str, case_id: str) -> ActivityRef | None:
         row = await self.client.get("Activity", key, select=["Id", "CaseId"])
@@ -431,7 +437,8 @@ class CreatioOperations:
             row = rows[0] if rows else None
         if row is None:
             return None
-        return ActivityRef(CRM, str(row["Id"]).lower(), str(row.get("CaseId") or case_id).lower())
+        case = str(row.get("CaseId") or case_id).lower()
+        return ActivityRef(self.name, str(row["Id"]).lower(), case)
 
     def activity_body(self, request: ActivityRequest, case_id: str | None = None) -> dict[str, Any]:
         """The Activity record for one message of a case."""
@@ -506,7 +513,7 @@ class CreatioOperations:
         case = await self.get_case(case_id)
         if case is None:
             raise CreatioError("Case", "read back", 404, f"case {case_id} is missing after writing")
-        return case, [ActivityRef(CRM, k, case_id) for k in keys]
+        return case, [ActivityRef(self.name, k, case_id) for k in keys]
 
     async def _write_missing(
         self,

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from casebridge.secrets import Secret
+from casebridge.plugin import Secret
 
 from .odata import is_guid
 
@@ -29,6 +29,9 @@ COMMUNICATION_MOBILE = "d4a2dc80-30ca-df11-9b2a-001d60e938c6"
 FILE_TYPE_FILE = "529bc2f8-0ee0-df11-971b-001d60e938c6"
 
 SANDBOX_URL = "sandbox"
+# The name the entry point registers the plugin under. A configured plugin uses the name the
+# TOML gives it (its context's), so two Creatio tenants can run as two plugins.
+DEFAULT_NAME = "creatio"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
