@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def creatio_config(root: Path, creatio: dict[str, Any], **sections: dict[str, Any]) -> Path:
-    """A TOML with ``crm = "creatio"``, the loop channel, quick retries, and ``creatio`` as
+    """A TOML with ``crm = "creatio"``, the loop channel, quick outbox retries, and ``creatio`` as
     ``[plugins.creatio]``."""
     config: dict[str, Any] = {
         "bridge": {"crm": "creatio", "channels": ["loop"], "data_dir": "data",
@@ -53,7 +53,7 @@ def creatio_config(root: Path, creatio: dict[str, Any], **sections: dict[str, An
         "outbox": {"workers": 2, "poll_seconds": 0.05, "backoff_base": 0.01,
                    "backoff_cap": 0.05, "jitter": 0.0},
         "handoff": {"max_customer_turns": 3},
-        "plugins": {"creatio": {"backoff": 0.01, "backoff_max": 0.05, "reconcile_interval": 0,
+        "plugins": {"creatio": {"reconcile_interval": 0,
                                 **creatio}},
     }
     for name, values in sections.items():

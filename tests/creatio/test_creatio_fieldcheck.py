@@ -309,7 +309,6 @@ async def test_check_says_when_metadata_cannot_be_read(answer, problem) -> None:
         url="https://acme.creatio.test",
         username="api",
         password=Secret("pw-never-shown"),
-        retries=0,
     )
     transport = creatio_answering_metadata(answer)
     async with CreatioClient(settings, transport=transport) as client:

@@ -44,7 +44,7 @@ HIGH = "aaaaaaaa-f46b-1410-ee8c-0050ba5d6c38"
 
 def make(fake: FakeCreatio, **overrides) -> CreatioOperations:
     settings = CreatioSettings(
-        url=BASE, username=USER, password=Secret(PASSWORD), backoff=0, **overrides
+        url=BASE, username=USER, password=Secret(PASSWORD), **overrides
     )
 
     async def no_sleep(_: float) -> None:
@@ -463,7 +463,7 @@ async def test_lost_batch_answer_is_checked_before_anything_is_written_again():
 async def test_upload_attachment_and_cleanup_on_failure():
     fake = FakeCreatio()
     case_id = add(fake, "Case", StatusId=cs.STATUS_NEW)
-    ops = make(fake, retries=0)
+    ops = make(fake)
     good, bad = str(uuid.uuid4()), str(uuid.uuid4())
     fake.faults.append(
         Fault(

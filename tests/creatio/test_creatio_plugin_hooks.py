@@ -178,8 +178,7 @@ async def test_hook_check_creatio_says_exactly_what_failed(tmp_path) -> None:
         assert result.detail == f"owner_id: Creatio has no Contact with Id {owner}"
 
     dead = f"http://127.0.0.1:{free_port()}"
-    gone = configured(tmp_path / "dead", url=dead, username="Supervisor", password="Supervisor",
-                      retries=0)
+    gone = configured(tmp_path / "dead", url=dead, username="Supervisor", password="Supervisor")
     result = await check(gone)
     assert not result.ok
     assert result.detail.startswith(f"Creatio at {dead} unreachable")
@@ -206,7 +205,7 @@ async def test_hook_services_creatio_unreachable_at_start_does_not_stop_the_runn
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     path = creatio_config(tmp_path, {"url": dead, "username": "u", "password": "p",
-                                     "retries": 0, "webhook_token": HOOK_TOKEN})
+                                     "webhook_token": HOOK_TOKEN})
     caplog.set_level(logging.ERROR, logger="casebridge.creatio")
     async with running(path) as world:
         assert [s.name for s in world.plugin.services()] == ["creatio"]
