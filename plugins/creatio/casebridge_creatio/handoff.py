@@ -40,14 +40,9 @@ from casebridge.plugin import (
 
 from . import odata
 from .client import BatchRequest, BatchResponse, CreatioError, error_message
+from .contacts import contact_own_id, contact_records, national, phone_matches
 from .odata import Guid
-from .operations import (
-    CreatioOperations,
-    _national,
-    contact_own_id,
-    contact_records,
-    phone_matches,
-)
+from .operations import CreatioOperations
 
 log = logging.getLogger("casebridge.creatio")
 
@@ -121,7 +116,7 @@ def read_requests(
         )
         whose.append(odata.any_of("Contact/Email", emails))
     for index, phone in enumerate(contact.phones):
-        _, nsn, _ = _national(phone)
+        _, nsn, _ = national(phone)
         if len(nsn) < 4:
             continue
         reads.ask(
