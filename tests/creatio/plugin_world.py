@@ -149,11 +149,16 @@ class World:
 
 
 @asynccontextmanager
-async def running(path: Path) -> AsyncIterator[World]:
-    """Run the bridge of ``path`` (services, HTTP, outbox) until the block ends."""
+async def running(path: Path, name: str = "creatio") -> AsyncIterator[World]:
+    """Run the bridge of ``path`` (services, HTTP, outbox) until the block ends. A ``name``
+    other than "creatio" registers the Creatio plugin in-process under that name, as a
+    second tenant would be."""
     loop = LoopChannel()
-    bridge = Bridge.from_config(path, plugins={"loop": loop})
-    plugin = bridge.pm.get_plugin("creatio")
+    given: dict[str, object] = {"loop": loop}
+    if name != "creatio":
+        given[name] = CreatioPlugin()
+    bridge = Bridge.from_config(path, plugins=given)
+    plugin = bridge.pm.get_plugin(name)
     assert isinstance(plugin, CreatioPlugin)
     async with httpx.AsyncClient(timeout=10) as http, anyio.create_task_group() as tg:
         await tg.start(bridge.run)

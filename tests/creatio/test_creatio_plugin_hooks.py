@@ -365,3 +365,32 @@ async def test_hook_get_case_creatio_open_closed_and_missing(tmp_path) -> None:
         assert closed is not None and not closed.is_open
         assert closed.status == seed.STATUS_CLOSED
         assert await hooks.find_open_case("creatio", session.contact) is None
+
+
+# -- the plugin's name ---------------------------------------------------------------------------
+
+
+async def test_the_plugin_is_named_as_the_toml_names_it(tmp_path) -> None:
+    # Nothing in the plugin names itself "creatio": under another name (a second tenant) its
+    # cases, CRM events, state and webhook path all carry that name.
+    table = {"url": "sandbox", "reconcile_interval": 0}
+    path = creatio_config(tmp_path, {}, bridge={"crm": "tenant_b"}, plugins={"tenant_b": table})
+    async with running(path, name="tenant_b") as world:
+        assert world.plugin.name == "tenant_b"
+        assert [s.name for s in world.plugin.services()] == ["tenant_b sandbox", "tenant_b"]
+        token = world.plugin.webhook_token.reveal()
+        assert world.sandbox.settings.webhook_url == (
+            f"{world.bridge_url}/webhooks/tenant_b/{token}")
+        for n in range(3):
+            await world.bridge.receive(inbound(f"still broken {n}", msg_id=f"t{n}"))
+        await world.settle()
+        session = await only_session(world.bridge, SessionStatus.HANDED_OFF)
+        assert session.case is not None and session.case.crm == "tenant_b"
+        [case] = world.rows("Case")
+        assert await world.bridge.store.get_state(
+            "tenant_b", f"open-case:{case['ContactId'].lower()}")
+        # A rep's reply comes back through /webhooks/tenant_b/... to the customer.
+        await world.rep_odata_reply(case["Id"], "<p>On its way</p>")
+        await world.settle()
+        assert [m.text for m in world.loop.sent] == ["On its way"]
+        assert (await world.plugin.check()).ok
