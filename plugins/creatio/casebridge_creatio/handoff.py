@@ -96,25 +96,57 @@ def read_requests(
     )
     # Open cases of the contact, however it is found: by id, or through its e-mail or phone.
     whose = [odata.any_of("ContactId", [Guid(i) for i in ids])]
+    whose += _ask_by_email(reads, contact) + _ask_by_phone(reads, contact)
+    if open_status_ids:
+        reads.ask(
+            "cases",
+            "Case",
+            filter=odata.any_expr(*whose)
+            & odata.any_of("StatusId", [Guid(s) for s in open_status_ids]),
+            select=_CASE_COLUMNS,
+            orderby="CreatedOn desc",
+            top=_CANDIDATES,
+        )
+    mine = [i for i in (request.case_id, request.key if request.maybe_written else "") if i]
+    if mine:
+        reads.ask(
+            "mine",
+            "Case",
+            filter=odata.any_of("Id", [Guid(i) for i in mine]),
+            select=_CASE_COLUMNS,
+            top=len(mine),
+        )
+    return reads, set(ids)
+
+
+def _ask_by_email(reads: Reads, contact: Contact) -> list[odata.Expr]:
+    """Ask for the contact by its e-mail addresses; the filter for its cases by them."""
     emails = [e.strip() for e in contact.emails if e.strip()]
-    if emails:
-        reads.ask(
-            "email",
-            "Contact",
-            filter=odata.any_of("Email", emails),
-            select=["Id"],
-            orderby="CreatedOn",
-            top=1,
-        )
-        reads.ask(
-            "comm",
-            "ContactCommunication",
-            filter=odata.any_of("Number", emails),
-            select=["ContactId"],
-            orderby="CreatedOn",
-            top=1,
-        )
-        whose.append(odata.any_of("Contact/Email", emails))
+    if not emails:
+        return []
+    reads.ask(
+        "email",
+        "Contact",
+        filter=odata.any_of("Email", emails),
+        select=["Id"],
+        orderby="CreatedOn",
+        top=1,
+    )
+    reads.ask(
+        "comm",
+        "ContactCommunication",
+        filter=odata.any_of("Number", emails),
+        select=["ContactId"],
+        orderby="CreatedOn",
+        top=1,
+    )
+    return [odata.any_of("Contact/Email", emails)]
+
+
+def _ask_by_phone(reads: Reads, contact: Contact) -> list[odata.Expr]:
+    """Ask for the contact by each phone number (its communications, then the columns by
+    the last digits); the filters for its cases by them."""
+    whose: list[odata.Expr] = []
     for index, phone in enumerate(contact.phones):
         _, nsn, _ = national(phone)
         if len(nsn) < 4:
@@ -139,26 +171,7 @@ def read_requests(
         whose.append(
             odata.endswith("Contact/MobilePhone", tail) | odata.endswith("Contact/Phone", tail)
         )
-    if open_status_ids:
-        reads.ask(
-            "cases",
-            "Case",
-            filter=odata.any_expr(*whose)
-            & odata.any_of("StatusId", [Guid(s) for s in open_status_ids]),
-            select=_CASE_COLUMNS,
-            orderby="CreatedOn desc",
-            top=_CANDIDATES,
-        )
-    mine = [i for i in (request.case_id, request.key if request.maybe_written else "") if i]
-    if mine:
-        reads.ask(
-            "mine",
-            "Case",
-            filter=odata.any_of("Id", [Guid(i) for i in mine]),
-            select=_CASE_COLUMNS,
-            top=len(mine),
-        )
-    return reads, set(ids)
+    return whose
 
 
 def found_contact(reads: Reads, contact: Contact) -> tuple[str, str]:

@@ -49,9 +49,8 @@ from casebridge.plugin import (
 )
 
 from .client import CreatioClient
-from .fieldcheck import check_fields
 from .handoff import AtomicHandoff
-from .lookups import LookupNotFound
+from .health import check_operations
 from .operations import CreatioOperations
 from .reconcile import PollResult, Reconciler
 from .settings import DEFAULT_NAME, SANDBOX_URL, CreatioSettings
@@ -457,47 +456,3 @@ def _has_login(settings: CreatioSettings) -> bool:
 
 def _has_client(settings: CreatioSettings) -> bool:
     return bool(settings.client_id and settings.client_secret)
-
-
-# -- check ---------------------------------------------------------------------------------------
-
-
-async def check_operations(
-    ops: CreatioOperations, fields: Sequence[MappedField] = ()
-) -> CheckResult:
-    """Sign in and read, then make sure every GUID and lookup name in the settings exists
-    and every mapped field's column and lookup values are Creatio's: "Active", or each
-    problem found."""
-    result = await ops.client.check(ops.name)
-    if not result.ok:
-        return result
-    settings = ops.settings
-    wanted = [
-        ("owner_id", "Contact", settings.owner_id),
-        ("group_id", "SysAdminUnit", settings.group_id),
-        ("priority_id", "CasePriority", settings.priority_id),
-        ("new_status_id", "CaseStatus", settings.new_status_id),
-        ("resolved_status_id", "CaseStatus", settings.resolved_status_id),
-        ("sms_activity_type_id", "ActivityType", settings.sms_activity_type_id),
-        *((f"origin_ids.{channel}", "CaseOrigin", guid)
-          for channel, guid in sorted(settings.origin_ids.items())),
-    ]
-    problems: list[str] = []
-    try:
-        for name, entity, guid in wanted:
-            if guid and await ops.client.get(entity, guid, select=["Id"]) is None:
-                problems.append(f"{name}: Creatio has no {entity} with Id {guid}")
-        for channel, display in sorted(settings.origin_names.items()):
-            try:
-                await ops.lookups.resolve("CaseOrigin", display)
-            except LookupNotFound:
-                problems.append(f"origin_names.{channel}: Creatio has no CaseOrigin named "
-                                f"{display!r}")
-        problems += await check_fields(ops, fields)
-    except TransientError as exc:
-        return CheckResult(ops.name, False, f"Creatio at {settings.url} stopped answering: {exc}")
-    except PermanentError as exc:
-        problems.append(str(exc))
-    if problems:
-        return CheckResult(ops.name, False, "; ".join(problems))
-    return CheckResult(ops.name, True, "Active")
