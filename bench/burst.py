@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import pickle
+import signal
 import smtplib
 import sqlite3
 import subprocess
@@ -188,14 +189,17 @@ def threaded(db: Path) -> int:
         conn.close()
 
 
-def measure_bridge(folder: Path, payload: Path, connections: int,
-                   count: int) -> tuple[float, list[float], float]:
+def measure_bridge(folder: Path, payload: Path, connections: int, count: int,
+                   profile: Path | None = None) -> tuple[float, list[float], float]:
     """(client start, 250 times, time the last message was threaded)."""
     config, port = bridge_config(folder)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [str(Path(sys.executable).with_name("casebridge")), "run", "--config", str(config)]
+    if profile is not None:  # py-spy samples every thread of the bridge, in collapsed stacks
+        command = ["py-spy", "record", "--threads", "--nonblocking", "--format", "raw",
+                   "-o", str(profile), "--", *command]
     bridge = subprocess.Popen(
-        [str(Path(sys.executable).with_name("casebridge")), "run", "--config", str(config)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "bridge.log", "wb"))  # noqa: SIM115
+        command, env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "bridge.log", "wb"))  # noqa: SIM115
     try:
         wait_for_port(port, bridge)
         start, accepted = run_client(port, payload, connections)
@@ -210,8 +214,8 @@ def measure_bridge(folder: Path, payload: Path, connections: int,
             time.sleep(0.2)
         return start, accepted, time.monotonic()
     finally:
-        bridge.terminate()
-        bridge.wait(timeout=30)
+        bridge.send_signal(signal.SIGINT)  # the bridge stops on it; py-spy writes its profile
+        bridge.wait(timeout=60)
 
 
 def rates(start: float, accepted: Sequence[float]) -> tuple[float, float, float]:
@@ -229,6 +233,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--client", nargs=3, metavar=("PORT", "PAYLOAD", "CONNECTIONS"))
     parser.add_argument("--ceiling", nargs=2, metavar=("PORT", "DB"))
+    parser.add_argument("--profile", type=Path,
+                        help="run the bridge under py-spy, collapsed stacks to this file")
     args = parser.parse_args()
     if args.client:
         return client(int(args.client[0]), Path(args.client[1]), int(args.client[2]))
@@ -242,7 +248,7 @@ def main() -> None:
         payload.write_bytes(pickle.dumps(messages))
         c_start, c_accepted = measure_ceiling(folder, payload, args.connections)
         b_start, b_accepted, b_threaded = measure_bridge(folder, payload, args.connections,
-                                                          args.count)
+                                                          args.count, args.profile)
     ceiling, c_first, c_second = rates(c_start, c_accepted)
     whole, first, second = rates(b_start, b_accepted)
     burst_seconds = b_accepted[-1] - b_start
