@@ -429,3 +429,67 @@ def test_packaged_templates_are_package_data() -> None:
         "email/reply.html.j2",
         "session.html.j2",
     } <= shipped
+
+
+# -- the one loader chain: the TOML's folder, then the plugins', then the core's -------------
+
+
+def test_a_plugin_folder_is_found_after_the_override_and_before_the_core(tmp_path: Path) -> None:
+    override, plugin = tmp_path / "override", tmp_path / "plugin"
+    write(plugin, "myplugin/note.txt.j2", "PLUGIN {{ value }}")
+    write(plugin, "myplugin/other.txt.j2", "PLUGIN other")
+    write(plugin, "acknowledge/default.txt.j2", "PLUGIN ack")
+    write(override, "myplugin/other.txt.j2", "OVERRIDE {{ 1 + 1 }}")
+    templates = Templates(override)
+    templates.add_folder(plugin)
+    assert templates.render("myplugin/note.txt.j2", value="<b>") == "PLUGIN <b>"
+    assert templates.render("myplugin/other.txt.j2") == "OVERRIDE 2"
+    # A plugin may replace one of the core's templates; the TOML's folder still wins.
+    assert templates.acknowledgement(SESSION, message()) == "PLUGIN ack"
+    write(override, "acknowledge/default.txt.j2", "OVERRIDE ack")
+    assert Templates(override).acknowledgement(SESSION, message()) == "OVERRIDE ack"
+
+
+def test_plugin_folders_are_searched_in_the_order_added(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    write(first, "x.txt.j2", "first")
+    write(second, "x.txt.j2", "second")
+    write(second, "y.html.j2", "<p>{{ value }}</p>")
+    templates = Templates()
+    templates.add_folder(first)
+    templates.add_folder(second)
+    templates.add_folder(first)  # a second instance of the same plugin
+    assert templates.plugin_dirs == [first, second]
+    assert templates.render("x.txt.j2") == "first"
+    # A plugin's templates render in the same sandbox, with the same autoescaping.
+    assert templates.render("y.html.j2", value="<b>") == "<p>&lt;b&gt;</p>"
+
+
+def test_a_folder_added_after_a_miss_is_found(tmp_path: Path) -> None:
+    # Jinja caches lookups: a folder added later must not be hidden by that cache.
+    templates = Templates()
+    with pytest.raises(TemplateError):
+        templates.render("late/x.txt.j2")
+    write(tmp_path, "late/x.txt.j2", "found")
+    templates.add_folder(tmp_path)
+    assert templates.render("late/x.txt.j2") == "found"
+
+
+def test_a_missing_template_names_every_place_searched(tmp_path: Path) -> None:
+    override, plugin = tmp_path / "override", tmp_path / "plugin"
+    override.mkdir()
+    plugin.mkdir()
+    templates = Templates(override)
+    templates.add_folder(plugin)
+    with pytest.raises(TemplateError) as raised:
+        templates.render("nowhere/x.txt.j2")
+    assert str(raised.value) == (
+        f"no template nowhere/x.txt.j2 in {override}, {plugin}, the packaged templates"
+    )
+
+
+def test_a_plugin_folder_must_exist(tmp_path: Path) -> None:
+    templates = Templates()
+    with pytest.raises(ConfigError, match=r"nope is not a folder"):
+        templates.add_folder(tmp_path / "nope")
+    assert templates.plugin_dirs == []
