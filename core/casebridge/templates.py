@@ -292,23 +292,6 @@ class Templates:
         html = self._render([f"{base}.html.j2" for base in bases], context)
         return text, html
 
-    def reply_bodies(self, message: Message, session: Session) -> tuple[str, str]:
-        """The text and HTML parts of an outbound e-mail reply (``email/reply.*.j2``).
-
-        The HTML part uses ``message.html`` passed through the sanitizer when there is one,
-        else the text with its line breaks.
-        """
-        context = {
-            "message": message,
-            "session": session,
-            "author_label": _author_label(message, session),
-            "attachments": _attachment_rows(message),
-        }
-        return (
-            self._render(["email/reply.txt.j2"], context),
-            self._render(["email/reply.html.j2"], context),
-        )
-
     def acknowledgement(self, session: Session, message: Message) -> str:
         """The text that tells a customer their first message arrived (``[bridge]
         acknowledge``): ``acknowledge/{channel}.txt.j2``, else ``acknowledge/default.txt.j2``.

@@ -188,17 +188,6 @@ def test_session_page_keeps_text_and_never_injects(
         assert LexborParser(page).css_first("details pre") is not None
 
 
-@settings(max_examples=100)
-@given(text=customer_strings)
-def test_reply_bodies_keep_text_and_never_inject(templates: Templates, text: str) -> None:
-    reply = message(text, author=Author.AGENT, direction=Direction.OUTBOUND, html="")
-    body_text, body_html = templates.reply_bodies(reply, SESSION)
-    assert text in body_text
-    _, baseline = templates.reply_bodies(replace(reply, text="x"), SESSION)
-    assert_no_injection(body_html, baseline)
-    assert lines(text) in lines("".join(parse(body_html).text))
-
-
 def test_customer_text_is_not_evaluated(templates: Templates) -> None:
     msg = message("{{ 7*7 }} {% if true %}yes{% endif %} {{ config }}")
     body_text, body_html = templates.activity_bodies(msg, SESSION, link=None, trace_id="t")
@@ -283,22 +272,6 @@ def test_only_http_links_are_linked(templates: Templates) -> None:
     assert LexborParser(page).css_first("header a").attributes["href"] == "#"
 
 
-def test_reply_html_is_sanitized(templates: Templates) -> None:
-    reply = message(
-        "We're on it.",
-        author=Author.AGENT,
-        html='<p onclick="steal()">We\'re <b>on</b> it.<script>bad()</script>'
-        '<a href="javascript:x()">x</a></p>',
-    )
-    body_text, body_html = templates.reply_bodies(reply, SESSION)
-    assert body_text.strip() == "We're on it."
-    tree = LexborParser(body_html)
-    assert tree.css("script") == []
-    assert tree.css_first("b").text() == "on"
-    assert "onclick" not in body_html
-    assert "javascript:" not in body_html
-
-
 def test_session_page_shows_the_conversation(templates: Templates) -> None:
     agent = message(
         "Sorry about that.",
@@ -343,7 +316,6 @@ def test_override_wins_and_missing_override_falls_back(tmp_path: Path) -> None:
     )
     assert body_text == "CUSTOM hi t7"
     assert 'class="casebridge-activity"' in body_html  # not overridden: the packaged one
-    assert templates.render("email/reply.txt.j2", message=message("yo")) == "yo"
 
 
 def test_activity_template_lookup_order(tmp_path: Path) -> None:
@@ -407,7 +379,7 @@ def test_template_mistakes_are_named(tmp_path: Path) -> None:
 
 def test_shipped_templates_are_strict(templates: Templates) -> None:
     with pytest.raises(TemplateError, match="is undefined"):
-        templates.render("email/reply.txt.j2")
+        templates.render("case/description.txt.j2")
 
 
 def test_override_dir_must_exist(tmp_path: Path) -> None:
@@ -425,8 +397,6 @@ def test_packaged_templates_are_package_data() -> None:
         "case/description.txt.j2",
         "activity/default.txt.j2",
         "activity/default.html.j2",
-        "email/reply.txt.j2",
-        "email/reply.html.j2",
         "session.html.j2",
     } <= shipped
 
