@@ -1,5 +1,6 @@
-"""What only the SQLite store does: one WAL file that several processes (here, several
-stores) share without duplicating contacts, state updates or claims."""
+"""What only the SQLite store does: a WAL file that records its schema version and migrates
+once, shared by several processes (here, several stores) without duplicating contacts,
+state updates or claims."""
 
 from __future__ import annotations
 
