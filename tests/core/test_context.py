@@ -84,6 +84,7 @@ def test_local_url_reaches_the_bridge_from_this_machine(host: str, port: int) ->
     class FakeBridge:
         config = Config()
         registry = None
+        store = None
         blob_dir = Path("/tmp")
 
     Config.http.host, Config.http.port = host, port
