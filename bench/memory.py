@@ -232,7 +232,7 @@ def traced(folder: Path, eml: Path, max_mb: int) -> dict[str, Any]:
     import tracemalloc
 
     import anyio
-    from casebridge.sqlite_store import SqliteStore
+    from casebridge.store.sqlite import SqliteStore
     from casebridge_email import inbound, mime, plugin
 
     stages = StagePeaks()
