@@ -14,10 +14,10 @@ from casebridge.plugin import MappedField
 from casebridge.secrets import Secret
 from casebridge_creatio.client import CreatioClient
 from casebridge_creatio.fieldcheck import column_problems
+from casebridge_creatio.health import check_operations
 from casebridge_creatio.lookups import CASE_LOOKUPS
 from casebridge_creatio.metadata import parse_metadata
 from casebridge_creatio.operations import CreatioOperations
-from casebridge_creatio.health import check_operations
 from casebridge_creatio.sandbox.engine import metadata_xml
 from casebridge_creatio.sandbox.schema import ENTITIES
 from casebridge_creatio.settings import CreatioSettings
