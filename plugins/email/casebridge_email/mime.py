@@ -32,6 +32,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 import charset_normalizer
 
 from .header_limits import BOUNDED, bounded, cut_note, is_bounded
+from .mime_outline import outline
+from .part_body import PartBody
 
 # A message nested deeper than this is not walked further (a zip-bomb of multiparts).
 MAX_DEPTH = 40
@@ -39,6 +41,9 @@ MAX_DEPTH = 40
 PARSE_BUDGET = 5.0
 # Bytes fed to the parser at a time; see _parse_bytes.
 FEED_CHUNK = 64 * 1024
+# A message this large is outlined (its bodies left in place, see .mime_outline) when its
+# structure allows; a smaller one is parsed by the stdlib, which is as quick and repairs more.
+OUTLINE_BYTES = 256 * 1024
 MAX_FILENAME = 180
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -51,13 +56,19 @@ _CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*")
 
 @dataclass(frozen=True, slots=True)
 class ExtractedPart:
-    """One attachment or inline image, decoded to its bytes. ``name`` is safe as a file name."""
+    """One attachment or inline image. ``name`` is safe as a file name. ``body`` reads its
+    decoded bytes, in pieces (:meth:`PartBody.chunks`) or whole (``data``)."""
 
     name: str
     content_type: str
-    data: bytes = field(repr=False)
+    body: PartBody = field(repr=False)
     content_id: str = ""
     inline: bool = False
+
+    @property
+    def data(self) -> bytes:
+        """The decoded bytes, whole (a new copy each time: prefer ``body.chunks()``)."""
+        return self.body.read()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +106,23 @@ class ParsedEmail:
     size: int = 0
 
 
-def parse_email(data: bytes, *, budget: float = PARSE_BUDGET) -> ParsedEmail:
+def parse_email(data: bytes, *, budget: float = PARSE_BUDGET,
+                outline_bytes: int = OUTLINE_BYTES) -> ParsedEmail:
     """Parse one message. Never raises; repairs are listed in ``notes``. Parts not reached
-    within ``budget`` seconds are skipped (and noted)."""
+    within ``budget`` seconds are skipped (and noted).
+
+    A message of ``outline_bytes`` or more whose structure needs no repair keeps its bodies
+    in ``data``: its text is decoded once from there and its attachments' ``body`` reads
+    them from there, piece by piece. ``data`` must then not change while the result is used.
+    """
     notes: list[str] = []
+    spans: dict[int, tuple[int, int]] = {}
     try:
-        msg = _parse_bytes(data)
+        shape = outline(data, max_depth=MAX_DEPTH) if len(data) >= outline_bytes else None
+        if shape is not None:
+            msg, spans = shape.root, shape.spans
+        else:
+            msg = _parse_bytes(data)
     except (Exception, RecursionError) as exc:
         # The parser gives up only on pathological input; keep the bytes as plain text.
         notes.append(f"message could not be parsed ({type(exc).__name__}); kept as plain text")
@@ -110,7 +132,8 @@ def parse_email(data: bytes, *, budget: float = PARSE_BUDGET) -> ParsedEmail:
     headers = _Headers(msg, notes)
     from_pairs = headers.addresses("From")
     from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
-    body = _Body(notes, deadline=time.monotonic() + budget, budget=budget)
+    body = _Body(notes, deadline=time.monotonic() + budget, budget=budget, source=data,
+                 spans=spans)
     body.walk(msg)
     return ParsedEmail(
         from_addr=from_addr,
@@ -154,21 +177,23 @@ def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
     return parser.close()
 
 
-def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
+def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str | None]:
     """Decode body bytes: the declared charset, then UTF-8, then detection, then UTF-8 with
     replacement characters. Returns the text and a note when the declared charset failed."""
     declared = (charset or "").strip().strip('"').lower()
     codec = _codec(declared) if declared else "ascii"
     if codec:
         try:
-            return data.decode(codec), None
+            # str() decodes a memoryview in place: no copy of a large body before decoding.
+            return str(data, codec), None
         except UnicodeError:
             pass
     label = declared or "us-ascii"
     try:
-        return data.decode("utf-8"), f"charset {label!r} unreadable; decoded as utf-8"
+        return str(data, "utf-8"), f"charset {label!r} unreadable; decoded as utf-8"
     except UnicodeError:
         pass
+    data = bytes(data)
     try:
         best = charset_normalizer.from_bytes(data).best()
     except Exception:  # detection is a heuristic; never let it take the parse down
@@ -336,8 +361,12 @@ def _content_type(part: Message) -> str:
 class _Body:
     """Walks the MIME tree once, collecting body text, body HTML and attachments."""
 
-    def __init__(self, notes: list[str], *, deadline: float, budget: float) -> None:
+    def __init__(self, notes: list[str], *, deadline: float, budget: float,
+                 source: bytes = b"", spans: dict[int, tuple[int, int]] | None = None) -> None:
         self.notes = notes
+        # An outlined message's leaves have no payload: their bodies are source[start:end].
+        self._source = source
+        self._spans = spans or {}
         self._deadline = deadline
         self._budget = budget
         self.attachments: list[ExtractedPart] = []
@@ -405,7 +434,7 @@ class _Body:
         return [t for ts, _ in results for t in ts], [h for _, hs in results for h in hs]
 
     def _decode_body(self, part: Message) -> str:
-        data = self._payload(part)
+        data = self._body(part).view()
         try:
             charset = part.get_content_charset()
         except Exception:
@@ -414,6 +443,20 @@ class _Body:
         if note:
             self.notes.append(note)
         return text
+
+    def _body(self, part: Message) -> PartBody:
+        """The part's decoded bytes: read from the message in place where they can be,
+        else decoded now (with the stdlib's repairs, noted)."""
+        span = self._spans.get(id(part))
+        if span is not None:
+            start, end = span
+            cte = str(part.get("content-transfer-encoding", "")).lower()
+            body = PartBody.of_span(self._source, start, end, cte)
+            if body is not None:
+                return body
+            # What the stdlib's parse would have left as the payload, for its decoding.
+            part.set_payload(self._source[start:end].decode("ascii", "surrogateescape"))
+        return PartBody(self._payload(part))
 
     def _payload(self, part: Message) -> bytes:
         before = len(part.defects)
@@ -445,7 +488,7 @@ class _Body:
             ExtractedPart(
                 name=safe_filename(filename, ctype),
                 content_type=ctype,
-                data=self._payload(part),
+                body=self._body(part),
                 content_id=content_id,
                 inline=inline,
             )
@@ -474,7 +517,7 @@ class _Body:
             ExtractedPart(
                 name=safe_filename(name, "text/plain"),
                 content_type=ctype,
-                data=data,
+                body=PartBody(data),
                 content_id=_content_id(part),
                 inline=False,
             )
