@@ -65,6 +65,12 @@ class Blobs:
         """Store ``data`` (durably: written, synced, renamed) and return its location."""
         return await anyio.to_thread.run_sync(blobs.write_blob, self.folder, data, digest)
 
+    def writer(self, *, limit: int | None = None) -> blobs.BlobWriter:
+        """A writer for one file too large to hold whole: write it in pieces, then
+        ``commit()`` for its location (see :class:`~casebridge.blobs.BlobWriter`). Blocking:
+        use it from a worker thread."""
+        return blobs.BlobWriter(self.folder, limit=limit)
+
     def path(self, location: str) -> Path:
         """The file at ``location``; ValueError for a location no blob store wrote."""
         return blobs.blob_path(self.folder, location)

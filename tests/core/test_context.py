@@ -108,3 +108,13 @@ async def test_tracked_cases_are_this_crms_handed_off_cases(bridge: Bridge) -> N
     assert sorted(await PluginContext(bridge, "jsonl", None).tracked_cases()) == sorted(handed)
     assert len(handed) == 2
     assert await PluginContext(bridge, "another-crm", None).tracked_cases() == []
+
+
+async def test_blobs_writer_stores_pieces_where_write_puts_the_whole(bridge: Bridge) -> None:
+    context = PluginContext(bridge, "files", None)
+    writer = context.blobs.writer()
+    for piece in (b"%PDF-1.7 ", b"invoice"):
+        writer.write(piece)
+    location = writer.commit()
+    assert location == await context.blobs.write(b"%PDF-1.7 invoice")
+    assert await context.blobs.read(location) == b"%PDF-1.7 invoice"

@@ -374,10 +374,10 @@ class _Body:
         self._htmls: list[str] = []
 
     def text(self) -> str:
-        return "\n".join(t for t in self._texts if t.strip())
+        return _join_nonblank(self._texts)
 
     def html(self) -> str:
-        return "\n".join(h for h in self._htmls if h.strip())
+        return _join_nonblank(self._htmls)
 
     def walk(self, msg: Message) -> None:
         try:
@@ -522,6 +522,12 @@ class _Body:
                 inline=False,
             )
         )
+
+
+def _join_nonblank(bodies: list[str]) -> str:
+    """The bodies that hold more than whitespace, one per line. A lone body is returned as
+    it is, not copied (``isspace`` tests without the copy ``strip`` makes)."""
+    return "\n".join(b for b in bodies if b and not b.isspace())
 
 
 def _clean_base64(part: Message) -> bytes | None:
