@@ -32,7 +32,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 import charset_normalizer
 
 from .header_limits import BOUNDED, bounded, cut_note, is_bounded
-from .mime_outline import outline
+from .mime_outline import Outline, outline
 from .part_body import PartBody
 
 # A message nested deeper than this is not walked further (a zip-bomb of multiparts).
@@ -117,8 +117,8 @@ def parse_email(data: bytes, *, budget: float = PARSE_BUDGET,
     """
     notes: list[str] = []
     spans: dict[int, tuple[int, int]] = {}
+    shape = _outline(data) if len(data) >= outline_bytes else None
     try:
-        shape = outline(data, max_depth=MAX_DEPTH) if len(data) >= outline_bytes else None
         if shape is not None:
             msg, spans = shape.root, shape.spans
         else:
@@ -160,6 +160,13 @@ def parse_email(data: bytes, *, budget: float = PARSE_BUDGET,
         notes=tuple(dict.fromkeys(notes)),
         size=len(data),
     )
+
+
+def _outline(data: bytes) -> Outline | None:
+    try:
+        return outline(data, max_depth=MAX_DEPTH)
+    except Exception:
+        return None  # only a shortcut: whatever surprises it is the stdlib's to parse
 
 
 def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
