@@ -201,3 +201,11 @@ def test_a_part_read_from_the_message_is_not_copied_until_asked() -> None:
     assert body is not None
     view = body.view()
     assert isinstance(view, memoryview) and view.obj is data and bytes(view) == b"body bytes"
+
+
+def test_a_body_in_place_decodes_with_any_declared_charset() -> None:
+    for charset in (b"utf-8", b"latin-1", b"windows-1252", b"punycode", b"utf-8-sig",
+                    b"idna", b"utf-16", b"x-bogus"):
+        raw = WELL_FORMED.replace(b"text/plain; charset=utf-8",
+                                  b"text/plain; charset=" + charset)
+        assert parse_email(raw, outline_bytes=0) == parse_email(raw), charset

@@ -45,6 +45,8 @@ FEED_CHUNK = 64 * 1024
 # structure allows; a smaller one is parsed by the stdlib, which is as quick and repairs more.
 OUTLINE_BYTES = 256 * 1024
 MAX_FILENAME = 180
+# Codecs (as codecs.lookup names them) whose C decoder reads any buffer, a memoryview too.
+_IN_PLACE_CODECS = frozenset(("utf-8", "ascii", "iso8859-1"))
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 # A plain addr-spec: one @, nothing that cannot stand unquoted in an address.
@@ -190,6 +192,8 @@ def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str
     declared = (charset or "").strip().strip('"').lower()
     codec = _codec(declared) if declared else "ascii"
     if codec:
+        if codec not in _IN_PLACE_CODECS:
+            data = bytes(data)  # codecs written in Python may want bytes' methods
         try:
             # str() decodes a memoryview in place: no copy of a large body before decoding.
             return str(data, codec), None
