@@ -16,10 +16,11 @@ from collections.abc import Iterator
 
 # Decoded pieces are about this size: large enough that the per-call overhead vanishes,
 # small next to any message worth streaming.
-CHUNK = 1024 * 1024
+CHUNK = 256 * 1024
 # A base64 body with nothing to repair: the alphabet in lines, padding only at the end.
 _CLEAN_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*")
 _IDENTITY, _BASE64, _QP = "", "base64", "quoted-printable"
+_LINE_BREAK_BYTES = (0x0D, 0x0A)
 # What get_payload(decode=True) decodes; any other transfer encoding is returned as sent.
 _DECODED_BY_STDLIB = ("quoted-printable", "base64", "x-uuencode", "uuencode", "uue", "x-uue")
 
@@ -81,17 +82,15 @@ class PartBody:
         return b"".join(self.chunks())
 
     def _base64(self, size: int) -> Iterator[bytes]:
-        # Cut anywhere, then decode whole quanta only: the 0-3 letters left over go first
-        # into the next piece. Clean input has padding only at its very end.
-        carry = b""
-        for at in range(self._start, self._end, size):
-            piece = carry + self._source[at : min(at + size, self._end)].translate(None, b"\r\n")
-            whole = len(piece) - len(piece) % 4
-            carry = piece[whole:]
-            if whole:
-                yield binascii.a2b_base64(piece[:whole])
-        if carry:
-            yield binascii.a2b_base64(carry)
+        # Each piece ends after a whole number of quanta (four letters; line breaks, which
+        # the decoder skips, do not count), so it decodes alone; clean input has padding
+        # only at its very end. The pieces are views: nothing is copied before decoding.
+        source, at, end = self._source, self._start, self._end
+        view = memoryview(source)
+        while at < end:
+            cut = _quanta_end(source, at, min(at + size, end), end)
+            yield binascii.a2b_base64(view[at:cut])
+            at = cut
 
     def _quoted_printable(self, size: int) -> Iterator[bytes]:
         # Quoted-printable decodes line by line (a soft break is "=" before the line's end),
@@ -111,3 +110,23 @@ class PartBody:
 
     def __hash__(self) -> int:
         return hash(self.read())
+
+
+def _quanta_end(source: bytes, start: int, cut: int, end: int) -> int:
+    """Where a base64 piece from ``start`` may end, near ``cut``: just after a multiple of
+    four letters (back from ``cut``; forward when that leaves none), or at ``end``."""
+    if cut >= end:
+        return end
+    extra = (cut - start - source.count(b"\r", start, cut) - source.count(b"\n", start, cut)) % 4
+    while extra and cut > start:
+        cut -= 1
+        if source[cut] not in _LINE_BREAK_BYTES:
+            extra -= 1
+    if cut > start:
+        return cut
+    letters = 0
+    while cut < end and (letters == 0 or letters % 4):
+        if source[cut] not in _LINE_BREAK_BYTES:
+            letters += 1
+        cut += 1
+    return cut
