@@ -11,7 +11,8 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from casebridge_email.attachments import attachment_path, store_attachments
-from casebridge_email.mime import _clean_base64, _parse_bytes, parse_email
+from casebridge_email.mime import MAX_DEPTH, _clean_base64, _parse_bytes, parse_email
+from casebridge_email.mime_outline import outline
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -125,3 +126,19 @@ def test_a_large_text_body_is_decoded_once() -> None:
     assert parsed.text.startswith(line) and len(parsed.text) > 100_000 * len(line)
     # The text itself, and not the payload string, bytes and text the stdlib goes through.
     assert peak < 1.3 * len(parsed.text), peak / len(parsed.text)
+
+
+def test_a_large_message_outlined_reads_as_the_stdlib_reads_it() -> None:
+    msg = EmailMessage()
+    msg["From"] = "Ann <ann@example.org>"
+    msg["Subject"] = "=?utf-8?q?caf=C3=A9?= logs"
+    msg.set_content("Caf\u00e9 log line with trailing space \n" * 20_000)
+    msg.add_alternative("<p>Caf\u00e9</p>\n" * 20_000, subtype="html")
+    msg.add_attachment(random.Random(5).randbytes(300_000), maintype="image",
+                       subtype="png", filename="shot.png")
+    msg.add_attachment("a,b\n1,2\n" * 20_000, subtype="csv", filename="t.csv")
+    data = msg.as_bytes(policy=policy.SMTP)
+    assert outline(data, max_depth=MAX_DEPTH) is not None
+    outlined = parse_email(data, outline_bytes=0)
+    assert outlined == parse_email(data, outline_bytes=len(data) + 1)
+    assert outlined.text.startswith("Café log line") and len(outlined.attachments) == 2
