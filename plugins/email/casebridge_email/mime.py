@@ -16,23 +16,25 @@ it before showing it) and no HTML-to-text conversion happens here.
 from __future__ import annotations
 
 import binascii
-import codecs
-import mimetypes
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.feedparser import BytesFeedParser
-from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
-import charset_normalizer
-
 from .header_limits import BOUNDED, bounded, cut_note, is_bounded
 from .mime_outline import Outline, outline
+from .mime_text import (
+    decode_text,
+    decode_words,
+    first_message_id,
+    fix_surrogates,
+    message_ids,
+    safe_filename,
+)
 from .part_body import PartBody
 
 # A message nested deeper than this is not walked further (a zip-bomb of multiparts).
@@ -44,14 +46,8 @@ FEED_CHUNK = 64 * 1024
 # A message this large is outlined (its bodies left in place, see .mime_outline) when its
 # structure allows; a smaller one is parsed by the stdlib, which is as quick and repairs more.
 OUTLINE_BYTES = 256 * 1024
-MAX_FILENAME = 180
-# Codecs (as codecs.lookup names them) whose C decoder reads any buffer, a memoryview too.
-_IN_PLACE_CODECS = frozenset(("utf-8", "ascii", "iso8859-1"))
-_SURROGATES = re.compile("[\udc80-\udcff]")
-_MSGID = re.compile(r"<([^<>\s]+)>")
 # A plain addr-spec: one @, nothing that cannot stand unquoted in an address.
 _ADDRESS = re.compile(r'[^\s<>@,;:"()\[\]\\]+@[^\s<>@,;:"()\[\]\\]+')
-_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
 # A base64 body with nothing to repair: the alphabet in lines, padding only at the end.
 _CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*")
 
@@ -186,103 +182,8 @@ def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
     return parser.close()
 
 
-def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str | None]:
-    """Decode body bytes: the declared charset, then UTF-8, then detection, then UTF-8 with
-    replacement characters. Returns the text and a note when the declared charset failed."""
-    declared = (charset or "").strip().strip('"').lower()
-    codec = _codec(declared) if declared else "ascii"
-    if codec:
-        if codec not in _IN_PLACE_CODECS:
-            data = bytes(data)  # codecs written in Python may want bytes' methods
-        try:
-            # str() decodes a memoryview in place: no copy of a large body before decoding.
-            return str(data, codec), None
-        except UnicodeError:
-            pass
-    label = declared or "us-ascii"
-    try:
-        return str(data, "utf-8"), f"charset {label!r} unreadable; decoded as utf-8"
-    except UnicodeError:
-        pass
-    data = bytes(data)
-    try:
-        best = charset_normalizer.from_bytes(data).best()
-    except Exception:  # detection is a heuristic; never let it take the parse down
-        best = None
-    if best is not None and best.encoding:
-        return str(best), f"charset {label!r} unreadable; decoded as {best.encoding}"
-    text = data.decode("utf-8", errors="replace")
-    return text, f"charset {label!r} unreadable; decoded as utf-8 with replacement characters"
-
-
-def first_message_id(value: str) -> str:
-    """The first message id in a header value, without angle brackets ("" if none)."""
-    ids = message_ids(value)
-    return ids[0] if ids else ""
-
-
-def message_ids(value: str) -> tuple[str, ...]:
-    """Every message id in a header value, in order, without angle brackets.
-
-    Ids written without brackets (some clients do) are split on whitespace instead.
-    """
-    found = _MSGID.findall(value)
-    if not found:
-        found = [part.strip("<>,;") for part in value.split()]
-    return tuple(dict.fromkeys(i for i in found if i))
-
-
-def safe_filename(name: str, content_type: str = "application/octet-stream") -> str:
-    """A file name that is safe to show and to save: no path, no control characters."""
-    name = unicodedata.normalize("NFC", _fix_surrogates(name))
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE_NAME.sub("_", name).strip().lstrip(".").strip()
-    if len(name) > MAX_FILENAME:
-        stem, dot, ext = name.rpartition(".")
-        if dot and 0 < len(ext) <= 16:
-            name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
-        else:
-            name = name[:MAX_FILENAME]
-    if not name:
-        ext = mimetypes.guess_extension(content_type, strict=False) or ".bin"
-        name = "attachment" + ext
-    return name
-
-
 def _opt(note: str | None) -> tuple[str, ...]:
     return (note,) if note else ()
-
-
-def _codec(label: str) -> str | None:
-    """The Python codec for a MIME charset label, or None if it is unknown or not a text
-    codec (``base64``, ``rot13`` and friends are codecs too, but not charsets)."""
-    try:
-        info = codecs.lookup(label)
-    except (LookupError, ValueError):
-        return None
-    if not getattr(info, "_is_text_encoding", True):
-        return None
-    return info.name
-
-
-def _fix_surrogates(value: str) -> str:
-    """Headers with raw 8-bit bytes come back with surrogate escapes: decode those bytes."""
-    if not _SURROGATES.search(value):
-        return value
-    raw = value.encode("utf-8", errors="surrogateescape")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text, _ = decode_text(raw, "windows-1252")
-        return text
-
-
-def _decode_words(raw: str) -> str:
-    """RFC 2047 decoding for a raw header value, falling back to the value as it is."""
-    try:
-        return str(make_header(decode_header(raw)))
-    except Exception:
-        return raw
 
 
 def _unfold(value: str) -> str:
@@ -313,13 +214,13 @@ class _Headers:
             value = self._msg.get(name)
             if value is None:
                 return ""
-            return _unfold(_fix_surrogates(str(value)))
+            return _unfold(fix_surrogates(str(value)))
         except Exception:
             raw = self._raw(name)
             if raw is None:
                 return ""
             self._notes.append(f"header {name} malformed; used as written")
-            return _unfold(_fix_surrogates(_decode_words(raw)))
+            return _unfold(fix_surrogates(decode_words(raw)))
 
     def flag(self, name: str) -> str:
         return self.text(name).lower()
@@ -329,7 +230,7 @@ class _Headers:
         raw = self._raw(name)
         if raw is None:
             return []
-        raw = _unfold(_fix_surrogates(raw))
+        raw = _unfold(fix_surrogates(raw))
         try:
             pairs = getaddresses([raw])
         except Exception:
@@ -341,7 +242,7 @@ class _Headers:
                 # A broken header can parse into a "address" with spaces or brackets in it;
                 # such a thing must not become a contact's address.
                 continue
-            result.append((_decode_words(display).strip(), addr))
+            result.append((decode_words(display).strip(), addr))
         if not result and raw.strip():
             self._notes.append(f"header {name} has no readable address")
         return result
@@ -574,10 +475,10 @@ def _filename(part: Message) -> str:
         name = part.get_filename() or ""
     except Exception:
         name = ""
-    name = _fix_surrogates(str(name))
+    name = fix_surrogates(str(name))
     if "=?" in name:
         # Outlook writes RFC 2047 inside the parameter, which RFC 2231 does not cover.
-        name = _decode_words(name)
+        name = decode_words(name)
     return name.strip()
 
 
@@ -586,4 +487,4 @@ def _content_id(part: Message) -> str:
         value = part.get("Content-ID")
     except Exception:
         return ""
-    return first_message_id(_fix_surrogates(str(value))) if value else ""
+    return first_message_id(fix_surrogates(str(value))) if value else ""
