@@ -73,6 +73,12 @@ class Blobs:
         there); it blocks, so never call it on the event loop."""
         return blobs.write_blob(self.folder, data, digest)
 
+    def writer(self, *, limit: int | None = None) -> blobs.BlobWriter:
+        """A writer for one file too large to hold whole: write it in pieces, then
+        ``commit()`` for its location (see :class:`~casebridge.blobs.BlobWriter`). Blocking:
+        use it from a worker thread."""
+        return blobs.BlobWriter(self.folder, limit=limit)
+
     def path(self, location: str) -> Path:
         """The file at ``location``; ValueError for a location no blob store wrote."""
         return blobs.blob_path(self.folder, location)

@@ -198,3 +198,13 @@ async def test_blobs_write_sync_is_write_for_worker_threads(bridge: Bridge) -> N
     location = await anyio.to_thread.run_sync(context.blobs.write_sync, b"scan.pdf bytes")
     assert location == await context.blobs.write(b"scan.pdf bytes")
     assert context.blobs.path(location).read_bytes() == b"scan.pdf bytes"
+
+
+async def test_blobs_writer_stores_pieces_where_write_puts_the_whole(bridge: Bridge) -> None:
+    context = PluginContext(bridge, "files", None)
+    writer = context.blobs.writer()
+    for piece in (b"%PDF-1.7 ", b"invoice"):
+        writer.write(piece)
+    location = writer.commit()
+    assert location == await context.blobs.write(b"%PDF-1.7 invoice")
+    assert await context.blobs.read(location) == b"%PDF-1.7 invoice"
