@@ -8,6 +8,8 @@ that makes an inbound durable, and the one path that turns what a CRM reported i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from . import blobs
+from .fieldmap import MappedField, mapped_fields
 from .logs import new_trace_id
 from .model import CrmEvent, RawInbound, SessionStatus
+from .store import PluginStateStore
 
 if TYPE_CHECKING:
     from .bridge import Bridge, Received
@@ -34,24 +38,23 @@ class PluginState:
     Values are JSON-able. Keys are the plugin's own: two plugins never see each other's.
     """
 
-    def __init__(self, bridge: Bridge, plugin: str) -> None:
-        self._bridge, self._plugin = bridge, plugin
+    def __init__(self, store: PluginStateStore, plugin: str) -> None:
+        self._store, self._plugin = store, plugin
 
     async def get(self, key: str) -> Any | None:
-        return await self._bridge.store.get_state(self._plugin, key)
+        return await self._store.get_state(self._plugin, key)
 
     async def put(self, key: str, value: Any) -> None:
-        await self._bridge.store.put_state(self._plugin, key, value)
+        await self._store.put_state(self._plugin, key, value)
 
     async def delete(self, key: str) -> None:
-        await self._bridge.store.delete_state(self._plugin, key)
+        await self._store.delete_state(self._plugin, key)
 
     async def compare_and_put(self, key: str, expected: Any | None, value: Any | None) -> bool:
         """Set ``key`` to ``value`` only if it still holds ``expected`` (None: absent);
         ``value`` None deletes. True when the swap happened, so two runners (or two jobs)
         updating one record never lose an update."""
-        return await self._bridge.store.compare_and_put_state(self._plugin, key, expected,
-                                                              value)
+        return await self._store.compare_and_put_state(self._plugin, key, expected, value)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,18 @@ class Blobs:
 
     async def write(self, data: bytes, digest: str | None = None) -> str:
         """Store ``data`` (durably: written, synced, renamed) and return its location."""
-        return await anyio.to_thread.run_sync(blobs.write_blob, self.folder, data, digest)
+        return await anyio.to_thread.run_sync(self.write_sync, data, digest)
+
+    def write_sync(self, data: bytes, digest: str | None = None) -> str:
+        """:meth:`write` for code already in a worker thread (parsing a whole message
+        there); it blocks, so never call it on the event loop."""
+        return blobs.write_blob(self.folder, data, digest)
+
+    def writer(self, *, limit: int | None = None) -> blobs.BlobWriter:
+        """A writer for one file too large to hold whole: write it in pieces, then
+        ``commit()`` for its location (see :class:`~casebridge.blobs.BlobWriter`). Blocking:
+        use it from a worker thread."""
+        return blobs.BlobWriter(self.folder, limit=limit)
 
     def path(self, location: str) -> Path:
         """The file at ``location``; ValueError for a location no blob store wrote."""
@@ -87,7 +101,7 @@ class PluginContext:
         self.settings = settings
         self.log = logging.getLogger(f"casebridge.plugins.{name}")
         self.metrics: CollectorRegistry = bridge.registry
-        self.state = PluginState(bridge, name)
+        self.state = PluginState(bridge.store, name)
         self.blobs = Blobs(bridge.blob_dir)
 
     # -- where things are -----------------------------------------------------------------
@@ -124,6 +138,14 @@ class PluginContext:
     def session_link(self, session_id: str) -> str:
         """A signed, expiring link to the session's page."""
         return self._bridge.session_link(session_id)
+
+    # -- what the TOML maps (for a CRM plugin's check) ------------------------------------
+
+    def mapped_fields(self) -> list[MappedField]:
+        """Every case field the TOML maps (``[[fields.rules]]``, then each enabled plugin's
+        ``[[plugins.<name>.fields]]``), so a CRM plugin's ``check`` can verify each column
+        and lookup value against its CRM."""
+        return mapped_fields(self._bridge.config)
 
     # -- the two paths into the core ------------------------------------------------------
 
@@ -174,6 +196,30 @@ class PluginContext:
         the bridge chooses stores each record under its write key, so a CRM plugin can tell
         its own activities from a rep's."""
         return await self._bridge.store.get_write(record_id.lower()) is not None
+
+    # -- templates and keys (the email plugin's replies) -----------------------------------
+
+    def add_templates(self, folder: Path) -> None:
+        """Ship templates: ``folder`` joins the bridge's one loader chain, searched after the
+        TOML's ``[templates] dir`` (which overrides any template by its relative path) and
+        before the core's own. Call it from ``configure``. Name templates under a folder
+        of the plugin's (``email/reply.txt.j2``) so two plugins' templates never collide.
+        Raises ConfigError when ``folder`` is not a folder."""
+        self._bridge.templates.add_folder(folder)
+
+    def render(self, name: str, /, **variables: Any) -> str:
+        """Render the template at ``name`` (``"email/reply.html.j2"``) through the chain, in
+        the core's sandbox with its filters (``nl2br``, ``when``, ``safe_url``,
+        ``sanitize``): ``.html.j2`` autoescapes, ``.txt.j2`` does not, an undefined
+        variable is an error. Raises TemplateError (a PermanentError) naming the template,
+        and where it was looked for when it is missing."""
+        return self._bridge.templates.render(name, **variables)
+
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A 32-byte secret for ``purpose`` (a reply token's signature), derived from the
+        bridge's link secret: stable across restarts and runners, and never the link
+        secret itself, so one key never signs two kinds of thing."""
+        return hmac.new(self._bridge.link_secret, purpose, hashlib.sha256).digest()
 
     # -- helpers --------------------------------------------------------------------------
 

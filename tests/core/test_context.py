@@ -84,6 +84,7 @@ def test_local_url_reaches_the_bridge_from_this_machine(host: str, port: int) ->
     class FakeBridge:
         config = Config()
         registry = None
+        store = None
         blob_dir = Path("/tmp")
 
     Config.http.host, Config.http.port = host, port
@@ -108,3 +109,102 @@ async def test_tracked_cases_are_this_crms_handed_off_cases(bridge: Bridge) -> N
     assert sorted(await PluginContext(bridge, "jsonl", None).tracked_cases()) == sorted(handed)
     assert len(handed) == 2
     assert await PluginContext(bridge, "another-crm", None).tracked_cases() == []
+
+
+# -- mapped fields ------------------------------------------------------------------------
+
+
+async def test_mapped_fields_are_the_rules_the_core_validated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_jsonl(monkeypatch, tmp_path)
+    rules = [{"column": "ProductName", "value": "Printer X200"},
+             {"column": "PriorityId", "value": "High", "kind": "lookup", "channel": "loop"}]
+    path = write_config(tmp_path, fields={"rules": rules})
+    bridge = Bridge.from_config(path, plugins={"loop": LoopChannel()})
+    found = PluginContext(bridge, "jsonl", None).mapped_fields()
+    assert [(f.column, f.kind, f.values, f.where) for f in found] == [
+        ("ProductName", "text", ("Printer X200",), "fields.rules[0]"),
+        ("PriorityId", "lookup", ("High",), "fields.rules[1]"),
+    ]
+
+
+def test_mapped_fields_add_each_enabled_plugins_declared_fields(tmp_path: Path) -> None:
+    from casebridge.config import load
+    from casebridge.fieldmap import MappedField, mapped_fields
+
+    path = tmp_path / "casebridge.toml"
+    path.write_text(
+        '[bridge]\ncrm = "jsonl"\nchannels = ["loop"]\nplugins = ["ai"]\n'
+        '[[fields.rules]]\ncolumn = "Notes"\nvalue = "from casebridge"\n'
+        '[[plugins.ai.fields]]\ncolumn = "CategoryId"\nkind = "lookup"\n'
+        'allowed = ["Incident", "Complaint"]\n'
+        '[[plugins.ai.fields]]\ncolumn = "ProductName"\n'
+        '[[plugins.ai.fields]]\ndescription = "no column: not a mapped field"\n'
+        # A plugin the TOML does not enable maps nothing.
+        '[[plugins.other.fields]]\ncolumn = "Ignored"\n')
+    assert mapped_fields(load(path)) == [
+        MappedField("Notes", "text", ("from casebridge",), "fields.rules[0]"),
+        MappedField("CategoryId", "lookup", ("Incident", "Complaint"), "plugins.ai.fields[0]"),
+        MappedField("ProductName", "text", (), "plugins.ai.fields[1]"),
+    ]
+
+
+# -- templates and keys ------------------------------------------------------------------
+
+
+async def test_a_plugins_templates_render_through_the_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casebridge.templates import TemplateError
+
+    shipped, override = tmp_path / "shipped", tmp_path / "override"
+    for folder, text in ((shipped, "SHIPPED {{ value }}"), (override, "OVERRIDE {{ value }}")):
+        (folder / "loop").mkdir(parents=True)
+        (folder / "loop" / "note.txt.j2").write_text(text)
+    (shipped / "loop" / "card.html.j2").write_text("<p>{{ value }}</p>")
+    install_jsonl(monkeypatch, tmp_path)
+    plain = Bridge.from_config(write_config(tmp_path), plugins={"loop": LoopChannel()})
+    context = PluginContext(plain, "loop", None)
+    context.add_templates(shipped)
+    assert context.render("loop/note.txt.j2", value="<b>") == "SHIPPED <b>"
+    assert context.render("loop/card.html.j2", value="<b>") == "<p>&lt;b&gt;</p>"
+    with pytest.raises(TemplateError, match=rf"no template loop/gone\.txt\.j2 in {shipped}"):
+        context.render("loop/gone.txt.j2")
+    # The TOML's [templates] dir wins over what the plugin ships, by the same path.
+    path = write_config(tmp_path, templates={"dir": "override"})
+    overridden = Bridge.from_config(path, plugins={"loop": LoopChannel()})
+    context = PluginContext(overridden, "loop", None)
+    context.add_templates(shipped)
+    assert context.render("loop/note.txt.j2", value="x") == "OVERRIDE x"
+    assert context.render("loop/card.html.j2", value="x") == "<p>x</p>"
+
+
+async def test_derived_keys_are_stable_per_purpose_and_not_the_link_secret(
+    bridge: Bridge,
+) -> None:
+    context = PluginContext(bridge, "email", None)
+    key = context.derived_key(b"reply token")
+    assert len(key) == 32
+    assert key == PluginContext(bridge, "other", None).derived_key(b"reply token")
+    assert key != context.derived_key(b"something else")
+    assert bridge.link_secret not in key and key != bridge.link_secret
+
+
+async def test_blobs_write_sync_is_write_for_worker_threads(bridge: Bridge) -> None:
+    import anyio
+
+    context = PluginContext(bridge, "email", None)
+    location = await anyio.to_thread.run_sync(context.blobs.write_sync, b"scan.pdf bytes")
+    assert location == await context.blobs.write(b"scan.pdf bytes")
+    assert context.blobs.path(location).read_bytes() == b"scan.pdf bytes"
+
+
+async def test_blobs_writer_stores_pieces_where_write_puts_the_whole(bridge: Bridge) -> None:
+    context = PluginContext(bridge, "files", None)
+    writer = context.blobs.writer()
+    for piece in (b"%PDF-1.7 ", b"invoice"):
+        writer.write(piece)
+    location = writer.commit()
+    assert location == await context.blobs.write(b"%PDF-1.7 invoice")
+    assert await context.blobs.read(location) == b"%PDF-1.7 invoice"

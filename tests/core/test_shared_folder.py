@@ -21,11 +21,15 @@ LARGE = os.urandom(4 << 20)
 
 
 def write_all(folder: str) -> list[str]:
-    """One runner's writes: every small blob, then the large one (order varied by pid so
-    the processes collide on different blobs)."""
+    """One runner's writes: every small blob whole, then the large one in pieces as large
+    attachments are streamed (order varied by pid so the processes collide on different
+    blobs)."""
     order = SMALL[os.getpid() % len(SMALL):] + SMALL[:os.getpid() % len(SMALL)]
     found = [blobs.write_blob(Path(folder), data) for data in order]
-    found.append(blobs.write_blob(Path(folder), LARGE))
+    with blobs.BlobWriter(Path(folder)) as writer:
+        for start in range(0, len(LARGE), 64 * 1024):
+            writer.write(LARGE[start:start + 64 * 1024])
+        found.append(writer.commit())
     return found
 
 
