@@ -110,14 +110,17 @@ async def test_a_holder_whose_connection_dies_stops_and_the_other_takes_over(
                 (NAME,)).fetchall()
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         other = "b" if holder == "a" else "a"
+        # The old holder notices its connection gone and stops its body; the other takes
+        # the lock the server released. (Which comes first is a race: a holder cut off
+        # from the database may overlap the next one until it notices, which is why a
+        # singleton's work must be safe to repeat. A SIGKILLed runner cannot overlap.)
+        stopped = await wait_until(lambda: holder in tracker.stopped)
         took = await wait_until(lambda: other in tracker.running)
-        assert took < 5
-        # The old holder noticed and stopped its body; it now waits for the lock again.
-        assert holder in tracker.stopped
+        assert stopped < 5 and took < 5
+        # The old holder pauses before competing again: the other keeps it.
         await anyio.sleep(1.0)
         assert tracker.running == {other}
         tg.cancel_scope.cancel()
-    assert tracker.most == 1
 
 
 async def test_local_locks_run_the_service_at_once() -> None:
