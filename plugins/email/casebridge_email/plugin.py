@@ -154,7 +154,9 @@ class EmailPlugin:
             max_message_bytes=self._settings.max_message_bytes,
             base_dir=context.base_dir,
         )
-        return Service(f"{context.name} mailbox {mailbox.label}", reader.run)
+        # One reader per mailbox across runners: two would fetch, store and flag the same
+        # mail side by side (harmless, as the store refuses a second copy, but wasted).
+        return Service(f"{context.name} mailbox {mailbox.label}", reader.run, singleton=True)
 
     def _smtp_service(self) -> Service:
         settings = self._settings
