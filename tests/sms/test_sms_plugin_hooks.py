@@ -29,6 +29,7 @@ from casebridge.model import (
     derived_id,
     utcnow,
 )
+from casebridge.plugin import PluginContext
 from casebridge.secrets import Secret
 from casebridge_sms.keyword_answers import keyword_word
 from casebridge_sms.plugin import SmsPlugin, media_fields
@@ -298,11 +299,18 @@ async def test_hook_ingest_answer_keywords_off_sends_nothing(
 # -- check, services, commands -----------------------------------------------------------
 
 
+class NoBridge:
+    """Just enough of a runner for a context whose plugin only checks its provider."""
+
+    registry = None
+    blob_dir = Path("/nonexistent")
+
+
 def twilio_plugin(base_url: str, token: str) -> SmsPlugin:
     plugin = SmsPlugin()
     settings = SmsSettings(provider="twilio", base_url=base_url, account_sid="AC" + "7" * 32,
                            auth_token=Secret(token), numbers=[OUR])
-    plugin.configure(None, settings)
+    plugin.configure(PluginContext(NoBridge(), "sms", settings))  # type: ignore[arg-type]
     return plugin
 
 
@@ -325,7 +333,7 @@ async def test_hook_check_sandbox_and_services(sms: Rig) -> None:
     assert sms.plugin.sandbox_url.startswith("http://127.0.0.1:")
     assert sms.sandbox.webhook_url == sms.bridge.public_url + "/webhooks/sms/inbound"
     plugin = twilio_plugin("http://127.0.0.1:9", "t")
-    [service] = plugin.services(None)
+    [service] = plugin.services()
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
         assert plugin.provider().base_url == "http://127.0.0.1:9"

@@ -44,8 +44,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from casebridge.json_input import JsonInputError, loads
-from casebridge.secrets import Secret
+from casebridge.plugin import JsonInputError, Secret
+from casebridge.plugin import read_json as loads
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
