@@ -4,8 +4,8 @@ Inbound: :class:`~casebridge_email.smtp_server.SmtpIngest` takes mail for the su
 addresses and hands it to ``Bridge.receive`` (250 only once it is durable); ``ingest`` parses
 it, drops loops and floods, stores attachments and builds the message, with the session named
 by a verified reply token as a hint. Outbound: ``deliver_reply`` composes a threaded reply whose
-Message-ID and Reply-To carry the reply token, and sends it through the relay at most once per
-message id.
+Message-ID and Reply-To carry the reply token, and sends it through the relay (the core's
+delivery log makes that at most once per message id).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import anyio
 from anyio.abc import TaskStatus
 from casebridge import hookimpl
 from casebridge.contributions import Address, Command, ConfigSection, Service
-from casebridge.errors import AmbiguousWriteError, ConfigError, PermanentError, TransientError
+from casebridge.errors import ConfigError, PermanentError
 from casebridge.model import (
     Author,
     CheckResult,
@@ -57,7 +57,6 @@ from .trim_command import trim_commands
 
 if TYPE_CHECKING:
     from casebridge.bridge import Bridge
-    from casebridge.store import Store
     from starlette.routing import BaseRoute
 
 log = logging.getLogger(__name__)
@@ -312,17 +311,12 @@ class EmailPlugin:
     async def deliver_reply(
         self, session: Session, message: Message, transcript: Sequence[Message]
     ) -> Delivery:
-        """Send ``message`` as a threaded reply, at most once per ``message.id``.
+        """Send ``message`` as a threaded reply through the relay, once per call.
 
-        Plugin state ``attempt:<id>`` is claimed before the send and ``sent:<id>`` written
-        after it. A relay's refusal (5xx) or a failure before the data went out clears the
-        claim (FAILED, or TransientError to retry); a send the relay never confirmed, or a
-        claim left by a runner that died mid-send, is reported FAILED and not repeated.
+        At most once per ``message.id`` is the core's (``casebridge.delivery_log``). A relay
+        that took the data but never confirmed raises AmbiguousWriteError: a relay cannot be
+        asked afterwards, so the core marks such a reply failed rather than send it twice.
         """
-        store = self._require_bridge().store
-        sent = await store.get_state(NAME, f"sent:{message.id}")
-        if sent is not None:
-            return Delivery(DeliveryState.SENT, external_id=sent["message_id"])
         try:
             email = await self._compose(session, message, transcript)
         except ValueError as exc:
@@ -333,49 +327,16 @@ class EmailPlugin:
         if relay is None:
             # A configuration error, not an outage: retrying cannot help.
             return Delivery(DeliveryState.FAILED, detail=NO_RELAY)
-        attempt_key = f"attempt:{message.id}"
-        claimed = await store.compare_and_put_state(
-            NAME, attempt_key, None, {"message_id": our_id, "stage": "sending"}
-        )
-        if not claimed:
-            earlier = await store.get_state(NAME, attempt_key) or {}
-            return Delivery(
-                DeliveryState.FAILED,
-                external_id=our_id,
-                detail=earlier.get("detail") or (
-                    "an earlier attempt to send this reply was interrupted; the relay may have "
-                    "accepted it, so it is not sent again (check with the customer)"
-                ),
-            )
         # Shielded: a shutdown mid-send waits for the relay's answer (bounded by its
         # timeouts) rather than leave a send whose fate nobody knows.
         with anyio.CancelScope(shield=True):
-            return await self._send(store, email, message.id, our_id, relay, attempt_key)
-
-    async def _send(
-        self, store: Store, email: EmailMessage, message_id: str, our_id: str,
-        relay: RelaySettings, attempt_key: str,
-    ) -> Delivery:
-        try:
-            await send_email(email, relay=relay, envelope_from=self._from_address())
-        except AmbiguousWriteError as exc:
-            detail = (f"{exc}; the relay may have accepted it, so it is not sent again "
-                      "(check with the customer)")
-            await store.put_state(NAME, attempt_key,
-                                  {"message_id": our_id, "stage": "unconfirmed",
-                                   "detail": detail})
-            return Delivery(DeliveryState.FAILED, external_id=our_id, detail=detail)
-        except PermanentError as exc:
-            # The relay answered: it did not take the message, a later call may send again.
-            await store.delete_state(NAME, attempt_key)
-            return Delivery(DeliveryState.FAILED, external_id=our_id, detail=str(exc))
-        except TransientError:
-            await store.delete_state(NAME, attempt_key)
-            raise
-        await store.put_state(NAME, f"sent:{message_id}", {"message_id": our_id})
-        # So a bounce quoting our Message-ID finds the reply it returns.
-        await store.put_state(NAME, f"msgid:{our_id}", message_id)
-        await store.delete_state(NAME, attempt_key)
+            try:
+                await send_email(email, relay=relay, envelope_from=self._from_address())
+            except PermanentError as exc:
+                return Delivery(DeliveryState.FAILED, external_id=our_id, detail=str(exc))
+            # So a bounce quoting our Message-ID finds the reply it returns, and later
+            # replies thread under the ones that went out.
+            await self._require_bridge().store.put_state(NAME, f"msgid:{our_id}", message.id)
         return Delivery(DeliveryState.SENT, external_id=our_id)
 
     async def _compose(
@@ -425,8 +386,11 @@ class EmailPlugin:
                     ids.extend(m.thread_refs)
                 if not m.external_id.startswith("sha256:"):
                     ids.append(m.external_id)
-            elif await store.get_state(NAME, f"sent:{m.id}") is not None:
-                ids.append(make_message_id(token, domain, nonce_for(m.id)).strip("<>"))
+            else:
+                # One of our replies: in the thread when it went out (``msgid:`` recorded).
+                sent_id = make_message_id(token, domain, nonce_for(m.id)).strip("<>")
+                if await store.get_state(NAME, f"msgid:{sent_id}") is not None:
+                    ids.append(sent_id)
         return list(dict.fromkeys(ids))
 
     def _from_address(self) -> str:

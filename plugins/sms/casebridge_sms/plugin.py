@@ -6,8 +6,8 @@ by every runner on one database):
 * ``optout:<E.164>``      the number sent an opt-out keyword, or the provider refused a send
                           to it as opted out (Twilio 21610); replies to it are refused.
 * ``keyword:<MessageSid>`` the keyword answer for this inbound was (being) sent: once only.
-* ``attempt:<message id>`` a reply send was attempted (time, number, body) and its result.
-* ``sent:<sid>``          which message a provider sid belongs to (for reconciliation).
+* ``sent:<sid>``          which reply a provider sid belongs to (status callbacks, and
+                          reconciliation after a send whose outcome was not recorded).
 * ``status:<sid>``        the delivery state the status callbacks reported.
 """
 
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,17 @@ def media_fields(fields: Mapping[str, str]) -> list[tuple[str, str]]:
             content_type = fields.get(f"MediaContentType{index}") or "application/octet-stream"
             media.append((url, content_type))
     return media
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A reply as the SMS it becomes: the number, the (smart-encoded) body, its segment count
+    and ``from_`` or ``messaging_service_sid`` for the provider."""
+
+    to: str
+    body: str
+    segments: int
+    sender: dict[str, str]
 
 
 class MediaRefused(Exception):
@@ -334,32 +346,58 @@ class SmsPlugin:
         return b"".join(chunks)
 
     # -- outbound -------------------------------------------------------------------------
+    # At most once is the core's (casebridge.delivery_log): deliver_reply sends once per
+    # call, and reconcile_delivery finds a send whose outcome the core never recorded.
 
     @hookimpl
-    async def deliver_reply(
-        self, session: Session, message: Message, transcript: Sequence[Message]
-    ) -> Delivery:
-        settings, state = self.settings, self.context.state
-        key = f"attempt:{message.id}"
-        attempt = await state.get(key)
-        if attempt and attempt.get("sid"):
-            return Delivery(DeliveryState.SENT, attempt["sid"], segments=attempt["segments"])
-        if attempt and attempt.get("failed"):
-            return Delivery(DeliveryState.FAILED, detail=attempt["failed"])
-        if attempt and attempt.get("refused"):
-            return Delivery(DeliveryState.REFUSED, detail=attempt["refused"])
-        if attempt is not None:
-            # An earlier call recorded its attempt but not the result (a crash, a timeout):
-            # the SMS may be out already.
-            found = await self._reconcile(attempt, message.id)
-            if found is not None:
-                return await self._sent(key, attempt, found, message.id)
+    async def deliver_reply(self, session: Session, message: Message) -> Delivery:
+        outgoing = self._outgoing(session, message)
+        if isinstance(outgoing, Delivery):
+            return outgoing
+        if await self.context.state.get(f"optout:{outgoing.to}") is not None:
+            return Delivery(DeliveryState.REFUSED, detail=OPTED_OUT)
+        try:
+            sent = await self.provider().send(outgoing.to, outgoing.body, **outgoing.sender,
+                                              status_callback=self.status_url)
+        except ProviderRefusal as exc:
+            if exc.code == OPTED_OUT_CODE:
+                return await self._opted_out_at_provider(outgoing.to, exc)
+            raise
+        return await self._sent(sent, message.id, outgoing.segments)
+
+    @hookimpl
+    async def reconcile_delivery(
+        self, session: Session, message: Message, since: datetime
+    ) -> Delivery | None:
+        """The provider's message from an earlier attempt whose outcome was not recorded:
+        the same body to the same number since the attempt began, not owned by another
+        reply. None when the provider has none, so the core sends again."""
+        outgoing = self._outgoing(session, message)
+        if isinstance(outgoing, Delivery):
+            return None  # nothing could have been sent
+        # Listed by To and From, not by date: Twilio has no date_sent for a queued message.
+        # No From for a reply through a messaging service: the pool picks the sender.
+        recent = await self.provider().recent_messages(
+            outgoing.to, since - CLOCK_SKEW, from_=outgoing.sender.get("from_")
+        )
+        for candidate in recent:
+            if candidate.body != outgoing.body:
+                continue
+            owner = await self.context.state.get(f"sent:{candidate.sid}")
+            if owner in (None, message.id):
+                log.info("SMS for message %s was sent before a crash (%s): not sending again",
+                         message.id, candidate.sid)
+                return await self._sent(candidate, message.id, outgoing.segments)
+        return None
+
+    def _outgoing(self, session: Session, message: Message) -> Outgoing | Delivery:
+        """The SMS that ``message`` becomes, or why it cannot be sent (a final Delivery).
+        The same for every call with the same settings: reconciliation looks for it."""
+        settings = self.settings
         to = self._recipient(session, message)
         if to is None:
             return Delivery(DeliveryState.FAILED,
                             detail="the customer has no phone number to send an SMS to")
-        if await state.get(f"optout:{to}") is not None:
-            return Delivery(DeliveryState.REFUSED, detail=OPTED_OUT)
         parts = segment(message.text, smart=settings.smart_encoding)
         body = "".join(parts.parts)
         if not body.strip():
@@ -372,33 +410,15 @@ class SmsPlugin:
                         "(nothing was sent)"),
             )
         sender = self._sender(session.channel_address or message.sender)
-        if attempt is None:
-            # "from" bounds the crash-recovery lookup (None: a messaging service picks it).
-            attempt = {"at": utcnow().isoformat(), "to": to, "body": body,
-                       "segments": parts.segments, "from": sender.get("from_")}
-            if not await state.compare_and_put(key, None, attempt):
-                raise TransientError(f"message {message.id} is being delivered by another worker")
-        try:
-            sent = await self.provider().send(attempt["to"], attempt["body"], **sender,
-                                              status_callback=self.status_url)
-        except PermanentError as exc:
-            if isinstance(exc, ProviderRefusal) and exc.code == OPTED_OUT_CODE:
-                return await self._opted_out_at_provider(key, attempt, exc)
-            await state.put(key, {**attempt, "failed": str(exc)})
-            return Delivery(DeliveryState.FAILED, detail=str(exc))
-        return await self._sent(key, attempt, sent, message.id)
+        return Outgoing(to, body, parts.segments, sender)
 
-    async def _opted_out_at_provider(
-        self, key: str, attempt: Mapping[str, Any], exc: ProviderRefusal
-    ) -> Delivery:
+    async def _opted_out_at_provider(self, to: str, exc: ProviderRefusal) -> Delivery:
         """The provider refused the reply because the number opted out there (its own STOP
         handling, or the carrier's): remember the opt-out, refuse this reply and later ones."""
-        state = self.context.state
-        await state.put(f"optout:{attempt['to']}",
-                              {"at": utcnow().isoformat(), "provider_code": exc.code})
-        detail = f"{OPTED_OUT}; the provider refused the SMS: {exc}"
-        await state.put(key, {**attempt, "refused": detail})
-        return Delivery(DeliveryState.REFUSED, detail=detail)
+        await self.context.state.put(f"optout:{to}",
+                                     {"at": utcnow().isoformat(), "provider_code": exc.code})
+        return Delivery(DeliveryState.REFUSED,
+                        detail=f"{OPTED_OUT}; the provider refused the SMS: {exc}")
 
     @staticmethod
     def _recipient(session: Session, message: Message) -> str | None:
@@ -412,31 +432,10 @@ class SmsPlugin:
             return number
         return None
 
-    async def _reconcile(self, attempt: Mapping[str, Any], message_id: str) -> SentMessage | None:
-        """The provider's message from an earlier attempt whose result was not recorded."""
+    async def _sent(self, sent: SentMessage, message_id: str, segments: int) -> Delivery:
         state = self.context.state
-        since = datetime.fromisoformat(attempt["at"]) - CLOCK_SKEW
-        # Listed by To and From, not by date: Twilio has no date_sent for a queued message.
-        # No From for a reply through a messaging service: the pool picks the sender.
-        recent = await self.provider().recent_messages(
-            attempt["to"], since, from_=attempt.get("from")
-        )
-        for candidate in recent:
-            if candidate.body != attempt["body"]:
-                continue
-            owner = await state.get(f"sent:{candidate.sid}")
-            if owner in (None, message_id):
-                log.info("SMS for message %s was sent before a crash (%s): not sending again",
-                         message_id, candidate.sid)
-                return candidate
-        return None
-
-    async def _sent(
-        self, key: str, attempt: Mapping[str, Any], sent: SentMessage, message_id: str
-    ) -> Delivery:
-        state = self.context.state
+        # Which reply the sid is: status callbacks report to it, reconciliation skips it.
         await state.put(f"sent:{sent.sid}", message_id)
-        await state.put(key, {**attempt, "sid": sent.sid})
         if sent.status:
             try:
                 await record_status(state, sent.sid, sent.status)
@@ -446,8 +445,8 @@ class SmsPlugin:
         status = await state.get(f"status:{sent.sid}")
         if status:
             await report_outcome(self.context, message_id, status["status"],
-                                   status.get("error_code", ""))
-        return Delivery(DeliveryState.SENT, sent.sid, segments=attempt["segments"])
+                                 status.get("error_code", ""))
+        return Delivery(DeliveryState.SENT, sent.sid, segments=segments)
 
     # -- check ----------------------------------------------------------------------------
 
