@@ -34,7 +34,8 @@ from casebridge.model import (
 from casebridge.plugin import PluginContext
 from casebridge.secrets import Secret
 from casebridge_sms.keyword_answers import keyword_word
-from casebridge_sms.plugin import SmsPlugin, media_fields
+from casebridge_sms.media import media_fields
+from casebridge_sms.plugin import SmsPlugin
 from casebridge_sms.sandbox import SandboxState, create_sandbox_app
 from casebridge_sms.settings import SmsSettings
 from casebridge_sms.webhook import STATUS_RANK, advance_status, form_fields, our_channel

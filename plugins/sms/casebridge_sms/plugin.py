@@ -13,7 +13,6 @@ by every runner on one database):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from casebridge.plugin import read_json as loads
 
 from casebridge_sms.commands import sms_commands
 from casebridge_sms.keyword_answers import KeywordAnswers, inbound_keyword
+from casebridge_sms.media import keep_media, media_fields
 from casebridge_sms.phones import digits, normalize
 from casebridge_sms.provider import (
     API_VERSION,
@@ -69,27 +69,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Twilio allows at most 10 media per MMS; more in a form is not from a real provider.
-MAX_MEDIA = 10
 # The provider's clock and ours may disagree: reconciliation looks this far before the
 # recorded attempt.
 CLOCK_SKEW = timedelta(minutes=2)
 OPTED_OUT = "the customer opted out of SMS (STOP)"
-
-
-def media_fields(fields: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The (URL, content type) of each MMS medium the webhook form references."""
-    try:
-        count = int(fields.get("NumMedia") or 0)
-    except ValueError:
-        raise PermanentError(f"NumMedia {fields.get('NumMedia')!r} is not a number") from None
-    media = []
-    for index in range(min(max(count, 0), MAX_MEDIA)):
-        url = fields.get(f"MediaUrl{index}", "")
-        if url:
-            content_type = fields.get(f"MediaContentType{index}") or "application/octet-stream"
-            media.append((url, content_type))
-    return media
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +84,6 @@ class Outgoing:
     body: str
     segments: int
     sender: dict[str, str]
-
-
-class MediaRefused(Exception):
-    """A medium was not kept; the message says why."""
 
 
 class SmsPlugin:
@@ -297,53 +276,9 @@ class SmsPlugin:
         self, fields: Mapping[str, str]
     ) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
         settings = self.settings
-        attachments, notes = [], []
-        for index, (url, content_type) in enumerate(media_fields(fields)):
-            name = f"media{index}"
-            if not settings.download_media:
-                attachments.append(Attachment(name, content_type, 0, "", location=url))
-                continue
-            try:
-                data = await self._download(url, settings.max_media_bytes)
-            except MediaRefused as exc:
-                notes.append(f"{name} not kept: {exc}")
-                attachments.append(
-                    Attachment(name, content_type, 0, "", location=url, refused=str(exc))
-                )
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            location = await self.context.blobs.write(data, digest)
-            attachments.append(Attachment(name, content_type, len(data), digest, location))
-        return tuple(attachments), tuple(notes)
-
-    async def _download(self, url: str, limit: int) -> bytes:
-        settings = self.settings
-        if not url.startswith(("http://", "https://")):
-            raise MediaRefused(f"{url!r} is not an http(s) URL")
-        try:
-            # httpx drops the credentials when a redirect leaves the provider's host.
-            async with (
-                httpx.AsyncClient(timeout=30, follow_redirects=True) as client,
-                client.stream("GET", url, auth=(settings.sid, settings.token.reveal())) as answer,
-            ):
-                if answer.status_code >= 400:
-                    raise MediaRefused(f"download failed: HTTP {answer.status_code}")
-                declared = answer.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise MediaRefused(
-                        f"{declared} bytes is over the {limit}-byte limit (max_media_bytes)"
-                    )
-                chunks, size = [], 0
-                async for chunk in answer.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise MediaRefused(
-                            f"over the {limit}-byte limit (max_media_bytes)"
-                        )
-                    chunks.append(chunk)
-        except httpx.HTTPError as exc:
-            raise MediaRefused(f"download failed: {type(exc).__name__}") from None
-        return b"".join(chunks)
+        auth = (settings.sid, settings.token.reveal()) if settings.download_media else None
+        return await keep_media(media_fields(fields), self.context.blobs, auth,
+                                settings.max_media_bytes)
 
     # -- outbound -------------------------------------------------------------------------
     # At most once is the core's (casebridge.delivery_log): deliver_reply sends once per
