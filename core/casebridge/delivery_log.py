@@ -85,8 +85,12 @@ class Attempt:
             delivery = None if found is None else Delivery(
                 DeliveryState(found["state"]), str(found["external_id"]), str(found["detail"]),
                 int(found["segments"]))
-            return cls(message_id, str(data["channel"]), Stage(data["stage"]),
-                       datetime.fromisoformat(data["started_at"]), int(data["tries"]), delivery)
+            attempt = cls(message_id, str(data["channel"]), Stage(data["stage"]),
+                          datetime.fromisoformat(data["started_at"]), int(data["tries"]),
+                          delivery)
+            if (attempt.stage is Stage.DONE) != (delivery is not None):
+                raise ValueError("an outcome belongs to a done record, and only to one")
+            return attempt
         except (AttributeError, KeyError, TypeError, ValueError):
             raise ValueError(f"delivery log record of {message_id} is unreadable: {data!r}")\
                 from None
@@ -151,8 +155,8 @@ class DeliveryLog:
         channel = session.channel
         raw = await self.store.get_state(NAMESPACE, message.id)
         current = Attempt.from_json(message.id, raw)
-        if current is not None and current.stage is Stage.DONE and current.delivery:
-            return current.delivery
+        if current is not None and current.delivery is not None:
+            return current.delivery  # done
         if current is not None and current.stage is Stage.SENDING:
             found = await self._reconcile(session, message, current)
             if found is not None:
@@ -184,8 +188,13 @@ class DeliveryLog:
             log.warning("reply %s: an earlier send was interrupted and %s cannot tell whether "
                         "it went out: not sent again", message.id, channel)
             return in_doubt(channel)
-        found = await self.hooks.reconcile_delivery(channel, session, message,
-                                                    attempt.started_at)
+        try:
+            found = await self.hooks.reconcile_delivery(channel, session, message,
+                                                        attempt.started_at)
+        except PermanentError as exc:
+            # The lookup itself cannot succeed (the provider refuses it): the reply stays in
+            # doubt for good, and the rule for doubt applies.
+            return in_doubt(channel, f"the lookup of an interrupted send failed ({exc})")
         if found is not None:
             log.info("reply %s: an earlier send was interrupted; %s says %s: not sent again",
                      message.id, channel, found.state.value)

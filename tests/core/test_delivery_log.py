@@ -154,6 +154,23 @@ async def test_a_channel_that_cannot_look_fails_a_reply_in_doubt_and_never_resen
     assert wire.sent == ["m4", "m5"]
 
 
+async def test_a_lookup_the_channel_cannot_make_leaves_the_reply_failed_not_resent(
+    store: Any,
+) -> None:
+    wire = Wire("die after send")
+    log = DeliveryLog(store, wire)
+    await killed_mid_send(log, reply("m11"))
+
+    async def refused(*args: Any) -> Delivery | None:
+        raise PermanentError("HTTP 401 listing messages")
+
+    wire.reconcile_delivery = refused  # type: ignore[method-assign]
+    doubt = await log.deliver(SESSION, reply("m11"), [])
+    assert doubt.state is DeliveryState.FAILED
+    assert "HTTP 401 listing messages" in doubt.detail and "not sent again" in doubt.detail
+    assert wire.sent == ["m11"]
+
+
 async def test_an_ambiguous_send_is_looked_up_on_the_next_attempt(store: Any) -> None:
     wire = Wire(AmbiguousWriteError("timed out after sending"))
     log = DeliveryLog(store, wire)
@@ -218,12 +235,21 @@ delivery_values = st.none() | st.builds(
     st.integers(0, 20))
 
 
-@given(stage=st.sampled_from(Stage), tries=st.integers(1, 100), delivery=delivery_values,
-       started=st.datetimes(timezones=st.just(UTC)), channel=st.text(min_size=1, max_size=10))
+@given(stage=st.sampled_from([Stage.SENDING, Stage.NOT_SENT]), tries=st.integers(1, 100),
+       delivery=delivery_values, started=st.datetimes(timezones=st.just(UTC)),
+       channel=st.text(min_size=1, max_size=10))
 def test_a_record_reads_back_as_written(stage: Stage, tries: int, delivery: Delivery | None,
                                         started: datetime, channel: str) -> None:
-    attempt = Attempt("m", channel, stage, started, tries, delivery)
+    # An outcome makes a record done; without one it is still under way.
+    attempt = Attempt("m", channel, stage if delivery is None else Stage.DONE, started, tries,
+                      delivery)
     assert Attempt.from_json("m", attempt.as_json()) == attempt
+
+
+def test_a_done_record_without_its_outcome_is_refused() -> None:
+    broken = Attempt("m", "wire", Stage.DONE, T0).as_json()
+    with pytest.raises(ValueError, match="unreadable"):
+        Attempt.from_json("m", broken)
 
 
 # -- through the pipeline ---------------------------------------------------------------
