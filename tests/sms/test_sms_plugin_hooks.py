@@ -312,6 +312,22 @@ async def test_hook_ingest_stop_the_provider_already_blocks_is_left_to_it(
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+async def test_hook_ingest_a_keyword_answer_is_one_request_and_a_retried_webhook_answers(
+    sms: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The customer's webhook is not held while a provider outage is retried: one request,
+    # the failure logged, and nothing claimed, so the provider's retry of the webhook answers.
+    sms.sandbox.fail_next(503, times=3)
+    help_ = raw(Body="HELP")
+    assert (await sms.plugin.ingest(help_)).dropped == "help keyword HELP"
+    assert len(sms.sandbox.failures) == 2 and sms.sandbox.messages == []
+    assert "keyword answer" in caplog.text and "503" in caplog.text
+    sms.sandbox.failures.clear()
+    assert (await sms.plugin.ingest(help_)).dropped == "help keyword HELP"
+    assert (await sms.plugin.ingest(help_)).dropped == "help keyword HELP"
+    assert [m["to"] for m in sms.sandbox.messages] == [ANN]
+
+
 async def test_hook_ingest_answer_keywords_off_sends_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
