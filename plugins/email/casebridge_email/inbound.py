@@ -12,9 +12,16 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
-from casebridge.model import Attachment, Author, Direction, Message, RawInbound, derived_id
+from casebridge.plugin import (
+    Attachment,
+    Author,
+    Direction,
+    Message,
+    RawInbound,
+    derived_id,
+    sanitize_html,
+)
 from casebridge.plugin import html_too_deep as too_deep
-from casebridge.plugin import sanitize_html
 
 from .mime import ParsedEmail
 from .tokens import read_token, token_from_address, token_from_message_id

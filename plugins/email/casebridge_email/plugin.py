@@ -1,18 +1,23 @@
 """The email channel's pluggy glue: the class the ``email`` entry point names.
 
 Inbound: :class:`~casebridge_email.smtp_server.SmtpIngest` takes mail for the support
-addresses and hands it to ``Bridge.receive`` (250 only once it is durable); ``ingest`` parses
-it, drops loops and floods, stores attachments and builds the message, with the session named
-by a verified reply token as a hint. Outbound: ``deliver_reply`` composes a threaded reply whose
-Message-ID and Reply-To carry the reply token, and sends it through the relay (the core's
-delivery log makes that at most once per message id).
+addresses and hands it to ``PluginContext.receive`` (250 only once it is durable); ``ingest``
+parses it, drops loops and floods, stores attachments and builds the message, with the session
+named by a verified reply token as a hint. Outbound: ``deliver_reply`` composes a threaded
+reply whose Message-ID and Reply-To carry the reply token, and sends it through the relay
+(the core's delivery log makes that at most once per message id). Its bodies come from the
+plugin's own templates (``templates/email/reply.*.j2``), which the TOML's ``[templates] dir``
+overrides by path.
+
+Everything of the runner the plugin uses comes through the :class:`PluginContext` that
+``configure`` gives it; its name (state, logs, the channel it answers to) is the one the
+TOML gives it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import logging
 import ssl
 from collections.abc import Sequence
@@ -23,19 +28,24 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
-from casebridge import hookimpl
-from casebridge.contributions import Address, Command, ConfigSection, Service
-from casebridge.errors import ConfigError, PermanentError
-from casebridge.model import (
+from casebridge.plugin import (
+    Address,
     Author,
     CheckResult,
+    Command,
+    ConfigError,
+    ConfigSection,
     Delivery,
     DeliveryState,
     Direction,
     Inbound,
     Message,
+    PermanentError,
+    PluginContext,
     RawInbound,
+    Service,
     Session,
+    hookimpl,
 )
 
 from .attachments import store_attachments
@@ -46,9 +56,10 @@ from .catcher_pages import catcher_routes
 from .compose import compose_reply
 from .guards import SenderRateLimiter, loop_reason
 from .imap import probe
-from .inbound import CHANNEL, to_message
+from .inbound import to_message
 from .mailbox import PEER_PREFIX, MailboxReader
 from .mime import parse_email
+from .reply_bodies import TEMPLATES, reply_bodies
 from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
 from .smtp_server import IngestEnvelope, SmtpIngest, password_checker
@@ -56,12 +67,9 @@ from .tokens import make_message_id, make_token, plus_address
 from .trim_command import trim_commands
 
 if TYPE_CHECKING:
-    from casebridge.bridge import Bridge
     from starlette.routing import BaseRoute
 
-log = logging.getLogger(__name__)
-
-NAME = "email"
+DEFAULT_NAME = "email"  # the entry point's; an instance's own name is ``context.name``
 CHECK_TIMEOUT = 5.0
 IMAP_CHECK_TIMEOUT = 10.0  # per server answer; a mailbox login takes a few round trips
 _TOKEN_KEY_LABEL = b"casebridge email reply token"
@@ -97,7 +105,7 @@ class EmailPlugin:
     """The email channel. Instantiated once per runner by the entry point."""
 
     def __init__(self) -> None:
-        self._bridge: Bridge | None = None
+        self._configured: PluginContext | None = None
         self._settings = EmailSettings()
         self._limiter = SenderRateLimiter(
             self._settings.rate_limit_messages, self._settings.rate_limit_seconds
@@ -109,41 +117,44 @@ class EmailPlugin:
 
     @hookimpl
     def config_section(self) -> ConfigSection:
-        return ConfigSection(NAME, EmailSettings)
+        return ConfigSection(DEFAULT_NAME, EmailSettings)
 
     @hookimpl
-    def configure(self, bridge: Bridge, settings: EmailSettings) -> None:
-        self._bridge = bridge
+    def configure(self, context: PluginContext) -> None:
+        settings: EmailSettings = context.settings
+        self._configured = context
         self._settings = settings
+        context.add_templates(TEMPLATES)
         self._limiter = SenderRateLimiter(settings.rate_limit_messages,
                                           settings.rate_limit_seconds)
         # aiosmtpd logs every SMTP line to "mail.log", AUTH answers (base64 credentials)
         # included at DEBUG: keep it to warnings whatever the bridge's level.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
-        self.catcher = (MailCatcher(settings.catcher, bridge.data_dir)
+        self.catcher = (MailCatcher(settings.catcher, context.data_dir)
                         if settings.catcher is not None else None)
         # imapclient logs the whole IMAP conversation at DEBUG, message bodies and the
         # XOAUTH2 exchange included.
         logging.getLogger("imapclient").setLevel(logging.WARNING)
 
     @hookimpl
-    def services(self, bridge: Bridge) -> list[Service]:
-        services = [self._mailbox_service(bridge, m) for m in self._settings.mailboxes]
+    def services(self) -> list[Service]:
+        services = [self._mailbox_service(m) for m in self._settings.mailboxes]
         if self._settings.smtp_server:
-            services.insert(0, self._smtp_service(bridge))
+            services.insert(0, self._smtp_service())
         if self.catcher is not None:
-            services.append(Service("email mail catcher", self.catcher.run))
+            services.append(Service(f"{self._context.name} mail catcher", self.catcher.run))
         return services
 
-    def _mailbox_service(self, bridge: Bridge, mailbox: MailboxSettings) -> Service:
+    def _mailbox_service(self, mailbox: MailboxSettings) -> Service:
+        context = self._context
         reader = MailboxReader(
-            mailbox, store=bridge.store, plugin=NAME, on_message=self._on_message,
+            mailbox, state=context.state, on_message=self._on_message,
             max_message_bytes=self._settings.max_message_bytes,
-            base_dir=bridge.config.base_dir,
+            base_dir=context.base_dir,
         )
-        return Service(f"email mailbox {mailbox.label}", reader.run)
+        return Service(f"{context.name} mailbox {mailbox.label}", reader.run)
 
-    def _smtp_service(self, bridge: Bridge) -> Service:
+    def _smtp_service(self) -> Service:
         settings = self._settings
         authenticator = None
         if settings.require_auth and settings.auth_password is not None:
@@ -155,7 +166,7 @@ class EmailPlugin:
             max_size=settings.max_message_bytes,
             max_line_length=settings.max_line_bytes,
             on_message=self._on_message,
-            tls_context=tls_context(settings, bridge.config.base_dir),
+            tls_context=tls_context(settings, self._context.base_dir),
             require_starttls=settings.require_starttls,
             authenticator=authenticator,
             # Settings allow AUTH without TLS only on loopback (a local forwarding source).
@@ -165,23 +176,23 @@ class EmailPlugin:
         async def run(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
             await server.run(task_status=task_status)
 
-        return Service("email SMTP server", run)
+        return Service(f"{self._context.name} SMTP server", run)
 
     @hookimpl
-    def addresses(self, bridge: Bridge) -> list[Address]:
+    def addresses(self) -> list[Address]:
         settings = self._settings
         to = settings.support_addresses[0] if settings.support_addresses else ""
         found = [Address("Customer email in (SMTP)",
                          f"{settings.listen_host}:{settings.listen_port}",
                          f"to {to}" if to else "")]
         if self.catcher is not None:
-            found.append(Address("Mail catcher", self.catcher_url(bridge.public_url),
+            found.append(Address("Mail catcher", self.catcher_url(self._context.public_url),
                                  f"replies sent to SMTP {self.catcher.settings.host}:"
                                  f"{self.catcher.port}"))
         return found
 
     @hookimpl
-    def http_routes(self, bridge: Bridge) -> list[BaseRoute]:
+    def http_routes(self) -> list[BaseRoute]:
         if self.catcher is None:
             return []
         where = f"{self.catcher.settings.host}:{self.catcher.settings.port}"
@@ -196,43 +207,44 @@ class EmailPlugin:
         return trim_commands()
 
     @hookimpl
-    async def check(self, bridge: Bridge) -> CheckResult:
-        settings = self._settings
+    async def check(self) -> CheckResult:
+        context, settings = self._context, self._settings
+        name = context.name
         blocking = [p for p in settings.missing() if not p.startswith("reply_token_secret")]
         if blocking:
-            return CheckResult(NAME, False, "; ".join(blocking))
+            return CheckResult(name, False, "; ".join(blocking))
         try:
-            tls_context(settings, bridge.config.base_dir)
+            tls_context(settings, context.base_dir)
         except ConfigError as exc:
-            return CheckResult(NAME, False, str(exc))
+            return CheckResult(name, False, str(exc))
         # Bounded like the relay check: an unreachable host must not stall `casebridge check`.
         mailboxes = [await anyio.to_thread.run_sync(
                          probe, replace(m, timeout=min(m.timeout, IMAP_CHECK_TIMEOUT)),
-                         bridge.config.base_dir)
+                         context.base_dir)
                      for m in settings.mailboxes]
         notes = [detail for _, detail in mailboxes]
         if not all(ok for ok, _ in mailboxes):
-            return CheckResult(NAME, False, "; ".join(notes))
+            return CheckResult(name, False, "; ".join(notes))
         relay = settings.relay
         if relay is None and settings.catcher is not None:
             catcher = settings.catcher
-            return CheckResult(NAME, True, "; ".join([
+            return CheckResult(name, True, "; ".join([
                 f"Active (replies go to the mail catcher on {catcher.host}:{catcher.port}, "
-                f"shown at {self.catcher_url(bridge.public_url)}; it starts with run)",
+                f"shown at {self.catcher_url(context.public_url)}; it starts with run)",
                 *notes]))
         if relay is None:
-            return CheckResult(NAME, False, "; ".join([NO_RELAY, *notes]))
+            return CheckResult(name, False, "; ".join([NO_RELAY, *notes]))
         problem = await _unreachable(relay)
         if problem:
-            return CheckResult(NAME, False, "; ".join([problem, *notes]))
-        return CheckResult(NAME, True, "; ".join(["Active", *notes]))
+            return CheckResult(name, False, "; ".join([problem, *notes]))
+        return CheckResult(name, True, "; ".join(["Active", *notes]))
 
     # -- inbound --------------------------------------------------------------------------
 
     async def _on_message(self, envelope: IngestEnvelope) -> None:
-        await self._require_bridge().receive(
+        await self._context.receive(
             RawInbound(
-                channel=CHANNEL,
+                channel=self._context.name,
                 payload=envelope.data,
                 envelope_from=envelope.mail_from,
                 envelope_to=envelope.rcpt_tos,
@@ -269,10 +281,10 @@ class EmailPlugin:
                 dropped=(f"rate limit: over {settings.rate_limit_messages} messages in "
                          f"{settings.rate_limit_seconds:g}s from {sender}"),
             )
-        folder = self._require_bridge().blob_dir
+        context = self._context
         attachments, notes = await anyio.to_thread.run_sync(
             functools.partial(
-                store_attachments, parsed.attachments, folder,
+                store_attachments, parsed.attachments, context.blobs.folder,
                 max_bytes=settings.max_attachment_bytes, max_count=settings.max_attachments,
             )
         )
@@ -286,19 +298,20 @@ class EmailPlugin:
                 notes=notes,
             )
         )
-        return Inbound(message, contact_name=parsed.from_name)
+        # The channel is this instance's name, so its replies come back to it.
+        return Inbound(replace(message, channel=context.name), contact_name=parsed.from_name)
 
     async def _note_bounce(self, payload: bytes) -> None:
         """A bounce of one of our replies: the reply failed, and the rep should know."""
         bounce = read_bounce(payload, self._settings.our_message_id_domain)
         if bounce is None:
             return
-        bridge = self._require_bridge()
+        context = self._context
         for our_id in bounce.message_ids:
-            owner = await bridge.store.get_state(NAME, f"msgid:{our_id}")
+            owner = await context.state.get(f"msgid:{our_id}")
             if isinstance(owner, str):
-                log.info("reply %s bounced: %s", owner, bounce.reason)
-                await bridge.report_delivery(
+                context.log.info("reply %s bounced: %s", owner, bounce.reason)
+                await context.report_delivery(
                     owner, "failed", f"the customer's mail server returned it ({bounce.reason})")
 
     def _our_domains(self) -> list[str]:
@@ -336,14 +349,13 @@ class EmailPlugin:
                 return Delivery(DeliveryState.FAILED, external_id=our_id, detail=str(exc))
             # So a bounce quoting our Message-ID finds the reply it returns, and later
             # replies thread under the ones that went out.
-            await self._require_bridge().store.put_state(NAME, f"msgid:{our_id}", message.id)
+            await self._context.state.put(f"msgid:{our_id}", message.id)
         return Delivery(DeliveryState.SENT, external_id=our_id)
 
     async def _compose(
         self, session: Session, message: Message, transcript: Sequence[Message]
     ) -> EmailMessage:
-        bridge = self._require_bridge()
-        settings = self._settings
+        context, settings = self._context, self._settings
         from_addr = self._from_address()
         domain = settings.our_message_id_domain
         if not from_addr or not domain:
@@ -353,10 +365,10 @@ class EmailPlugin:
         token = make_token(session.id, self._token_secret())
         customer = [m for m in transcript
                     if m.author is Author.CUSTOMER and m.direction is Direction.INBOUND
-                    and m.channel == CHANNEL and not m.external_id.startswith("sha256:")]
+                    and m.channel == context.name and not m.external_id.startswith("sha256:")]
         in_reply_to = customer[-1].external_id if customer else None
         references = await self._thread_ids(transcript, message, token, domain)
-        text, html = bridge.templates.reply_bodies(message, session)
+        text, html = reply_bodies(context.render, message, session)
         return compose_reply(
             from_addr=from_addr,
             from_name=settings.from_name,
@@ -376,10 +388,10 @@ class EmailPlugin:
     ) -> list[str]:
         """The Message-IDs of the conversation so far, oldest first: the customer's, what the
         customer's first mail referred to, and the replies we actually sent."""
-        store = self._require_bridge().store
+        context = self._context
         ids: list[str] = []
         for m in transcript:
-            if m.id == current.id or m.channel != CHANNEL:
+            if m.id == current.id or m.channel != context.name:
                 continue
             if m.direction is Direction.INBOUND:
                 if not ids:
@@ -389,7 +401,7 @@ class EmailPlugin:
             else:
                 # One of our replies: in the thread when it went out (``msgid:`` recorded).
                 sent_id = make_message_id(token, domain, nonce_for(m.id)).strip("<>")
-                if await store.get_state(NAME, f"msgid:{sent_id}") is not None:
+                if await context.state.get(f"msgid:{sent_id}") is not None:
                     ids.append(sent_id)
         return list(dict.fromkeys(ids))
 
@@ -398,10 +410,13 @@ class EmailPlugin:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _require_bridge(self) -> Bridge:
-        if self._bridge is None:
-            raise PermanentError("the email plugin is not configured (no bridge)")
-        return self._bridge
+    @property
+    def _context(self) -> PluginContext:
+        """The runner, as ``configure`` gave it: the one guard for every hook that needs it."""
+        if self._configured is None:
+            raise PermanentError("the email plugin is not configured: the runner has not "
+                                 "called its configure hook")
+        return self._configured
 
     def _token_secret(self) -> bytes:
         configured = self._settings.reply_token_secret
@@ -409,9 +424,7 @@ class EmailPlugin:
             return configured.reveal().encode()
         if self._derived_secret is None:
             # A key of its own, so a reply token never doubles as a session-link signature.
-            link_secret = self._require_bridge().link_secret
-            self._derived_secret = hmac.new(link_secret, _TOKEN_KEY_LABEL,
-                                            hashlib.sha256).digest()
+            self._derived_secret = self._context.derived_key(_TOKEN_KEY_LABEL)
         return self._derived_secret
 
 

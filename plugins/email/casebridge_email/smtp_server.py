@@ -24,8 +24,7 @@ from typing import Any
 import anyio
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from anyio.abc import TaskStatus
-from casebridge.errors import PermanentError
-from casebridge.secrets import Secret
+from casebridge.plugin import PermanentError, Secret
 
 log = logging.getLogger(__name__)
 
