@@ -22,8 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from casebridge.sqlite_store import SqliteStore
 from casebridge.store import Job, NewJob
+from casebridge.store.sqlite import SqliteStore
 from common import report  # puts core/ and tests/ on sys.path
 
 LEASE = timedelta(seconds=60)
@@ -58,12 +58,12 @@ def backlog(n: int, start: int = 0) -> list[NewJob]:
 
 async def old_claim(store: SqliteStore) -> tuple[int, int] | None:
     def run(conn: Any) -> tuple[int, int] | None:
-        now = store._now()
+        now = store.db.now()
         row = conn.execute(OLD_CLAIM, {"worker": "bench", "now": now.isoformat(
             timespec="microseconds"), "lease_until": (now + LEASE).isoformat(
             timespec="microseconds")}).fetchone()
         return None if row is None else (row[0], row[1])
-    return await store._tx(run)
+    return await store.db.tx(run)
 
 
 async def new_claim(store: Any) -> tuple[int, int] | None:

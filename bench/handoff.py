@@ -138,7 +138,7 @@ def write_config(folder: Path, url: str, run: Run) -> Path:
             "url": url, "auth": "login", "username": SUPERVISOR, "password": SUPERVISOR,
             "atomic_handoff": run.atomic, "max_concurrency": run.max_concurrency,
             "reconcile_interval": 0,
-            "backoff": 0.05, "backoff_max": 0.5, "upload_attachments": False,
+            "upload_attachments": False,
             "webhook_token": "bench-webhook-token-0123456789",
         }},
     }

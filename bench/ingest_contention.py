@@ -30,8 +30,12 @@ if ARGS.core:
     sys.path.insert(0, str(ARGS.core.resolve()))
 
 from casebridge.model import Author, Direction, Message, utcnow  # noqa: E402
-from casebridge.sqlite_store import SqliteStore  # noqa: E402
 from casebridge.store import NewJob  # noqa: E402
+
+try:
+    from casebridge.store.sqlite import SqliteStore
+except ImportError:  # --core names a checkout from before the store package
+    from casebridge.sqlite_store import SqliteStore  # type: ignore[no-redef]
 from common import percentile, report  # noqa: E402
 
 LEASE = timedelta(seconds=60)

@@ -232,7 +232,7 @@ def traced(folder: Path, eml: Path, max_mb: int) -> dict[str, Any]:
     import tracemalloc
 
     import anyio
-    from casebridge.sqlite_store import SqliteStore
+    from casebridge.store.sqlite import SqliteStore
     from casebridge_email import inbound, mime, plugin
 
     stages = StagePeaks()
@@ -241,7 +241,8 @@ def traced(folder: Path, eml: Path, max_mb: int) -> dict[str, Any]:
     stages.wrap(email.feedparser.BytesFeedParser, "feed", "    stdlib FeedParser.feed")
     stages.wrap(email.feedparser.BytesFeedParser, "close", "    stdlib FeedParser.close")
     stages.wrap(mime._Body, "walk", "  _Body.walk (decode parts)")
-    stages.wrap(mime._Body, "_payload", "    _Body._payload")
+    stages.wrap(mime._Body, "_body", "    _Body._body (in place, else decoded)")
+    stages.wrap(mime._Body, "_payload", "      _Body._payload (stdlib decoding)")
     stages.wrap(mime._Body, "_decode_body", "    _Body._decode_body")
     stages.wrap(plugin, "store_attachments", "store_attachments")
     stages.wrap(plugin, "to_message", "to_message (trim, sanitize)")

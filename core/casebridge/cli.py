@@ -236,7 +236,7 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     store = open_store_for(config)
     await store.open()
     try:
-        version = await store.schema_version()  # type: ignore[attr-defined]
+        version = await store.schema_version()
     finally:
         await store.close()
     print(f"{store!r}: schema version {version}")

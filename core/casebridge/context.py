@@ -21,8 +21,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from . import blobs
+from .fieldmap import MappedField, mapped_fields
 from .logs import new_trace_id
 from .model import CrmEvent, RawInbound, SessionStatus
+from .store import PluginStateStore
 
 if TYPE_CHECKING:
     from .bridge import Bridge, Received
@@ -36,24 +38,23 @@ class PluginState:
     Values are JSON-able. Keys are the plugin's own: two plugins never see each other's.
     """
 
-    def __init__(self, bridge: Bridge, plugin: str) -> None:
-        self._bridge, self._plugin = bridge, plugin
+    def __init__(self, store: PluginStateStore, plugin: str) -> None:
+        self._store, self._plugin = store, plugin
 
     async def get(self, key: str) -> Any | None:
-        return await self._bridge.store.get_state(self._plugin, key)
+        return await self._store.get_state(self._plugin, key)
 
     async def put(self, key: str, value: Any) -> None:
-        await self._bridge.store.put_state(self._plugin, key, value)
+        await self._store.put_state(self._plugin, key, value)
 
     async def delete(self, key: str) -> None:
-        await self._bridge.store.delete_state(self._plugin, key)
+        await self._store.delete_state(self._plugin, key)
 
     async def compare_and_put(self, key: str, expected: Any | None, value: Any | None) -> bool:
         """Set ``key`` to ``value`` only if it still holds ``expected`` (None: absent);
         ``value`` None deletes. True when the swap happened, so two runners (or two jobs)
         updating one record never lose an update."""
-        return await self._bridge.store.compare_and_put_state(self._plugin, key, expected,
-                                                              value)
+        return await self._store.compare_and_put_state(self._plugin, key, expected, value)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class Blobs:
         """:meth:`write` for code already in a worker thread (parsing a whole message
         there); it blocks, so never call it on the event loop."""
         return blobs.write_blob(self.folder, data, digest)
+
+    def writer(self, *, limit: int | None = None) -> blobs.BlobWriter:
+        """A writer for one file too large to hold whole: write it in pieces, then
+        ``commit()`` for its location (see :class:`~casebridge.blobs.BlobWriter`). Blocking:
+        use it from a worker thread."""
+        return blobs.BlobWriter(self.folder, limit=limit)
 
     def path(self, location: str) -> Path:
         """The file at ``location``; ValueError for a location no blob store wrote."""
@@ -94,7 +101,7 @@ class PluginContext:
         self.settings = settings
         self.log = logging.getLogger(f"casebridge.plugins.{name}")
         self.metrics: CollectorRegistry = bridge.registry
-        self.state = PluginState(bridge, name)
+        self.state = PluginState(bridge.store, name)
         self.blobs = Blobs(bridge.blob_dir)
 
     # -- where things are -----------------------------------------------------------------
@@ -131,6 +138,14 @@ class PluginContext:
     def session_link(self, session_id: str) -> str:
         """A signed, expiring link to the session's page."""
         return self._bridge.session_link(session_id)
+
+    # -- what the TOML maps (for a CRM plugin's check) ------------------------------------
+
+    def mapped_fields(self) -> list[MappedField]:
+        """Every case field the TOML maps (``[[fields.rules]]``, then each enabled plugin's
+        ``[[plugins.<name>.fields]]``), so a CRM plugin's ``check`` can verify each column
+        and lookup value against its CRM."""
+        return mapped_fields(self._bridge.config)
 
     # -- the two paths into the core ------------------------------------------------------
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from .model import Author, Direction, Message, utcnow
-from .store import Store
+from .store import PluginStateStore
 
 STATE_NAMESPACE = "casebridge.delivery"
 
@@ -134,12 +134,12 @@ def _from_json(message_id: str, data: Any) -> DeliveryRecord | None:
     )
 
 
-async def get(store: Store, message_id: str) -> DeliveryRecord | None:
+async def get(store: PluginStateStore, message_id: str) -> DeliveryRecord | None:
     return _from_json(message_id, await store.get_state(STATE_NAMESPACE, message_id))
 
 
 async def report(
-    store: Store,
+    store: PluginStateStore,
     message_id: str,
     state: ReplyState,
     detail: str = "",
@@ -158,7 +158,9 @@ async def report(
             return after
 
 
-async def for_transcript(store: Store, transcript: Sequence[Message]) -> dict[str, DeliveryRecord]:
+async def for_transcript(
+    store: PluginStateStore, transcript: Sequence[Message]
+) -> dict[str, DeliveryRecord]:
     """The delivery records of the tracked replies in ``transcript``, by message id."""
     found: dict[str, DeliveryRecord] = {}
     for message in transcript:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from .errors import AmbiguousWriteError, PermanentError, TransientError
 from .model import Delivery, DeliveryState, Message, Session, utcnow
+from .store import PluginStateStore
 
 __all__ = ["NAMESPACE", "Attempt", "DeliveryLog", "Stage", "in_doubt"]
 
@@ -111,16 +112,6 @@ def in_doubt(channel: str, reason: str = "") -> Delivery:
         "sent again (check with the customer)"))
 
 
-class StateStore(Protocol):
-    """The part of the store this log uses: its key-value state."""
-
-    async def get_state(self, plugin: str, key: str) -> Any | None: ...
-
-    async def compare_and_put_state(
-        self, plugin: str, key: str, expected: Any | None, value: Any | None
-    ) -> bool: ...
-
-
 class ChannelHooks(Protocol):
     """The part of the hook facade this log uses."""
 
@@ -136,7 +127,7 @@ class ChannelHooks(Protocol):
 class DeliveryLog:
     """Delivers each reply through its session's channel at most once (see the module)."""
 
-    def __init__(self, store: StateStore, hooks: ChannelHooks,
+    def __init__(self, store: PluginStateStore, hooks: ChannelHooks,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.store, self.hooks, self._clock = store, hooks, clock
 

@@ -43,7 +43,7 @@ from anyio.abc import TaskStatus
 from .backoff import BackoffPolicy, RandomSource, delay
 from .errors import PermanentError, TransientError
 from .model import utcnow
-from .store import Job, NewJob, Store
+from .store import Job, JobQueue, NewJob
 
 __all__ = ["Handler", "Outbox", "OutboxEvent"]
 
@@ -93,7 +93,7 @@ class Outbox:
 
     def __init__(
         self,
-        store: Store,
+        store: JobQueue,
         handlers: Mapping[str, Handler],
         *,
         workers: int = 4,

@@ -39,6 +39,7 @@ from .errors import (
     TransientError,
     WebhookRefused,
 )
+from .fieldmap import MappedField
 from .hookspecs import hookimpl
 from .html_depth import flat_text as html_flat_text
 from .html_depth import too_deep as html_too_deep
@@ -112,6 +113,7 @@ __all__ = [
     "HandoffResult",
     "Inbound",
     "JsonInputError",
+    "MappedField",
     "Message",
     "PermanentError",
     "PluginContext",

@@ -4,8 +4,8 @@ default) or PostgreSQL when ``[store] url`` is set."""
 from __future__ import annotations
 
 from .config import Config
-from .sqlite_store import SqliteStore
 from .store import Store
+from .store.sqlite import SqliteStore
 
 __all__ = ["open_store_for"]
 

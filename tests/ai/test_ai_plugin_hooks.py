@@ -151,7 +151,7 @@ async def test_hook_assistant_turn_ai_unavailable_hands_off_after_retries(make_b
 async def test_hook_assistant_turn_ai_long_retry_after_gives_up_at_once(make_bridge,
                                                                         ai_server) -> None:
     ai_server.script(status(429, retry_after="120"))
-    async with make_bridge(retries=3) as (bridge, _):
+    async with make_bridge(retries=2) as (bridge, _):
         turn = await plugin(bridge).assistant_turn(SESSION, TRANSCRIPT)
     assert turn is not None and turn.handoff is not None
     assert "asks to wait 120s" in turn.handoff.reason and len(ai_server.completions()) == 1
@@ -168,7 +168,7 @@ async def test_hook_assistant_turn_ai_timeout_hands_off(make_bridge, ai_server) 
 
 async def test_hook_assistant_turn_ai_refused_key_is_not_retried(make_bridge, ai_server) -> None:
     ai_server.script(status(401))
-    async with make_bridge(retries=3) as (bridge, _):
+    async with make_bridge(retries=2) as (bridge, _):
         turn = await plugin(bridge).assistant_turn(SESSION, TRANSCRIPT)
     assert turn is not None and turn.handoff is not None
     assert "HTTP 401 (check api_key): scripted 401" in turn.handoff.reason
@@ -199,6 +199,9 @@ async def test_hook_configure_ai_missing_knowledge_file_names_it(make_bridge) ->
     ({"timeout": 0}, "timeout must be positive"),
     ({"api_key": API_KEY}, "api_key must come from the environment or a file"),
     ({"fields": [{**TEXT, "kind": "number"}]}, "expected one of 'text', 'lookup'"),
+    # The assistant's retries keep a customer waiting: a couple of short ones at most.
+    ({"retries": 3}, "retries must be 0 to 2"),
+    ({"backoff_cap": 30.0}, "backoff_cap at most 10 seconds"),
 ])
 def test_ai_settings_errors_name_the_problem(tmp_path, monkeypatch, ai_server, table,
                                              message) -> None:
@@ -248,6 +251,8 @@ async def test_hook_summarize_ai_failure_lets_the_default_serve(make_bridge, ai_
     caplog.set_level(logging.WARNING)
     async with make_bridge() as (bridge, _):
         assert await plugin(bridge).summarize(SESSION, TRANSCRIPT, DECISION) is None
+        # One attempt: no customer waits for a summary, and the default is at hand.
+        assert len(ai_server.completions()) == 1
         summary = await bridge.hooks.summarize(SESSION, TRANSCRIPT, DECISION)
     assert "default summary serves" in caplog.text
     assert "Request, in the customer's words:" in summary.description

@@ -76,6 +76,6 @@ class TestCreatioConformance(CrmConformance):
 
 @pytest.fixture
 def crm_under_test(tmp_path: Path) -> CrmUnderTest:
-    return CrmUnderTest("creatio", {"url": "sandbox", "webhook_token": TOKEN, "backoff": 0.01,
-                                    "backoff_max": 0.05, "reconcile_interval": 0},
+    return CrmUnderTest("creatio", {"url": "sandbox", "webhook_token": TOKEN,
+                                    "reconcile_interval": 0},
                         CreatioProbe)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from casebridge.sqlite_store import SqliteStore
+from casebridge.store.sqlite import SqliteStore
 from support.postgres import PostgresServer, postgres_server
 from support.stores import FakeClock
 

@@ -16,8 +16,8 @@ from casebridge import cli
 from casebridge.idprefix import AmbiguousPrefix, NoMatch, resolve_prefix
 from casebridge.model import Contact, Session, SessionStatus
 from casebridge.ports import ListenSetting, listen_settings, port_in_use_message
-from casebridge.sqlite_store import SqliteStore
 from casebridge.store import NewJob
+from casebridge.store.sqlite import SqliteStore
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -84,6 +84,7 @@ def test_local_url_reaches_the_bridge_from_this_machine(host: str, port: int) ->
     class FakeBridge:
         config = Config()
         registry = None
+        store = None
         blob_dir = Path("/tmp")
 
     Config.http.host, Config.http.port = host, port
@@ -108,6 +109,45 @@ async def test_tracked_cases_are_this_crms_handed_off_cases(bridge: Bridge) -> N
     assert sorted(await PluginContext(bridge, "jsonl", None).tracked_cases()) == sorted(handed)
     assert len(handed) == 2
     assert await PluginContext(bridge, "another-crm", None).tracked_cases() == []
+
+
+# -- mapped fields ------------------------------------------------------------------------
+
+
+async def test_mapped_fields_are_the_rules_the_core_validated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_jsonl(monkeypatch, tmp_path)
+    rules = [{"column": "ProductName", "value": "Printer X200"},
+             {"column": "PriorityId", "value": "High", "kind": "lookup", "channel": "loop"}]
+    path = write_config(tmp_path, fields={"rules": rules})
+    bridge = Bridge.from_config(path, plugins={"loop": LoopChannel()})
+    found = PluginContext(bridge, "jsonl", None).mapped_fields()
+    assert [(f.column, f.kind, f.values, f.where) for f in found] == [
+        ("ProductName", "text", ("Printer X200",), "fields.rules[0]"),
+        ("PriorityId", "lookup", ("High",), "fields.rules[1]"),
+    ]
+
+
+def test_mapped_fields_add_each_enabled_plugins_declared_fields(tmp_path: Path) -> None:
+    from casebridge.config import load
+    from casebridge.fieldmap import MappedField, mapped_fields
+
+    path = tmp_path / "casebridge.toml"
+    path.write_text(
+        '[bridge]\ncrm = "jsonl"\nchannels = ["loop"]\nplugins = ["ai"]\n'
+        '[[fields.rules]]\ncolumn = "Notes"\nvalue = "from casebridge"\n'
+        '[[plugins.ai.fields]]\ncolumn = "CategoryId"\nkind = "lookup"\n'
+        'allowed = ["Incident", "Complaint"]\n'
+        '[[plugins.ai.fields]]\ncolumn = "ProductName"\n'
+        '[[plugins.ai.fields]]\ndescription = "no column: not a mapped field"\n'
+        # A plugin the TOML does not enable maps nothing.
+        '[[plugins.other.fields]]\ncolumn = "Ignored"\n')
+    assert mapped_fields(load(path)) == [
+        MappedField("Notes", "text", ("from casebridge",), "fields.rules[0]"),
+        MappedField("CategoryId", "lookup", ("Incident", "Complaint"), "plugins.ai.fields[0]"),
+        MappedField("ProductName", "text", (), "plugins.ai.fields[1]"),
+    ]
 
 
 # -- templates and keys ------------------------------------------------------------------
@@ -158,3 +198,13 @@ async def test_blobs_write_sync_is_write_for_worker_threads(bridge: Bridge) -> N
     location = await anyio.to_thread.run_sync(context.blobs.write_sync, b"scan.pdf bytes")
     assert location == await context.blobs.write(b"scan.pdf bytes")
     assert context.blobs.path(location).read_bytes() == b"scan.pdf bytes"
+
+
+async def test_blobs_writer_stores_pieces_where_write_puts_the_whole(bridge: Bridge) -> None:
+    context = PluginContext(bridge, "files", None)
+    writer = context.blobs.writer()
+    for piece in (b"%PDF-1.7 ", b"invoice"):
+        writer.write(piece)
+    location = writer.commit()
+    assert location == await context.blobs.write(b"%PDF-1.7 invoice")
+    assert await context.blobs.read(location) == b"%PDF-1.7 invoice"

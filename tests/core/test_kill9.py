@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from casebridge.sqlite_store import SqliteStore
+from casebridge.store.sqlite import SqliteStore
 from support.bridges import write_config
 from support.kill_child import CUSTOMERS
 

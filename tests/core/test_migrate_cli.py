@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from casebridge import cli
-from casebridge.pgstore.migrate import load_migrations as pg_migrations
-from casebridge.sqlite_store import load_migrations
+from casebridge.store.migrations import load_migrations
 from support.postgres import PostgresServer
 
 
@@ -38,12 +37,12 @@ def test_migrate_postgres_applies_once(
     assert cli.main(["migrate", "-c", str(config)]) == 0
     assert cli.main(["migrate", "-c", str(config)]) == 0
     out = capsys.readouterr().out
-    assert out.count(f"schema version {len(pg_migrations())}") == 2
+    assert out.count(f"schema version {len(load_migrations())}") == 2
     import psycopg
 
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT version FROM schema_version").fetchall()
-    assert [r[0] for r in rows] == [m.version for m in pg_migrations()]
+    assert [r[0] for r in rows] == [m.version for m in load_migrations()]
 
 
 def test_store_url_must_be_postgres_and_is_not_echoed(tmp_path: Path, capsys) -> None:
@@ -64,7 +63,7 @@ def test_unreachable_postgres_error_hides_the_password(tmp_path: Path, bad: str,
 def test_store_url_selects_postgres_and_path_sqlite(tmp_path: Path) -> None:
     from casebridge.config import load
     from casebridge.pgstore import PgStore
-    from casebridge.sqlite_store import SqliteStore
+    from casebridge.store.sqlite import SqliteStore
     from casebridge.stores import open_store_for
 
     sqlite = open_store_for(load(_config(tmp_path, 'path = "x.db"')))

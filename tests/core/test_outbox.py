@@ -15,8 +15,8 @@ import pytest
 from casebridge.backoff import BackoffPolicy
 from casebridge.errors import PermanentError, TransientError
 from casebridge.outbox import Handler, Outbox, OutboxEvent
-from casebridge.sqlite_store import SqliteStore
 from casebridge.store import Job, NewJob
+from casebridge.store.sqlite import SqliteStore
 from support.stores import T0, FakeClock
 
 pytestmark = pytest.mark.anyio

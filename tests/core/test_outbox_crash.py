@@ -17,8 +17,8 @@ import pytest
 from casebridge.backoff import BackoffPolicy
 from casebridge.model import utcnow
 from casebridge.outbox import Outbox
-from casebridge.sqlite_store import SqliteStore
 from casebridge.store import Job, NewJob
+from casebridge.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ import anyio
 
 from casebridge.backoff import BackoffPolicy
 from casebridge.outbox import Outbox
-from casebridge.sqlite_store import SqliteStore
+from casebridge.store.sqlite import SqliteStore
 from casebridge.store import NewJob
 
 db, effects, workers, pause = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])

@@ -10,8 +10,8 @@ import anyio
 import pytest
 from casebridge.backoff import BackoffPolicy
 from casebridge.outbox import Outbox
-from casebridge.sqlite_store import SqliteStore
 from casebridge.store import Job, NewJob
+from casebridge.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

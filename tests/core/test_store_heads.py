@@ -7,9 +7,10 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from casebridge.sqlite_jobs import _DUE, _DUE_KIND, _EXPIRED
-from casebridge.sqlite_store import SqliteStore, apply_migrations, load_migrations
 from casebridge.store import NewJob
+from casebridge.store.sqlite import SqliteStore, heads
+from casebridge.store.sqlite.heads import _DUE, _DUE_KIND, _EXPIRED
+from casebridge.store.sqlite.migrate import apply_migrations, load_migrations
 from support.stores import T0, FakeClock
 
 LEASE = timedelta(seconds=30)
@@ -98,10 +99,8 @@ async def test_head_upkeep_queries_use_the_order_index(tmp_path: Path, clock: Fa
     path = tmp_path / "casebridge.db"
     async with SqliteStore(path, clock=clock):
         pass
-    from casebridge import sqlite_jobs
-
     with sqlite3.connect(path) as conn:
-        exists = f"SELECT {sqlite_jobs.head_flag_sql}"
+        exists = f"SELECT {heads.head_flag_sql}"
         for sql, params in (
             (exists, {"order_key": "s"}),
             ("SELECT id FROM jobs WHERE order_key = ? AND order_key <> '' AND state = ?"

@@ -1,17 +1,12 @@
-"""The store's outbox: idempotent enqueue, atomic claims with leases, order keys, outcomes,
-dead letters and replay, and claims from two stores sharing one file."""
+"""The job queue (:class:`~casebridge.store.JobQueue`) on every backend: idempotent enqueue,
+atomic claims with leases, order keys, outcomes, dead letters and replay."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import anyio
-import anyio.lowlevel
 import pytest
-from casebridge.sqlite_store import SqliteStore
-from casebridge.store import Job, NewJob, RecordNotFound
+from casebridge.store import Job, JobQueue, NewJob, RecordNotFound
 from support.stores import T0, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -23,11 +18,11 @@ def job(key: str, **kw: object) -> NewJob:
     return NewJob(kind=str(kw.pop("kind", "work")), payload={"key": key}, key=key, **kw)  # type: ignore[arg-type]
 
 
-async def claim(store: SqliteStore, worker: str = "w1", **kw: object) -> Job | None:
+async def claim(store: JobQueue, worker: str = "w1", **kw: object) -> Job | None:
     return await store.claim_job(worker, LEASE, **kw)  # type: ignore[arg-type]
 
 
-async def test_enqueue_is_idempotent_by_key(store: SqliteStore, clock: FakeClock) -> None:
+async def test_enqueue_is_idempotent_by_key(store: JobQueue, clock: FakeClock) -> None:
     await store.enqueue([job("a"), job("b", trace_id="t-1", max_attempts=3)])
     await store.enqueue([job("a"), NewJob("other", {"changed": True}, key="b")])
     await store.enqueue([])
@@ -56,7 +51,7 @@ def test_new_job_refuses_bad_input() -> None:
         NewJob("work", {}, key="k", max_attempts=0)
 
 
-async def test_claim_takes_due_jobs_oldest_first(store: SqliteStore, clock: FakeClock) -> None:
+async def test_claim_takes_due_jobs_oldest_first(store: JobQueue, clock: FakeClock) -> None:
     await store.enqueue(
         [job("later", run_at=T0 + timedelta(minutes=1)), job("first"), job("second")]
     )
@@ -73,7 +68,7 @@ async def test_claim_takes_due_jobs_oldest_first(store: SqliteStore, clock: Fake
     assert (await claim(store)).key == "later"  # type: ignore[union-attr]
 
 
-async def test_claim_filters_by_kind(store: SqliteStore) -> None:
+async def test_claim_filters_by_kind(store: JobQueue) -> None:
     await store.enqueue([job("a", kind="email"), job("b", kind="sms")])
     assert (await claim(store, kinds=["sms"])).key == "b"  # type: ignore[union-attr]
     assert await claim(store, kinds=["sms"]) is None
@@ -81,7 +76,7 @@ async def test_claim_filters_by_kind(store: SqliteStore) -> None:
     assert (await claim(store, kinds=["email", "crm"])).key == "a"  # type: ignore[union-attr]
 
 
-async def test_order_key_runs_one_at_a_time_in_order(store: SqliteStore) -> None:
+async def test_order_key_runs_one_at_a_time_in_order(store: JobQueue) -> None:
     await store.enqueue(
         [job("s1-a", order_key="s1"), job("s1-b", order_key="s1"), job("s2-a", order_key="s2")]
     )
@@ -97,7 +92,7 @@ async def test_order_key_runs_one_at_a_time_in_order(store: SqliteStore) -> None
 
 
 async def test_a_retry_in_the_future_holds_back_its_order_key(
-    store: SqliteStore, clock: FakeClock
+    store: JobQueue, clock: FakeClock
 ) -> None:
     await store.enqueue([job("a", order_key="s1"), job("b", order_key="s1"), job("c")])
     a = await claim(store)
@@ -112,7 +107,7 @@ async def test_a_retry_in_the_future_holds_back_its_order_key(
     assert await store.next_run_at() == T0 + timedelta(minutes=5)
 
 
-async def test_a_dead_job_no_longer_blocks_its_order_key(store: SqliteStore) -> None:
+async def test_a_dead_job_no_longer_blocks_its_order_key(store: JobQueue) -> None:
     await store.enqueue([job("a", order_key="s1"), job("b", order_key="s1")])
     a = await claim(store)
     assert a is not None
@@ -128,7 +123,7 @@ async def test_a_dead_job_no_longer_blocks_its_order_key(store: SqliteStore) -> 
 
 
 async def test_an_expired_lease_is_reclaimed_and_fences_the_old_worker(
-    store: SqliteStore, clock: FakeClock
+    store: JobQueue, clock: FakeClock
 ) -> None:
     await store.enqueue([job("a", order_key="s1"), job("b", order_key="s1")])
     first = await claim(store, "dead-worker")
@@ -149,7 +144,7 @@ async def test_an_expired_lease_is_reclaimed_and_fences_the_old_worker(
     assert [j.key for j in await store.list_jobs()] == ["b", "a"]
 
 
-async def test_complete_job_enqueues_follow_ups_atomically(store: SqliteStore) -> None:
+async def test_complete_job_enqueues_follow_ups_atomically(store: JobQueue) -> None:
     await store.enqueue([job("a")])
     a = await claim(store)
     assert a is not None
@@ -162,7 +157,7 @@ async def test_complete_job_enqueues_follow_ups_atomically(store: SqliteStore) -
         await store.complete_job(999)
 
 
-async def test_retry_kill_and_replay(store: SqliteStore, clock: FakeClock) -> None:
+async def test_retry_kill_and_replay(store: JobQueue, clock: FakeClock) -> None:
     await store.enqueue([job("a"), job("b")])
     a = await claim(store)
     assert a is not None
@@ -199,7 +194,7 @@ async def test_retry_kill_and_replay(store: SqliteStore, clock: FakeClock) -> No
     assert await store.job_counts() == {"pending": 2, "running": 0, "done": 0, "dead": 0}
 
 
-async def test_next_run_at(store: SqliteStore, clock: FakeClock) -> None:
+async def test_next_run_at(store: JobQueue, clock: FakeClock) -> None:
     assert await store.next_run_at() is None
     await store.enqueue([job("a", run_at=T0 + timedelta(minutes=3))])
     assert await store.next_run_at() == T0 + timedelta(minutes=3)
@@ -216,46 +211,11 @@ async def test_next_run_at(store: SqliteStore, clock: FakeClock) -> None:
     assert await store.next_run_at([]) is None
 
 
-async def test_list_jobs_checks_the_state(store: SqliteStore) -> None:
+async def test_list_jobs_checks_the_state(store: JobQueue) -> None:
     with pytest.raises(ValueError, match="pending, running, done, dead"):
         await store.list_jobs("finished")  # type: ignore[arg-type]
 
 
-async def test_claim_needs_a_positive_lease(store: SqliteStore) -> None:
+async def test_claim_needs_a_positive_lease(store: JobQueue) -> None:
     with pytest.raises(ValueError, match="lease"):
         await store.claim_job("w", timedelta(0))
-
-
-async def test_two_stores_on_one_file_never_claim_the_same_job(tmp_path: Path) -> None:
-    path = tmp_path / "casebridge.db"
-    total = 150
-    claimed: list[tuple[str, int]] = []
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
-        await one.enqueue([job(f"j{n}") for n in range(total)])
-        await one.enqueue([job(f"o{n}", order_key="shared") for n in range(20)])
-
-        first_claims = {"one": anyio.Event(), "two": anyio.Event()}
-
-        async def worker(store: SqliteStore, name: str) -> None:
-            while (got := await store.claim_job(name, LEASE)) is not None:
-                claimed.append((name, got.id))
-                # Hold the first job until both stores have claimed, so both really compete.
-                first_claims[name.split("/")[0]].set()
-                for event in first_claims.values():
-                    await event.wait()
-                # A checkpoint between claim and completion lets the other store interleave.
-                await anyio.lowlevel.checkpoint()
-                assert await store.complete_job(got.id, attempt=got.attempts)
-
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tg:
-                for n in range(3):
-                    tg.start_soon(worker, one, f"one/{n}")
-                    tg.start_soon(worker, two, f"two/{n}")
-
-    ids = [job_id for _, job_id in claimed]
-    assert len(ids) == len(set(ids)) == total + 20
-    assert {name.split("/")[0] for name, _ in claimed} == {"one", "two"}
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT state, attempts, COUNT(*) FROM jobs GROUP BY 1, 2").fetchall()
-    assert rows == [("done", 1, total + 20)]

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import anyio
-from casebridge.sqlite_store import SqliteStore
 from casebridge.store import NewJob
+from casebridge.store.sqlite import SqliteStore
 from support.stores import FakeClock
 
 
@@ -21,7 +21,7 @@ async def test_reads_do_not_wait_for_the_writer(tmp_path: Path, clock: FakeClock
 
         def hold_writer() -> None:
             # What a long write transaction does to everyone else using the writer.
-            with store._lock:
+            with store.db.writer_lock:
                 held.set()
                 release.wait(10)
 

@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def creatio_config(root: Path, creatio: dict[str, Any], **sections: dict[str, Any]) -> Path:
-    """A TOML with ``crm = "creatio"``, the loop channel, quick retries, and ``creatio`` as
+    """A TOML with ``crm = "creatio"``, the loop channel, quick outbox retries, and ``creatio`` as
     ``[plugins.creatio]``."""
     config: dict[str, Any] = {
         "bridge": {"crm": "creatio", "channels": ["loop"], "data_dir": "data",
@@ -53,7 +53,7 @@ def creatio_config(root: Path, creatio: dict[str, Any], **sections: dict[str, An
         "outbox": {"workers": 2, "poll_seconds": 0.05, "backoff_base": 0.01,
                    "backoff_cap": 0.05, "jitter": 0.0},
         "handoff": {"max_customer_turns": 3},
-        "plugins": {"creatio": {"backoff": 0.01, "backoff_max": 0.05, "reconcile_interval": 0,
+        "plugins": {"creatio": {"reconcile_interval": 0,
                                 **creatio}},
     }
     for name, values in sections.items():
@@ -149,11 +149,16 @@ class World:
 
 
 @asynccontextmanager
-async def running(path: Path) -> AsyncIterator[World]:
-    """Run the bridge of ``path`` (services, HTTP, outbox) until the block ends."""
+async def running(path: Path, name: str = "creatio") -> AsyncIterator[World]:
+    """Run the bridge of ``path`` (services, HTTP, outbox) until the block ends. A ``name``
+    other than "creatio" registers the Creatio plugin in-process under that name, as a
+    second tenant would be."""
     loop = LoopChannel()
-    bridge = Bridge.from_config(path, plugins={"loop": loop})
-    plugin = bridge.pm.get_plugin("creatio")
+    given: dict[str, object] = {"loop": loop}
+    if name != "creatio":
+        given[name] = CreatioPlugin()
+    bridge = Bridge.from_config(path, plugins=given)
+    plugin = bridge.pm.get_plugin(name)
     assert isinstance(plugin, CreatioPlugin)
     async with httpx.AsyncClient(timeout=10) as http, anyio.create_task_group() as tg:
         await tg.start(bridge.run)

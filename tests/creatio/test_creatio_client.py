@@ -1,4 +1,5 @@
-"""CreatioClient against the in-memory Creatio: auth, retries, errors, batch, secrets."""
+"""CreatioClient against the in-memory Creatio: auth, one attempt per request (the outbox
+retries), the Retry-After gate, errors, batch, secrets."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.anyio
 
 
 def login_settings(**overrides) -> CreatioSettings:
-    values = dict(url=BASE + "/", username=USER, password=Secret(PASSWORD), backoff=0.5)
+    values = dict(url=BASE + "/", username=USER, password=Secret(PASSWORD))
     values.update(overrides)
     return CreatioSettings(**values)
 
@@ -72,7 +73,7 @@ class Clock:
 def make_client(fake: FakeCreatio, settings: CreatioSettings, clock: Clock | None = None):
     clock = clock or Clock()
     return CreatioClient(
-        settings, transport=fake.transport(), sleep=clock.sleep, clock=clock, jitter=lambda: 1.0
+        settings, transport=fake.transport(), sleep=clock.sleep, clock=clock
     )
 
 
@@ -118,7 +119,7 @@ async def test_expired_session_signs_in_again_once_and_retries():
     assert fake.logins == 2
 
 
-async def test_throttled_sign_in_after_401_is_retried():
+async def test_throttled_sign_in_after_401_is_left_to_the_next_attempt():
     fake = FakeCreatio()
     clock = Clock()
     async with make_client(fake, login_settings(), clock) as client:
@@ -126,6 +127,11 @@ async def test_throttled_sign_in_after_401_is_retried():
         fake.expire_sessions()
         busy = httpx.Response(429, headers={"Retry-After": "3"})
         fake.faults.append(Fault(to("POST", "AuthService.svc/Login"), busy))
+        with pytest.raises(TransientError) as info:
+            await client.query("Case")
+        assert info.value.retry_after == 3
+        # The outbox's next attempt waits out the throttle (every request does), then signs
+        # in afresh.
         assert await client.query("Case") == []
     assert clock.sleeps == [3]
     assert len(fake.requests_to("POST", "AuthService.svc/Login")) == 3
@@ -136,31 +142,37 @@ async def test_401_after_every_fresh_login_is_left_to_a_later_attempt():
     # that ends as it starts is retried by the outbox later, never a lost job.
     fake = FakeCreatio()
     fake.faults.append(Fault(to("GET", "/odata/Case"), httpx.Response(401), times=9))
-    async with make_client(fake, login_settings(retries=2), Clock()) as client:
-        with pytest.raises(TransientError, match="even after signing in again 3 time") as info:
+    async with make_client(fake, login_settings(), Clock()) as client:
+        with pytest.raises(TransientError, match="right after signing in again") as info:
             await client.query("Case")
     assert not isinstance(info.value, CreatioAuthError)
-    # The first sign-in, then one more for the first 401 and one per retry.
-    assert fake.logins == 4
-    assert len(fake.requests_to("GET", "/odata/Case")) == 4
+    # The first sign-in and one more for the 401: one attempt, however the second ends.
+    assert fake.logins == 2
+    assert len(fake.requests_to("GET", "/odata/Case")) == 2
 
 
 @pytest.mark.parametrize("method", ["query", "create"])
-async def test_a_session_expiring_again_right_after_a_login_is_signed_in_again(method):
+async def test_a_session_expiring_again_right_after_a_login_is_the_next_attempts(method):
     # Seen against the sandbox's expired-session faults under load: two 401s in a row are
-    # an unlucky session, not refused credentials, and must not kill the job.
+    # an unlucky session, not refused credentials, and must not kill the job: transient,
+    # and the outbox's next attempt goes through.
     fake = FakeCreatio()
     verb, path = ("GET", "/odata/Case") if method == "query" else ("POST", "/odata/Contact")
     fake.faults.append(Fault(to(verb, path), httpx.Response(401), times=2))
+    record = {"Id": str(uuid.uuid4()), "Name": "Ann"}
     clock = Clock()
     async with make_client(fake, login_settings(), clock) as client:
-        if method == "query":
-            assert await client.query("Case") == []
-        else:
-            record = {"Id": str(uuid.uuid4()), "Name": "Ann"}
-            assert (await client.create("Contact", record))["Id"] == record["Id"]
-    assert fake.logins == 3
-    assert len(clock.sleeps) == 1
+        call = (lambda: client.query("Case")) if method == "query" else (
+            lambda: client.create("Contact", record))
+        with pytest.raises(TransientError) as info:
+            await call()
+        assert not isinstance(info.value, AmbiguousWriteError)
+        assert fake.tables.get("Contact", {}) == {}
+        await call()
+    if method == "create":
+        assert list(fake.tables["Contact"]) == [record["Id"]]
+    assert fake.logins == 2
+    assert clock.sleeps == []
 
 
 async def test_concurrent_401s_share_one_new_login():
@@ -264,7 +276,7 @@ async def test_get_missing_is_none_and_delete_missing_is_done():
 # -- retries ---------------------------------------------------------------------------------
 
 
-async def test_retry_after_seconds_and_http_date_are_honoured():
+async def test_retry_after_seconds_and_http_date_close_the_gate_for_the_next_requests():
     fake = FakeCreatio()
     later = http_date(datetime.now(UTC) + timedelta(seconds=40), usegmt=True)
     fake.faults += [
@@ -273,9 +285,21 @@ async def test_retry_after_seconds_and_http_date_are_honoured():
     ]
     clock = Clock()
     async with make_client(fake, login_settings(), clock) as client:
+        with pytest.raises(TransientError) as first:
+            await client.query("Case")
+        assert first.value.retry_after == 7 and clock.sleeps == []
+        # The next request waits out the 7 s (within max_retry_wait), then gets the 503.
+        with pytest.raises(TransientError) as second:
+            await client.query("Case")
+        assert clock.sleeps == [7]
+        assert 35 < (second.value.retry_after or 0) <= 40
+        # 40 s is longer than max_retry_wait: handed to the outbox without being sent.
+        with pytest.raises(TransientError, match="asked to wait"):
+            await client.query("Case")
+        assert len(fake.requests_to("GET", "/odata/Case")) == 2
+        clock.now += 41
         assert await client.query("Case") == []
-    assert clock.sleeps[0] == 7
-    assert 35 < clock.sleeps[1] <= 40
+    assert clock.sleeps == [7]
 
 
 async def test_long_retry_after_goes_to_the_outbox_at_once():
@@ -291,7 +315,7 @@ async def test_long_retry_after_goes_to_the_outbox_at_once():
     assert clock.sleeps == []
 
 
-async def test_retries_exhausted_raise_transient_error_after_exponential_backoff():
+async def test_a_5xx_is_one_attempt_left_to_the_outbox():
     fake = FakeCreatio()
     fake.faults.append(
         Fault(
@@ -301,18 +325,22 @@ async def test_retries_exhausted_raise_transient_error_after_exponential_backoff
         )
     )
     clock = Clock()
-    async with make_client(fake, login_settings(retries=3), clock) as client:
+    async with make_client(fake, login_settings(), clock) as client:
         with pytest.raises(TransientError, match="boom") as info:
             await client.query("Case")
     assert not isinstance(info.value, PermanentError)
-    assert clock.sleeps == [0.5, 1.0, 2.0]
-    assert len(fake.requests_to("GET", "/odata/Case")) == 4
+    assert clock.sleeps == []
+    assert len(fake.requests_to("GET", "/odata/Case")) == 1
 
 
-async def test_connection_error_is_retried_even_for_a_post():
+async def test_a_refused_connection_is_transient_even_for_a_post_and_writes_nothing():
     fake = FakeCreatio()
     fake.faults.append(Fault(to("POST", "/odata/Contact"), httpx.ConnectError("refused")))
     async with make_client(fake, login_settings()) as client:
+        with pytest.raises(TransientError) as info:
+            await client.create("Contact", {"Name": "Ann"})
+        assert not isinstance(info.value, AmbiguousWriteError)
+        assert len(fake.tables.get("Contact", {})) == 0
         created = await client.create("Contact", {"Name": "Ann"})
     assert len(fake.tables["Contact"]) == 1
     assert created["Name"] == "Ann"
@@ -457,7 +485,7 @@ async def test_check_reports_active_or_exactly_what_failed():
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("name resolution failed")
 
-    settings = login_settings(retries=0)
+    settings = login_settings()
     async with CreatioClient(settings, transport=httpx.MockTransport(unreachable)) as client:
         result = await client.check()
         assert not result.ok and "unreachable" in result.detail

@@ -9,13 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 from casebridge.bridge import Bridge
+from casebridge.context import PluginContext
+from casebridge.plugin import MappedField
 from casebridge.secrets import Secret
 from casebridge_creatio.client import CreatioClient
-from casebridge_creatio.fieldcheck import MappedField, column_problems, mapped_fields
+from casebridge_creatio.fieldcheck import column_problems
+from casebridge_creatio.health import check_operations
 from casebridge_creatio.lookups import CASE_LOOKUPS
 from casebridge_creatio.metadata import parse_metadata
 from casebridge_creatio.operations import CreatioOperations
-from casebridge_creatio.plugin import check_operations
 from casebridge_creatio.sandbox.engine import metadata_xml
 from casebridge_creatio.sandbox.schema import ENTITIES
 from casebridge_creatio.settings import CreatioSettings
@@ -158,7 +160,8 @@ EXPECTED = [
 
 
 def test_mapped_fields_come_from_the_rules_and_the_plugins_fields(tmp_path) -> None:
-    found = mapped_fields(bridge_with_fields(tmp_path, {"url": "sandbox"}).config)
+    bridge = bridge_with_fields(tmp_path, {"url": "sandbox"})
+    found = PluginContext(bridge, "creatio", None).mapped_fields()
     assert [(f.column, f.kind, f.values, f.where) for f in found] == [
         ("ProductName", "text", ("Printer X200",), "fields.rules[0]"),
         ("PriorityId", "lookup", ("Hgih",), "fields.rules[1]"),
@@ -306,7 +309,6 @@ async def test_check_says_when_metadata_cannot_be_read(answer, problem) -> None:
         url="https://acme.creatio.test",
         username="api",
         password=Secret("pw-never-shown"),
-        retries=0,
     )
     transport = creatio_answering_metadata(answer)
     async with CreatioClient(settings, transport=transport) as client:

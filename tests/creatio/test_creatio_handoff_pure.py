@@ -7,8 +7,8 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 from casebridge.model import Contact, HandoffRequest, Session, SessionStatus
+from casebridge_creatio.contacts import contact_own_id, contact_records
 from casebridge_creatio.handoff import Reads, found_contact, read_requests
-from casebridge_creatio.operations import contact_own_id, contact_records
 from casebridge_creatio.sandbox.batch import without_id
 from hypothesis import given
 from hypothesis import strategies as st

@@ -18,7 +18,7 @@ MODES = ["login", "oauth"]
 HIGH_PRIORITY = [{"column": "PriorityId", "value": "High", "kind": "lookup"}]
 
 
-def config(tmp_path: Path, mode: str, **creatio) -> Path:
+def config(tmp_path: Path, mode: str, outbox: dict | None = None, **creatio) -> Path:
     settings = sandbox_settings(
         mode,
         owner_id=seed.AGENT_CONTACT,
@@ -26,7 +26,8 @@ def config(tmp_path: Path, mode: str, **creatio) -> Path:
         origin_names={"loop": "Chat"},
         **creatio,
     )
-    return creatio_config(tmp_path, settings, fields={"rules": HIGH_PRIORITY})
+    return creatio_config(tmp_path, settings, fields={"rules": HIGH_PRIORITY},
+                          outbox=outbox or {})
 
 
 def texts_in_order(activities: list[dict], texts: list[str]) -> bool:
@@ -124,7 +125,9 @@ async def test_hook_create_case_creatio_handoff_to_close_and_a_new_case(tmp_path
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_hook_append_activity_creatio_faults_write_each_record_once(tmp_path, mode) -> None:
-    path = config(tmp_path, mode, retries=6)
+    # The client makes one attempt per request: every retry is the outbox's, so its budget
+    # is what carries the jobs through this much failure.
+    path = config(tmp_path, mode, outbox={"max_attempts": 60})
     async with running(path) as world:
         await world.bridge.receive(inbound("hello, my modem is down", msg_id="f0"))
         await world.settle()

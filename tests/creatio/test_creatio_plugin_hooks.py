@@ -178,8 +178,7 @@ async def test_hook_check_creatio_says_exactly_what_failed(tmp_path) -> None:
         assert result.detail == f"owner_id: Creatio has no Contact with Id {owner}"
 
     dead = f"http://127.0.0.1:{free_port()}"
-    gone = configured(tmp_path / "dead", url=dead, username="Supervisor", password="Supervisor",
-                      retries=0)
+    gone = configured(tmp_path / "dead", url=dead, username="Supervisor", password="Supervisor")
     result = await check(gone)
     assert not result.ok
     assert result.detail.startswith(f"Creatio at {dead} unreachable")
@@ -190,7 +189,7 @@ async def test_hook_check_creatio_says_exactly_what_failed(tmp_path) -> None:
 
 async def test_hook_services_creatio_start_the_sandbox_wired_to_the_bridge(tmp_path) -> None:
     async with running(creatio_config(tmp_path, {"url": "sandbox"})) as world:
-        names = [s.name for s in world.plugin.services(world.bridge)]
+        names = [s.name for s in world.plugin.services()]
         assert names == ["creatio sandbox", "creatio"]
         token = world.plugin.webhook_token.reveal()
         webhook = world.sandbox.settings.webhook_url
@@ -206,10 +205,10 @@ async def test_hook_services_creatio_unreachable_at_start_does_not_stop_the_runn
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     path = creatio_config(tmp_path, {"url": dead, "username": "u", "password": "p",
-                                     "retries": 0, "webhook_token": HOOK_TOKEN})
+                                     "webhook_token": HOOK_TOKEN})
     caplog.set_level(logging.ERROR, logger="casebridge.creatio")
     async with running(path) as world:
-        assert [s.name for s in world.plugin.services(world.bridge)] == ["creatio"]
+        assert [s.name for s in world.plugin.services()] == ["creatio"]
         await wait_until(lambda: any("is unreachable" in r.getMessage() for r in caplog.records))
         ready = await world.http.get(f"{world.bridge_url}/readyz")
         assert ready.status_code == 200 and ready.json()["ready"]
@@ -366,3 +365,32 @@ async def test_hook_get_case_creatio_open_closed_and_missing(tmp_path) -> None:
         assert closed is not None and not closed.is_open
         assert closed.status == seed.STATUS_CLOSED
         assert await hooks.find_open_case("creatio", session.contact) is None
+
+
+# -- the plugin's name ---------------------------------------------------------------------------
+
+
+async def test_the_plugin_is_named_as_the_toml_names_it(tmp_path) -> None:
+    # Nothing in the plugin names itself "creatio": under another name (a second tenant) its
+    # cases, CRM events, state and webhook path all carry that name.
+    table = {"url": "sandbox", "reconcile_interval": 0}
+    path = creatio_config(tmp_path, {}, bridge={"crm": "tenant_b"}, plugins={"tenant_b": table})
+    async with running(path, name="tenant_b") as world:
+        assert world.plugin.name == "tenant_b"
+        assert [s.name for s in world.plugin.services()] == ["tenant_b sandbox", "tenant_b"]
+        token = world.plugin.webhook_token.reveal()
+        assert world.sandbox.settings.webhook_url == (
+            f"{world.bridge_url}/webhooks/tenant_b/{token}")
+        for n in range(3):
+            await world.bridge.receive(inbound(f"still broken {n}", msg_id=f"t{n}"))
+        await world.settle()
+        session = await only_session(world.bridge, SessionStatus.HANDED_OFF)
+        assert session.case is not None and session.case.crm == "tenant_b"
+        [case] = world.rows("Case")
+        assert await world.bridge.store.get_state(
+            "tenant_b", f"open-case:{case['ContactId'].lower()}")
+        # A rep's reply comes back through /webhooks/tenant_b/... to the customer.
+        await world.rep_odata_reply(case["Id"], "<p>On its way</p>")
+        await world.settle()
+        assert [m.text for m in world.loop.sent] == ["On its way"]
+        assert (await world.plugin.check()).ok

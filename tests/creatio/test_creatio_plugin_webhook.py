@@ -146,14 +146,15 @@ def test_ignore_reason(values: dict, reason: str) -> None:
 
 
 def test_reply_from_activity_text_html_and_empty() -> None:
-    plain = reply_from_activity(activity(body="  Thanks,\r\nAlex  "))
+    plain = reply_from_activity(activity(body="  Thanks,\r\nAlex  "), "creatio")
     assert plain is not None and (plain.text, plain.html) == ("Thanks,\nAlex", "")
     assert plain.crm == "creatio" and plain.case_id == CASE and plain.author_name == "Alex Agent"
     rich = reply_from_activity(activity(
-        body='<p onclick="x()">Hi <b>Ann</b></p><img src=x onerror=alert(1)>', is_html=True))
+        body='<p onclick="x()">Hi <b>Ann</b></p><img src=x onerror=alert(1)>', is_html=True),
+        "creatio")
     assert rich is not None and rich.text == "Hi Ann"
     assert "onclick" not in rich.html and "onerror" not in rich.html and "<b>Ann</b>" in rich.html
-    assert reply_from_activity(activity(body="<p> </p><br>", is_html=True)) is None
+    assert reply_from_activity(activity(body="<p> </p><br>", is_html=True), "creatio") is None
 
 
 # -- html_to_text ------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ def test_a_reps_html_goes_through_the_same_policy_as_customers() -> None:
             '<img src="https://tracker.example/p.gif"><style>p{}</style>'
             '<table><tr><td style="color: red; position: fixed">ok</td></tr></table>')
     reply = reply_from_activity({"id": "a" * 8, "case_id": "c" * 8, "body": body,
-                                 "is_html": True})
+                                 "is_html": True}, "creatio")
     assert reply is not None and reply.html == sanitize_html(body)
     assert "javascript:" not in reply.html and "onclick" not in reply.html
     assert "tracker.example" not in reply.html and "<style" not in reply.html

@@ -143,7 +143,7 @@ class Deployment:
                 "creatio": {
                     "url": self.creatio_url, "auth": "login", "username": SUPERVISOR,
                     "password": SUPERVISOR, "webhook_token": WEBHOOK_TOKEN,
-                    "owner_id": OWNER_ID, "backoff": 0.05, "backoff_max": 0.5,
+                    "owner_id": OWNER_ID,
                     "reconcile_interval": 2.0,
                 },
             },

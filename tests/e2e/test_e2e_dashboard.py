@@ -22,7 +22,6 @@ pytestmark = pytest.mark.skipif(
 # A job that fails twice is dead: the test does not wait out the real retry budget.
 OVERRIDES = {
     "outbox": {"max_attempts": 2, "backoff_base": 0.2, "backoff_cap": 0.5, "jitter": 0.0},
-    "plugins": {"creatio": {"retries": 0, "backoff": 0.05, "backoff_max": 0.1}},
 }
 
 

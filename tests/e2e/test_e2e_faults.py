@@ -29,8 +29,7 @@ pytestmark = pytest.mark.slow
 OVERRIDES = {
     "outbox": {"workers": 8, "max_attempts": 30, "backoff_base": 0.2, "backoff_cap": 2.0,
                "poll_seconds": 0.1},
-    "plugins": {"creatio": {"retries": 3, "backoff": 0.05, "backoff_max": 0.5,
-                            "timeout": 10.0, "max_retry_wait": 5.0}},
+    "plugins": {"creatio": {"timeout": 10.0, "max_retry_wait": 5.0}},
 }
 FAULTS = {"error_rate": 0.05, "throttle_rate": 0.01, "retry_after_s": 1, "expire_rate": 0.05,
           "drop_rate": 0.05, "fail_after_write_rate": 0.05, "seed": 8}

@@ -10,18 +10,21 @@ import pytest
 from casebridge.plugin import Attachment, Blobs
 from casebridge_email.attachments import attachment_path, store_attachments
 from casebridge_email.mime import ExtractedPart
+from casebridge_email.part_body import PartBody
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
 def part(data: bytes, name: str = "f.bin", **kw: object) -> ExtractedPart:
-    return ExtractedPart(name=name, content_type="application/octet-stream", data=data, **kw)
+    return ExtractedPart(name=name, content_type="application/octet-stream",
+                         body=PartBody(data), **kw)
 
 
 def test_stores_by_sha256_and_describes(tmp_path: Path) -> None:
     data = b"%PDF-1.4 invoice"
     digest = hashlib.sha256(data).hexdigest()
-    logo = ExtractedPart("logo.png", "image/png", b"\x89PNG", content_id="logo@x", inline=True)
+    logo = ExtractedPart("logo.png", "image/png", PartBody(b"\x89PNG"), content_id="logo@x",
+                         inline=True)
     (pdf, img), notes = store_attachments(
         [part(data, "invoice.pdf"), logo], tmp_path, max_bytes=100, max_count=5
     )

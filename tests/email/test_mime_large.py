@@ -8,8 +8,11 @@ import tracemalloc
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from pathlib import Path
 
-from casebridge_email.mime import _clean_base64, _parse_bytes, parse_email
+from casebridge_email.attachments import attachment_path, store_attachments
+from casebridge_email.mime import MAX_DEPTH, _clean_base64, _parse_bytes, parse_email
+from casebridge_email.mime_outline import outline
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -88,3 +91,54 @@ def test_a_large_attachment_is_parsed_within_a_small_multiple_of_its_size() -> N
     assert parsed.attachments[0].data == random.Random(4).randbytes(4 * 1024 * 1024)
     # The stdlib's one-piece parse and base64 decoding peaked near 8x the message.
     assert peak < 4 * len(data), peak / len(data)
+
+
+def test_a_large_attachment_reaches_the_blob_store_without_a_whole_copy(
+    tmp_path: Path,
+) -> None:
+    size = 8 * 1024 * 1024
+    data = big_message(size)
+    tracemalloc.start()
+    try:
+        parsed = parse_email(data)
+        (stored,), _ = store_attachments(parsed.attachments, tmp_path, max_bytes=size,
+                                         max_count=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert attachment_path(tmp_path, stored).read_bytes() == random.Random(4).randbytes(size)
+    # Decoded a piece at a time: neither the base64 text nor the bytes are ever whole.
+    assert peak < len(data) // 2, peak / len(data)
+
+
+def test_a_large_text_body_is_decoded_once() -> None:
+    line = "the printer shows error E42 after the firmware update and will not print"
+    msg = EmailMessage()
+    msg["From"] = "ann@example.org"
+    msg.set_content("\n".join([line] * 100_000) + "\n", cte="7bit")
+    data = msg.as_bytes(policy=policy.SMTP)
+    tracemalloc.start()
+    try:
+        parsed = parse_email(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parsed.text.startswith(line) and len(parsed.text) > 100_000 * len(line)
+    # The text itself, and not the payload string, bytes and text the stdlib goes through.
+    assert peak < 1.3 * len(parsed.text), peak / len(parsed.text)
+
+
+def test_a_large_message_outlined_reads_as_the_stdlib_reads_it() -> None:
+    msg = EmailMessage()
+    msg["From"] = "Ann <ann@example.org>"
+    msg["Subject"] = "=?utf-8?q?caf=C3=A9?= logs"
+    msg.set_content("Caf\u00e9 log line with trailing space \n" * 20_000)
+    msg.add_alternative("<p>Caf\u00e9</p>\n" * 20_000, subtype="html")
+    msg.add_attachment(random.Random(5).randbytes(300_000), maintype="image",
+                       subtype="png", filename="shot.png")
+    msg.add_attachment("a,b\n1,2\n" * 20_000, subtype="csv", filename="t.csv")
+    data = msg.as_bytes(policy=policy.SMTP)
+    assert outline(data, max_depth=MAX_DEPTH) is not None
+    outlined = parse_email(data, outline_bytes=0)
+    assert outlined == parse_email(data, outline_bytes=len(data) + 1)
+    assert outlined.text.startswith("Café log line") and len(outlined.attachments) == 2

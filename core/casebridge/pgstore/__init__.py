@@ -3,7 +3,8 @@
 :class:`PgStore` composes the store's parts, each in its own module on one shared
 :class:`~casebridge.pgstore.db.Database` (pool, clock): the conversation store
 (:mod:`.conversations`), the write log and plugin state (:mod:`.writes`) and the job queue
-(:mod:`.jobs`). Migrations live in ``casebridge/migrations/postgres``.
+(:mod:`.jobs`). The schema comes from the one list of migrations both backends share
+(:mod:`casebridge.store.migrations`), applied by :mod:`.migrate`.
 """
 
 from __future__ import annotations

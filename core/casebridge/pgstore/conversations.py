@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from ..model import CaseLink, Contact, Message, Session, SessionStatus
-from ..store import DroppedInbound, NewJob, RecordNotFound
-from . import rows
+from ..store.records import DroppedInbound, NewJob, RecordNotFound
+from ..store.rows import POSTGRES as rows
+from ..store.rows import dedupe
 from .db import Conn, Database
 
 _INSERT_MESSAGE = """
@@ -81,7 +82,7 @@ class Conversations:
             conn, "SELECT COALESCE(MAX(position), -1) AS p FROM contact_addresses"
             " WHERE contact_id = %s AND kind = %s", (contact_id, kind))
         position = row["p"] if row else -1
-        for address in rows.dedupe(addresses):
+        for address in dedupe(addresses):
             position += 1
             await conn.execute(
                 "INSERT INTO contact_addresses (kind, address, contact_id, position)"
@@ -117,17 +118,6 @@ class Conversations:
                 await self._add_addresses(conn, contact.id, "phone", contact.phones)
             return await self._existing_contact(conn, contact.id)
 
-    async def add_contact_addresses(
-        self, contact_id: str, emails: Sequence[str], phones: Sequence[str]
-    ) -> Contact:
-        async with self.db.tx() as conn:
-            await self._existing_contact(conn, contact_id)
-            await self._add_addresses(conn, contact_id, "email", emails)
-            await self._add_addresses(conn, contact_id, "phone", phones)
-            await conn.execute("UPDATE contacts SET updated_at = %s WHERE id = %s",
-                               (self.db.now(), contact_id))
-            return await self._existing_contact(conn, contact_id)
-
     async def set_contact_crm_id(self, contact_id: str, crm_id: str) -> Contact:
         async with self.db.tx() as conn:
             await conn.execute("UPDATE contacts SET crm_id = %s, updated_at = %s WHERE id = %s",
@@ -141,21 +131,7 @@ class Conversations:
     # -- sessions ----------------------------------------------------------------------
 
     async def _session(self, conn: Conn, row: dict[str, Any]) -> Session:
-        case = None
-        if row["case_crm"] is not None:
-            case = CaseLink(crm=row["case_crm"], case_id=row["case_id"],
-                            number=row["case_number"], url=row["case_url"])
-        return Session(
-            id=row["id"],
-            channel=row["channel"],
-            contact=await self._existing_contact(conn, row["contact_id"]),
-            status=SessionStatus(row["status"]),
-            channel_address=row["channel_address"],
-            subject=row["subject"],
-            case=case,
-            created_at=rows.aware(row["created_at"]),
-            updated_at=rows.aware(row["updated_at"]),
-        )
+        return rows.session(row, await self._existing_contact(conn, row["contact_id"]))
 
     async def _sessions(self, conn: Conn, sql: str, params: Any) -> list[Session]:
         cur = await conn.execute(sql, params)
@@ -183,8 +159,8 @@ class Conversations:
                  SessionStatus(session.status).value, session.channel_address, session.subject,
                  case.crm if case else None, case.case_id if case else None,
                  case.number if case else "", case.url if case else "",
-                 rows.aware(session.created_at, "Session.created_at"),
-                 rows.aware(session.updated_at, "Session.updated_at")))
+                 rows.ts(session.created_at, "Session.created_at"),
+                 rows.ts(session.updated_at, "Session.updated_at")))
             stored = await self._session_by_id(conn, session.id)
             assert stored is not None
             return stored
@@ -225,7 +201,7 @@ class Conversations:
     async def find_open_session(
         self, channel: str, contact_id: str, channel_address: str, active_since: datetime
     ) -> Session | None:
-        since = rows.aware(active_since, "active_since")
+        since = rows.ts(active_since, "active_since")
         async with self.db.conn() as conn:
             found = await self._sessions(
                 conn,
@@ -239,7 +215,7 @@ class Conversations:
     async def find_session_by_external_ids(
         self, channel: str, external_ids: Sequence[str]
     ) -> Session | None:
-        ids = rows.dedupe(external_ids)
+        ids = dedupe(external_ids)
         if not ids:
             return None
         async with self.db.conn() as conn:
@@ -278,6 +254,14 @@ class Conversations:
             row = await self.db.one("SELECT COUNT(*) AS n FROM sessions WHERE status = %s",
                                     (SessionStatus(status).value,))
         return int(row["n"]) if row else 0
+
+    async def session_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        # A range, not LIKE: no wildcards to escape. Compared in code point order ("C"), as
+        # on SQLite, whatever the database's collation; index sessions_by_id_c serves it.
+        found = await self.db.all(
+            'SELECT id FROM sessions WHERE id COLLATE "C" >= %s AND id COLLATE "C" < %s'
+            ' ORDER BY id COLLATE "C" LIMIT %s', (prefix, prefix + "\U0010ffff", limit))
+        return [row["id"] for row in found]
 
     # -- messages ----------------------------------------------------------------------
 
@@ -342,17 +326,12 @@ class Conversations:
                                   (session_id,))
         return [rows.message(row) for row in found]
 
-    async def last_message_at(self, session_id: str) -> datetime | None:
-        row = await self.db.one("SELECT last_message_at FROM sessions WHERE id = %s",
-                                (session_id,))
-        return None if row is None else rows.utc(row["last_message_at"])
-
     # -- dropped inbounds --------------------------------------------------------------
 
     async def record_dropped(
         self, channel: str, external_id: str, sender: str, reason: str, received_at: datetime
     ) -> None:
-        received = rows.aware(received_at, "received_at")
+        received = rows.ts(received_at, "received_at")
         async with self.db.tx() as conn:
             await conn.execute(
                 "INSERT INTO dropped_inbounds (channel, external_id, sender, reason, received_at,"
@@ -363,13 +342,7 @@ class Conversations:
     async def list_dropped(self, limit: int = 100) -> list[DroppedInbound]:
         found = await self.db.all("SELECT * FROM dropped_inbounds ORDER BY seq DESC LIMIT %s",
                                   (limit,))
-        return [
-            DroppedInbound(channel=r["channel"], external_id=r["external_id"],
-                           sender=r["sender"], reason=r["reason"],
-                           received_at=rows.aware(r["received_at"]),
-                           recorded_at=rows.aware(r["recorded_at"]))
-            for r in found
-        ]
+        return [rows.dropped(r) for r in found]
 
 
 __all__ = ["Conversations"]

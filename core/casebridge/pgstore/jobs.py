@@ -1,6 +1,6 @@
 """The job queue (the outbox's store) on PostgreSQL.
 
-Same head structure as SQLite (see :mod:`casebridge.sqlite_jobs`): ``jobs.is_head`` marks
+Same head structure as SQLite (see :mod:`casebridge.store.sqlite.heads`): ``jobs.is_head`` marks
 each order key's running job, or else its lowest pending one. Claims lock one head with
 ``FOR UPDATE SKIP LOCKED`` per probe, so concurrent runners never wait on each other and
 never scan the backlog. Everything that changes which job heads a key (enqueue, finish,
@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..store import JOB_STATES, Job, JobState, NewJob, RecordNotFound
-from . import rows
+from ..store.records import JOB_STATES, Job, JobState, NewJob, RecordNotFound
+from ..store.rows import POSTGRES as rows
+from ..store.rows import error_text, to_json
 from .db import Conn, Database
 
 __all__ = ["CHANNEL", "JobQueue"]
@@ -87,9 +88,9 @@ def _job_row(job: NewJob, now: datetime) -> dict[str, Any]:
         "kind": job.kind,
         "key": job.key,
         "order_key": job.order_key,
-        "payload": rows.to_json(dict(job.payload)),
+        "payload": to_json(dict(job.payload)),
         "max_attempts": job.max_attempts,
-        "run_at": rows.aware(job.run_at, "NewJob.run_at") if job.run_at else now,
+        "run_at": rows.ts(job.run_at, "NewJob.run_at") if job.run_at else now,
         "trace_id": job.trace_id,
         "now": now,
     }
@@ -189,17 +190,17 @@ class JobQueue:
     async def retry_job(
         self, job_id: int, run_at: datetime, error: str, *, attempt: int | None = None
     ) -> bool:
-        due = rows.aware(run_at, "run_at")
+        due = rows.ts(run_at, "run_at")
         async with self.db.tx() as conn:
             return await self._finish(
                 conn, job_id, attempt,
                 "state = 'pending', run_at = %s, last_error = %s, worker_id = ''",
-                (due, rows.error_text(error)))
+                (due, error_text(error)))
 
     async def kill_job(self, job_id: int, error: str, *, attempt: int | None = None) -> bool:
         async with self.db.tx() as conn:
             return await self._finish(conn, job_id, attempt, "state = 'dead', last_error = %s",
-                                      (rows.error_text(error),))
+                                      (error_text(error),))
 
     async def get_job(self, job_id: int) -> Job | None:
         row = await self.db.one("SELECT * FROM jobs WHERE id = %s", (job_id,))
@@ -267,7 +268,7 @@ class JobQueue:
             row = await cur.fetchone()
             if row and row["t"] is not None:
                 times.append(row["t"])
-        return rows.utc(min(times)) if times else None
+        return rows.opt_dt(min(times)) if times else None
 
     async def truncate_jobs(self) -> None:
         """Empty the job table (benches on a shared database only)."""

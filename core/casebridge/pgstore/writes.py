@@ -1,4 +1,4 @@
-"""The write log (CRM write intents and outcomes, claimed CRM events) and plugin state on
+"""The write log (CRM write intents and outcomes) and plugin state on
 PostgreSQL; guarantees as documented in :mod:`casebridge.store`."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from typing import Any
 
 import psycopg
 
-from ..store import CrmWrite, CrmWriteKind, RecordNotFound
-from . import rows
+from ..store.records import CrmWrite, CrmWriteKind, RecordNotFound
+from ..store.rows import POSTGRES as rows
+from ..store.rows import to_json
 from .db import Database
 
 __all__ = ["PluginState", "WriteLog"]
@@ -70,15 +71,6 @@ class WriteLog:
         row = await self.db.one("SELECT * FROM crm_writes WHERE key = %s", (key,))
         return None if row is None else rows.write(row)
 
-    async def claim_event(self, crm: str, event_id: str) -> bool:
-        if not event_id:
-            raise ValueError(f"claim_event({crm!r}): event_id must not be empty")
-        async with self.db.tx() as conn:
-            cur = await conn.execute(
-                "INSERT INTO crm_events (crm, event_id, claimed_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (crm, event_id) DO NOTHING", (crm, event_id, self.db.now()))
-            return cur.rowcount == 1
-
 
 class PluginState:
     """Small JSON values plugins keep between runs (cursors, tokens' metadata)."""
@@ -88,7 +80,7 @@ class PluginState:
     @staticmethod
     def _state_json(plugin: str, key: str, value: Any) -> str:
         try:
-            return rows.to_json(value)
+            return to_json(value)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"state {plugin}/{key} is not JSON-serializable: {exc}") from None
 
@@ -126,7 +118,7 @@ class PluginState:
             cur = await conn.execute(
                 "SELECT value FROM plugin_state WHERE plugin = %s AND key = %s", (plugin, key))
             row = await cur.fetchone()
-            current = None if row is None else rows.to_json(json.loads(row["value"]))
+            current = None if row is None else to_json(json.loads(row["value"]))
             if current != want:
                 return False
             if new is None:

@@ -10,8 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from casebridge.json_input import JsonInputError, loads
-from casebridge.model import AssistantTurn, FieldValue, HandoffDecision, Summary
+from casebridge.plugin import (
+    AssistantTurn,
+    FieldValue,
+    HandoffDecision,
+    JsonInputError,
+    Summary,
+    read_json,
+)
 
 from .settings import AiField
 
@@ -61,7 +67,7 @@ def _object(text: str, where: str) -> Output:
     if fenced:
         stripped = fenced.group(1).strip()
     try:
-        value = loads(stripped, what=f"the {where}")
+        value = read_json(stripped, what=f"the {where}")
     except JsonInputError as exc:
         return Output(None, str(exc))
     if not isinstance(value, dict):

@@ -11,22 +11,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from casebridge import hookimpl
-from casebridge.backoff import BackoffPolicy
-from casebridge.contributions import ConfigSection
-from casebridge.errors import ConfigError
-from casebridge.logs import customer_text
-from casebridge.model import (
+from casebridge.plugin import (
     AssistantTurn,
     Author,
+    BackoffPolicy,
     CheckResult,
+    ConfigError,
+    ConfigSection,
     FieldValue,
     HandoffDecision,
     Message,
+    PluginContext,
     Session,
     Summary,
+    customer_text,
+    hookimpl,
 )
 from prometheus_client import Counter
 
@@ -47,12 +48,8 @@ from .prompts import (
 from .settings import AiSettings
 from .usage import Usage, add_usage
 
-if TYPE_CHECKING:
-    from casebridge.bridge import Bridge
+__all__ = ["AiPlugin", "read_knowledge"]
 
-__all__ = ["NAME", "AiPlugin", "read_knowledge"]
-
-NAME = "ai"
 log = logging.getLogger("casebridge.ai")
 
 
@@ -81,9 +78,11 @@ def read_knowledge(base_dir: Path, names: Sequence[str], limit: int) -> str:
 class AiPlugin:
     """Talks to ``[plugins.ai] base_url``; see docs/ai.md."""
 
+    # The entry point's name until ``configure`` gives the TOML's.
+    name = "ai"
+
     def __init__(self) -> None:
-        self.settings: AiSettings | None = None
-        self.bridge: Bridge | None = None
+        self.context: PluginContext | None = None
         self.client: ChatClient | None = None
         self.tokens: Counter | None = None
         self.knowledge = ""
@@ -92,28 +91,31 @@ class AiPlugin:
 
     @hookimpl
     def config_section(self) -> ConfigSection:
-        return ConfigSection(NAME, AiSettings)
+        return ConfigSection(self.name, AiSettings)
 
     @hookimpl
-    def configure(self, bridge: Bridge, settings: AiSettings) -> None:
-        self.bridge, self.settings = bridge, settings
+    def configure(self, context: PluginContext) -> None:
+        settings: AiSettings = context.settings
+        self.context, self.name = context, context.name
         # The plugin's own metric, on the runner's registry.
         self.tokens = Counter("casebridge_ai_tokens", "Tokens spent on AI calls, by kind.",
-                              ("kind",), registry=bridge.registry)
-        self.knowledge = read_knowledge(bridge.config.base_dir, settings.knowledge_files,
+                              ("kind",), registry=context.metrics)
+        self.knowledge = read_knowledge(context.base_dir, settings.knowledge_files,
                                         settings.knowledge_max_chars)
         self.client = ChatClient(
             settings.base_url, settings.api_key, timeout=settings.timeout,
-            retries=settings.retries, max_concurrency=settings.max_concurrency,
+            max_concurrency=settings.max_concurrency,
             backoff=BackoffPolicy(base=settings.backoff_base, factor=2.0,
                                   cap=settings.backoff_cap, jitter=0.5,
                                   max_attempts=settings.retries + 1),
         )
 
-    def _ready(self) -> tuple[Bridge, AiSettings, ChatClient]:
-        if self.bridge is None or self.settings is None or self.client is None:
-            raise RuntimeError("the ai plugin was used before configure")
-        return self.bridge, self.settings, self.client
+    def _ready(self) -> tuple[PluginContext, AiSettings, ChatClient]:
+        """The context, settings and client ``configure`` made; the one guard against use
+        before it."""
+        if self.context is None or self.client is None:
+            raise RuntimeError(f"the {self.name} plugin was used before configure")
+        return self.context, self.context.settings, self.client
 
     @hookimpl
     async def check(self) -> CheckResult:
@@ -122,14 +124,14 @@ class AiPlugin:
             models = await client.models()
         except AiUnavailable as exc:
             if exc.status not in (404, 405):
-                return CheckResult(NAME, False, str(exc))
+                return CheckResult(self.name, False, str(exc))
             # No model list on this server: a one-token completion proves the model answers.
             return await self._check_by_completion()
         if settings.model not in models:
             listed = ", ".join(models[:10]) or "none"
-            return CheckResult(NAME, False, f"{client.base_url} does not serve the model "
+            return CheckResult(self.name, False, f"{client.base_url} does not serve the model "
                                             f"{settings.model!r} (it lists: {listed})")
-        return CheckResult(NAME, True)
+        return CheckResult(self.name, True)
 
     async def _check_by_completion(self) -> CheckResult:
         _, settings, client = self._ready()
@@ -139,10 +141,10 @@ class AiPlugin:
                 "messages": [{"role": "user", "content": "Say OK."}],
             })
         except AiUnavailable as exc:
-            return CheckResult(NAME, False, str(exc))
+            return CheckResult(self.name, False, str(exc))
         if completion.usage.total_tokens:
             self._count_tokens("check", completion.usage)
-        return CheckResult(NAME, True)
+        return CheckResult(self.name, True)
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -150,12 +152,15 @@ class AiPlugin:
         self, kind: str, session: Session, messages: list[dict[str, str]], tool: str,
         schema: Mapping[str, Any],
     ) -> Output:
-        bridge, settings, client = self._ready()
+        context, settings, client = self._ready()
         body = request_body(settings.model, messages, tool=tool, schema=schema,
                             use_tools=settings.use_tools, temperature=settings.temperature,
                             max_tokens=settings.max_tokens)
-        completion = await client.complete(body)
-        await self._record_usage(bridge, kind, session.id, completion.usage)
+        # Only the assistant's answer has a customer waiting for it: it alone is retried
+        # here; a summary or fields call that fails leaves the defaults to serve.
+        retries = settings.retries if kind == "assistant" else 0
+        completion = await client.complete(body, retries=retries)
+        await self._record_usage(context, kind, session.id, completion.usage)
         output = read_output(completion.message, tool)
         if output.value is None and completion.finish_reason == "length":
             return Output(None, f"{output.problem} (cut off at max_tokens={settings.max_tokens})")
@@ -165,22 +170,22 @@ class AiPlugin:
         if usage.total_tokens and self.tokens is not None:
             self.tokens.labels(kind=kind).inc(usage.total_tokens)
 
-    async def _record_usage(self, bridge: Bridge, kind: str, session_id: str,
+    async def _record_usage(self, context: PluginContext, kind: str, session_id: str,
                             usage: Usage) -> None:
         self._count_tokens(kind, usage)
         key = f"usage:{session_id}"
         # Compare-and-swap: two jobs of one session may finish calls at the same time.
         for _ in range(20):
-            current = await bridge.store.get_state(NAME, key)
-            if await bridge.store.compare_and_put_state(NAME, key, current,
-                                                        add_usage(current, kind, usage)):
+            current = await context.state.get(key)
+            if await context.state.compare_and_put(key, current,
+                                                   add_usage(current, kind, usage)):
                 return
         log.warning("token usage of one %s call not recorded: the record kept changing", kind)
 
     async def session_usage(self, session_id: str) -> dict[str, Any]:
         """The session's token usage so far (see :func:`casebridge_ai.usage.add_usage`)."""
-        bridge, _, _ = self._ready()
-        return await bridge.store.get_state(NAME, f"usage:{session_id}") or {}
+        context, _, _ = self._ready()
+        return await context.state.get(f"usage:{session_id}") or {}
 
     # -- transforms -----------------------------------------------------------------------
 
@@ -201,7 +206,7 @@ class AiPlugin:
         except AiUnavailable as exc:
             log.warning("assistant unavailable, handing off: %s", exc)
             return AssistantTurn(handoff=HandoffDecision(f"the assistant is unavailable: {exc}",
-                                                         NAME))
+                                                         self.name))
         if output.value is None:
             log.warning("assistant output unusable, handing off: %s", output.problem)
         turn = decide_turn(output, settings.answer_max_chars)
@@ -236,7 +241,7 @@ class AiPlugin:
     async def map_fields(
         self, session: Session, transcript: Sequence[Message], summary: Summary
     ) -> dict[str, FieldValue]:
-        bridge, settings, _ = self._ready()
+        context, settings, _ = self._ready()
         if not settings.fields:
             return {}
         messages = fields_messages(session, transcript, summary, settings.fields)
@@ -253,7 +258,7 @@ class AiPlugin:
             given = output.value.get(column) if output.value is not None else None
             log.warning("AI field %s left empty: %s", column, why,
                         extra={"given": customer_text(str(given))})
-        await bridge.store.put_state(NAME, f"fields:{session.id}", {
+        await context.state.put(f"fields:{session.id}", {
             "filled": {column: value.value for column, value in outcome.values.items()},
             "rejected": outcome.rejected,
             "problem": outcome.problem,
@@ -261,6 +266,7 @@ class AiPlugin:
         log.info("AI fields filled: %s", ", ".join(outcome.values) or "none")
         kinds = {f.column: f.kind for f in settings.fields}
         # A rejected answer leaves the column empty; the note tells the rep why, on the case.
-        rejected = {column: FieldValue("", kinds.get(column, "text"), NAME, note=why)
+        rejected = {column: FieldValue("", kinds.get(column, "text"), self.name,
+                                       note=why)
                     for column, why in outcome.rejected.items()}
         return {**rejected, **outcome.values}

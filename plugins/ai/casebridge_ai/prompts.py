@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from casebridge.model import Author, HandoffDecision, Message, Session, Summary
+from casebridge.plugin import Author, HandoffDecision, Message, Session, Summary
 
 from .settings import AiField
 

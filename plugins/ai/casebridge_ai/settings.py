@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from casebridge.secrets import Secret
+from casebridge.plugin import Secret
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are the first-line support assistant of our company. Answer the customer's "
@@ -44,6 +44,10 @@ class AiField:
         if self.max_chars < 1:
             raise ValueError(f"fields: {self.column}: max_chars must be at least 1")
 
+# The assistant's answer is retried while a customer waits: a couple of short tries at most.
+_LIVE_RETRIES = 2
+_LIVE_BACKOFF_CAP = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class AiSettings:
@@ -55,11 +59,13 @@ class AiSettings:
     token when set. ``knowledge_files`` are read at start-up (paths relative
     to the TOML) and given to the assistant as reference material, at most
     ``knowledge_max_chars`` in all. ``language`` is the summary's language ("" = the
-    customer's). Each call waits ``timeout`` seconds at most and is retried ``retries`` times
-    on 429, 5xx, timeouts and connection failures, with exponential backoff from
-    ``backoff_base`` to ``backoff_cap`` seconds (a ``Retry-After`` above the cap gives up at
-    once). At most ``max_concurrency`` calls run at a time. ``use_tools`` asks for the
-    structured answer as a tool call; false asks for a JSON ``response_format`` instead.
+    customer's). Each call waits ``timeout`` seconds at most and is made once: a summary or
+    fields call that fails leaves the defaults to serve. Only the assistant's answer, which a
+    customer waits for, is tried ``retries`` more times (at most 2) on 429, 5xx, timeouts and
+    connection failures, after a backoff from ``backoff_base`` to ``backoff_cap`` seconds (at
+    most 10; a ``Retry-After`` above the cap hands the customer to a person at once). At
+    most ``max_concurrency`` calls run at a time. ``use_tools`` asks for the structured
+    answer as a tool call; false asks for a JSON ``response_format`` instead.
     """
 
     base_url: str
@@ -75,7 +81,7 @@ class AiSettings:
     timeout: float = 30.0
     retries: int = 2
     backoff_base: float = 0.5
-    backoff_cap: float = 8.0
+    backoff_cap: float = 2.0
     max_concurrency: int = 4
     temperature: float = 0.2
     max_tokens: int = 800
@@ -97,10 +103,12 @@ class AiSettings:
         problems = []
         if not self.timeout > 0:
             problems.append(f"timeout must be positive, got {self.timeout}")
-        if self.retries < 0:
-            problems.append(f"retries must be 0 or more, got {self.retries}")
-        if not 0 < self.backoff_base <= self.backoff_cap:
-            problems.append("backoff_base must be positive and at most backoff_cap")
+        if not 0 <= self.retries <= _LIVE_RETRIES:
+            problems.append(f"retries must be 0 to {_LIVE_RETRIES} (a customer is waiting), "
+                            f"got {self.retries}")
+        if not 0 < self.backoff_base <= self.backoff_cap <= _LIVE_BACKOFF_CAP:
+            problems.append("backoff_base must be positive and at most backoff_cap, and "
+                            f"backoff_cap at most {_LIVE_BACKOFF_CAP:g} seconds")
         if self.max_concurrency < 1:
             problems.append(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if not 0 <= self.temperature <= 2:

@@ -17,9 +17,7 @@ from typing import Any
 
 import anyio
 import httpx
-from casebridge.backoff import retry_after_seconds
-from casebridge.errors import PermanentError, TransientError
-from casebridge.json_input import loads
+from casebridge.plugin import PermanentError, TransientError, read_json, retry_after_seconds
 
 from .settings import CreatioSettings
 
@@ -279,7 +277,7 @@ def _set_cookies(response: httpx.Response) -> dict[str, str]:
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
-        body = loads(response.content or b"null")
+        body = read_json(response.content or b"null")
     except ValueError:
         return None
     return body if isinstance(body, dict) else None

@@ -1,39 +1,39 @@
-"""An async client for Creatio's OData 4 API: sign-in, retries, errors, ``$batch``, files.
+"""An async client for Creatio's OData 4 API: sign-in, errors, ``$batch``, files.
 
 One :class:`CreatioClient` holds one connection pool; use it as an async context manager or
-call :meth:`CreatioClient.aclose`. What a caller can expect from every method:
+call :meth:`CreatioClient.aclose`. Every method makes one attempt; retrying is the outbox's
+(a job that raises TransientError runs again later, with backoff). What a caller can expect:
 
-* a 429/503/5xx answer or a connection failure is retried with exponential backoff and
-  jitter (honouring ``Retry-After``) up to ``settings.retries`` times, then raised as
-  :class:`casebridge.errors.TransientError` so the outbox tries again later;
+* a 429/5xx answer or a connection failure raises
+  :class:`~casebridge.plugin.TransientError` (with Creatio's ``Retry-After`` as its
+  ``retry_after``);
 * a 429/503 with ``Retry-After`` holds back every request of this client (every outbox
-  worker) until then, not only the one that got it; at most ``max_concurrency`` requests
-  are in flight at any time;
-* a 401 signs in again and retries once;
-* any other 4xx raises :class:`CreatioError` (a :class:`casebridge.errors.PermanentError`);
+  worker) until then, not only the one that got it: a request waits at that gate at most
+  ``max_retry_wait`` seconds, and a longer wait is handed to the outbox at once. At most
+  ``max_concurrency`` requests are in flight at any time;
+* a 401 signs in again and sends the request once more; a 401 again is a TransientError;
+* any other 4xx raises :class:`CreatioError` (a :class:`~casebridge.plugin.PermanentError`);
 * a timeout or dropped connection after a non-idempotent write was sent raises
-  :class:`casebridge.errors.AmbiguousWriteError` instead of writing twice — except
+  :class:`~casebridge.plugin.AmbiguousWriteError` instead of writing twice — except
   :meth:`create` with a client-chosen ``Id``, which looks the record up and carries on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import anyio
 import httpx
-from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
-from casebridge.json_input import JsonInputError, loads
-from casebridge.model import CheckResult
+from casebridge.plugin import AmbiguousWriteError, CheckResult, TransientError
 
 from . import odata
+from .answers import CreatioError, CreatioHtmlError, answer_json, answer_message, error_message
 from .auth import (
     Authenticator,
     CreatioAuthError,
@@ -41,7 +41,8 @@ from .auth import (
     make_authenticator,
     retry_after,
 )
-from .settings import CreatioSettings
+from .batching import BATCH_LIMIT, BatchRequest, BatchResponse, batch_answers, batch_items
+from .settings import DEFAULT_NAME, CreatioSettings
 
 __all__ = [
     "BATCH_LIMIT",
@@ -51,65 +52,25 @@ __all__ = [
     "CreatioClient",
     "CreatioError",
     "CreatioHtmlError",
+    "error_message",
 ]
 
 log = logging.getLogger("casebridge.creatio")
 
-BATCH_LIMIT = 100
-# Failures before anything reached the server: safe to retry any request.
+# Failures before anything reached the server: nothing was written.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Gateway answers that may come after the request reached Creatio.
 _MAYBE_PROCESSED = (502, 504)
+_IDEMPOTENT = ("GET", "PATCH", "DELETE", "PUT")
 _JSON = "application/json"
-
-
-class CreatioError(PermanentError):
-    """Creatio refused an operation. ``str()`` names the entity, the operation and
-    Creatio's own message."""
-
-    def __init__(self, entity: str, operation: str, status: int, message: str) -> None:
-        self.entity = entity
-        self.operation = operation
-        self.status = status
-        self.message = message
-        super().__init__(f"Creatio refused to {operation} {entity} (HTTP {status}): {message}")
-
-
-class CreatioHtmlError(CreatioError):
-    """Creatio answered with a web page where JSON was expected."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRequest:
-    """One request inside a ``$batch``. ``url`` is relative to the OData root:
-    ``"Case"`` or ``"Case(<guid>)"``."""
-
-    method: str
-    url: str
-    body: Mapping[str, Any] | None = None
-    id: str = ""
-    atomicity_group: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResponse:
-    id: str
-    status: int
-    body: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
 
 Sleep = Callable[[float], Awaitable[None]]
 
 
 class CreatioClient:
     """The OData client. ``transport`` replaces the network (tests, the in-process sandbox);
-    ``sleep``, ``clock`` and ``jitter`` replace waiting, the monotonic clock and the random
-    backoff share so tests need not wait."""
+    ``sleep`` and ``clock`` replace waiting at the Retry-After gate and the monotonic clock
+    so tests need not wait."""
 
     def __init__(
         self,
@@ -118,7 +79,6 @@ class CreatioClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
-        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
         self._http = httpx.AsyncClient(
@@ -131,7 +91,6 @@ class CreatioClient:
         self._auth: Authenticator = make_authenticator(settings, clock)
         self._sleep = sleep
         self._clock = clock
-        self._jitter = jitter
         self._limiter: anyio.CapacityLimiter | None = None
         # When a 429/503 asked to wait (Retry-After), no request of any worker goes out
         # before this moment (on ``clock``): Creatio is slowed down as a whole.
@@ -190,54 +149,49 @@ class CreatioClient:
     async def create(self, entity: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a new record and return it as Creatio stored it.
 
-        With an ``Id`` in ``body`` the write is recognisable: after an ambiguous failure or a
-        duplicate-key refusal the record is read back by that Id instead of written twice.
+        With an ``Id`` in ``body`` the write is recognisable: after a failure that may have
+        written it (a lost answer, a 5xx such as Creatio's duplicate-key refusal) or a 400/409
+        the record is read back by that Id, and returned when it is there, instead of being
+        written twice. Without one, a write that may have landed is an AmbiguousWriteError.
         """
         record_id = body.get("Id")
-        if not isinstance(record_id, str) or not odata.is_guid(record_id):
-            if record_id is not None:
-                raise ValueError(f"{entity}.Id must be a GUID, got {record_id!r}")
+        if record_id is not None and not (isinstance(record_id, str)
+                                          and odata.is_guid(record_id)):
+            raise ValueError(f"{entity}.Id must be a GUID, got {record_id!r}")
+        try:
             response = await self._call(
-                "POST", _entity_path(entity), entity=entity, operation="create", json_body=body
+                "POST", _entity_path(entity), entity=entity, operation="create",
+                json_body=body, idempotent=record_id is not None,
             )
-            created = self._check(response, entity, "create")
-            return created if isinstance(created, dict) else dict(body)
-        # A client-chosen Id makes a repeated POST harmless (the key refuses a duplicate), so
-        # every failure is followed by a read by that Id before the record is written again.
-        attempt = 0
-        while True:
-            try:
-                response = await self._call(
-                    "POST",
-                    _entity_path(entity),
-                    entity=entity,
-                    operation="create",
-                    json_body=body,
-                    idempotent=True,
-                    retries=0,
-                )
-            except CreatioAuthError:
+        except TransientError as exc:
+            # Throttled (a Retry-After): nothing was written, and a read would wait too.
+            if record_id is None or exc.retry_after is not None:
                 raise
-            except TransientError as exc:
-                failure = exc
-            else:
-                if response.status_code < 400 or response.status_code not in (400, 409):
-                    created = self._check(response, entity, "create")
-                    return created if isinstance(created, dict) else dict(body)
-                existing = await self.get(entity, record_id)
-                if existing is not None:
-                    log.info("%s %s already existed; not written again", entity, record_id)
-                    return existing
-                self._check(response, entity, "create")
-            existing = await self.get(entity, record_id)
+            existing = await self._written(entity, record_id, exc)
+            if existing is None:
+                raise
+            return existing
+        if record_id is not None and response.status_code in (400, 409):
+            existing = await self._written(entity, record_id, None)
             if existing is not None:
-                log.info("%s %s was written by an earlier attempt", entity, record_id)
                 return existing
-            wait = failure.retry_after
-            if attempt >= self.settings.retries or (wait or 0) > self.settings.max_retry_wait:
-                raise failure
-            await self._sleep(wait if wait is not None else self._backoff(attempt))
-            attempt += 1
+        created = self._check(response, entity, "create")
+        return created if isinstance(created, dict) else dict(body)
+
+    async def _written(
+        self, entity: str, record_id: str, failure: TransientError | None
+    ) -> dict[str, Any] | None:
+        """The record an earlier or the failed attempt wrote under ``record_id``, or None.
+        A read that fails too raises ``failure`` (the write's own error) when there is one."""
+        try:
+            existing = await self.get(entity, record_id)
+        except TransientError:
+            if failure is None:
+                raise
+            raise failure from None
+        if existing is not None:
+            log.info("%s %s was already written; not written again", entity, record_id)
+        return existing
 
     async def update(self, entity: str, id: str, body: Mapping[str, Any]) -> None:
         """PATCH the given columns of ``entity(id)``; a missing record is a CreatioError."""
@@ -320,14 +274,15 @@ class CreatioClient:
         )
         self._check(response, entity, "upload a file to")
 
-    async def check(self) -> CheckResult:
-        """Whether the settings work: ``ok`` with "Active", or exactly what failed."""
+    async def check(self, name: str = DEFAULT_NAME) -> CheckResult:
+        """Whether the settings work: ``ok`` with "Active", or exactly what failed, as the
+        check of the plugin named ``name``."""
         try:
             await self.query("CaseStatus", select=["Id"], top=1)
         except CreatioAuthError as exc:
-            return CheckResult("creatio", False, str(exc))
+            return CheckResult(name, False, str(exc))
         except CreatioHtmlError as exc:
-            return CheckResult("creatio", False, exc.message)
+            return CheckResult(name, False, exc.message)
         except CreatioError as exc:
             if exc.status == 403:
                 detail = (
@@ -341,12 +296,12 @@ class CreatioClient:
                 )
             else:
                 detail = str(exc)
-            return CheckResult("creatio", False, detail)
+            return CheckResult(name, False, detail)
         except TransientError as exc:
             return CheckResult(
-                "creatio", False, f"Creatio at {self.settings.url} unreachable: {exc}"
+                name, False, f"Creatio at {self.settings.url} unreachable: {exc}"
             )
-        return CheckResult("creatio", True, "Active")
+        return CheckResult(name, True, "Active")
 
     async def metadata(self) -> bytes:
         """The service's ``$metadata`` CSDL document (XML), as Creatio sends it."""
@@ -375,8 +330,8 @@ class CreatioClient:
         self._gate_until = max(self._gate_until, self._clock() + seconds)
 
     async def _pass_gate(self, what: str) -> None:
-        """Wait out a Retry-After another request received; one longer than
-        ``max_retry_wait`` goes to the outbox at once, as the request's own would."""
+        """Wait out a Retry-After another request received, at most ``max_retry_wait``
+        seconds; a longer one goes to the outbox at once, as the request's own would."""
         remaining = self._gate_until - self._clock()
         if remaining <= 0:
             return
@@ -385,10 +340,6 @@ class CreatioClient:
                 f"Creatio asked to wait {remaining:.0f}s before {what}", retry_after=remaining
             )
         await self._sleep(remaining)
-
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.settings.backoff_max, self.settings.backoff * (2**attempt))
-        return base * (0.5 + self._jitter() / 2)
 
     async def _call(
         self,
@@ -402,148 +353,106 @@ class CreatioClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
-        retries: int | None = None,
     ) -> httpx.Response:
-        """Send one request with sign-in, re-sign-in on 401 and retries; return the answer
-        (any status other than 401/429/5xx) for the caller to judge."""
+        """Send one request, signing in first when needed and once more after a refused
+        session; return the answer (any status but 401/429/5xx) for the caller to judge.
+        Raises TransientError (AmbiguousWriteError when a write may have landed)."""
         if idempotent is None:
-            idempotent = method in ("GET", "PATCH", "DELETE", "PUT")
-        url = self._url(path) + (f"?{query}" if query else "")
+            idempotent = method in _IDEMPOTENT
         what = f"{operation} {entity}"
-        # Sign-ins this call has asked for. A 401 right after a successful sign-in is a
-        # session that expired again (a busy instance, a restarted node), not refused
-        # credentials (those fail the sign-in itself): sign in again, up to ``retries`` times.
-        renewals = 0
-        # The sign-in generation a 401 was answered to; the next pass signs in again.
-        stale: int | None = None
-        attempt = 0
-        budget = self.settings.retries if retries is None else retries
-        while True:
-            failure: TransientError
-            wait: float | None = None
-            try:
-                if stale is not None:
-                    await self._auth.renew(self._http, stale)
-                    stale = None
-                await self._pass_gate(what)
-                auth_headers = await self._auth.headers(self._http)
-                generation = self._auth.generation
-                request_headers = {**auth_headers, **(headers or {})}
-                async with self._get_limiter():
-                    response = await self._http.request(
-                        method,
-                        url,
-                        content=_encode(json_body) if json_body is not None else content,
-                        headers=(
-                            {"Content-Type": _JSON, **request_headers}
-                            if json_body is not None
-                            else request_headers
-                        ),
-                    )
-            except httpx.TransportError as exc:
-                reason = type(exc).__name__
-                if not idempotent and not isinstance(exc, _NOT_SENT):
-                    raise AmbiguousWriteError(
-                        f"Creatio: no answer to {what} after it was sent ({reason}); "
-                        "look the record up before writing it again"
-                    ) from None
-                failure = TransientError(f"Creatio at {self.settings.url} unreachable ({reason})")
-            except TransientError as exc:
-                failure = exc
-                wait = exc.retry_after
-            else:
-                self._auth.absorb(response)
-                status = response.status_code
-                if status == 401 or (status == 403 and self._auth.renew_on_403):
-                    if renewals == 0 or (status == 401 and renewals <= self.settings.retries):
-                        if renewals:
-                            await self._sleep(self._backoff(renewals - 1))
-                        renewals += 1
-                        log.info("Creatio answered %s to %s; signing in again", status, what)
-                        stale = generation
-                        continue
-                    if status == 401:
-                        # Signing in worked each time (refused credentials fail there, for
-                        # good), so this is a session that ends as it starts: worth trying
-                        # again later, not a reason to lose the job.
-                        raise TransientError(
-                            f"Creatio refused the credentials for {what} even after signing "
-                            f"in again {renewals} time(s): {self._message(response) or 'HTTP 401'}"
-                        )
-                    return response
-                if status != 429 and status < 500:
-                    log.debug("Creatio %s %s -> %s", method, path, status)
-                    return response
-                if not idempotent and status in _MAYBE_PROCESSED:
-                    raise AmbiguousWriteError(
-                        f"Creatio: gateway answered {status} to {what}; it may have been "
-                        "written, look it up before writing it again"
-                    )
-                wait = retry_after(response)
-                if wait is not None and status in (429, 503):
-                    self._close_gate(wait)
-                failure = TransientError(
-                    f"Creatio answered HTTP {status} to {what}: "
-                    f"{self._message(response) or response.reason_phrase}",
-                    retry_after=wait,
+        url = self._url(path) + (f"?{query}" if query else "")
+        request_headers = dict(headers or {})
+        if json_body is not None:
+            content = _encode(json_body)
+            request_headers = {"Content-Type": _JSON, **request_headers}
+        send = (method, url, content, request_headers, what, idempotent)
+        response, generation = await self._send(*send)
+        if response.status_code == 401 or (
+            response.status_code == 403 and self._auth.renew_on_403
+        ):
+            # Creatio ends sessions (and a re-login leaves a stale BPMCSRF): sign in again,
+            # once; refused credentials fail the sign-in itself, for good.
+            log.info("Creatio answered %s to %s; signing in again", response.status_code, what)
+            with self._sign_in_errors():
+                await self._auth.renew(self._http, generation)
+            response, _ = await self._send(*send)
+            if response.status_code == 401:
+                raise TransientError(
+                    f"Creatio refused the session for {what} right after signing in again: "
+                    f"{answer_message(response) or 'HTTP 401'}"
                 )
-            if wait is not None and wait > self.settings.max_retry_wait:
-                raise failure
-            if attempt >= budget:
-                raise failure
-            delay = wait if wait is not None else self._backoff(attempt)
-            attempt += 1
-            log.warning("%s; retry %d in %.1fs", failure, attempt, delay)
-            await self._sleep(delay)
+        self._raise_if_transient(response, what, idempotent)
+        log.debug("Creatio %s %s -> %s", method, path, response.status_code)
+        return response
+
+    async def _send(
+        self, method: str, url: str, content: bytes | None, headers: Mapping[str, str],
+        what: str, idempotent: bool,
+    ) -> tuple[httpx.Response, int]:
+        """One request through the gate and the concurrency cap, with the current sign-in;
+        the answer and the sign-in generation it was sent with."""
+        await self._pass_gate(what)
+        with self._sign_in_errors():
+            auth_headers = await self._auth.headers(self._http)
+        generation = self._auth.generation
+        try:
+            async with self._get_limiter():
+                response = await self._http.request(
+                    method, url, content=content, headers={**auth_headers, **headers})
+        except httpx.TransportError as exc:
+            reason = type(exc).__name__
+            if not idempotent and not isinstance(exc, _NOT_SENT):
+                raise AmbiguousWriteError(
+                    f"Creatio: no answer to {what} after it was sent ({reason}); "
+                    "look the record up before writing it again"
+                ) from None
+            raise TransientError(f"Creatio at {self.settings.url} unreachable ({reason})") from None
+        self._auth.absorb(response)
+        return response, generation
+
+    @contextlib.contextmanager
+    def _sign_in_errors(self) -> Iterator[None]:
+        """What a failed sign-in means for the attempt: unreachable is transient, and a
+        throttled one (a Retry-After) holds back every request, as a throttled call does."""
+        try:
+            yield
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"Creatio at {self.settings.url} unreachable to sign in ({type(exc).__name__})"
+            ) from None
+        except TransientError as exc:
+            if exc.retry_after is not None:
+                self._close_gate(exc.retry_after)
+            raise
+
+    def _raise_if_transient(self, response: httpx.Response, what: str, idempotent: bool) -> None:
+        """Raise what a 429 or 5xx answer stands for; a Retry-After on a 429/503 closes the
+        gate for every request of this client."""
+        status = response.status_code
+        if status != 429 and status < 500:
+            return
+        if not idempotent and status in _MAYBE_PROCESSED:
+            raise AmbiguousWriteError(
+                f"Creatio: gateway answered {status} to {what}; it may have been "
+                "written, look it up before writing it again"
+            )
+        wait = retry_after(response)
+        if wait is not None and status in (429, 503):
+            self._close_gate(wait)
+        raise TransientError(
+            f"Creatio answered HTTP {status} to {what}: "
+            f"{answer_message(response) or response.reason_phrase}",
+            retry_after=wait,
+        )
 
     def _check(self, response: httpx.Response, entity: str, operation: str) -> Any:
         """The answer's JSON (None when empty), or the CreatioError it stands for."""
-        status = response.status_code
-        if looks_like_html(response):
-            raise CreatioHtmlError(
-                entity,
-                operation,
-                status,
-                f"Creatio answered with a web page instead of JSON (HTTP {status}) from "
-                f"{self.settings.odata_root}; this is usually a wrong url or odata_prefix, "
-                "or a user without the OData permission (CanUseODataService)",
-            )
-        if status >= 400:
-            raise CreatioError(entity, operation, status, self._message(response) or "no detail")
-        if not response.content:
-            return None
-        try:
-            return loads(response.content, what="the answer")
-        except JsonInputError as exc:
-            raise CreatioError(entity, operation, status, str(exc)) from None
-
-    @staticmethod
-    def _message(response: httpx.Response) -> str:
-        """Creatio's innermost useful error message in an answer, or ""."""
-        if looks_like_html(response):
-            return ""
-        try:
-            body = loads(response.content or b"null")
-        except ValueError:
-            return response.text.strip()[:300]
-        return error_message(body)
+        return answer_json(response, entity, operation, self.settings.odata_root)
 
     async def _batch_chunk(
         self, chunk: Sequence[BatchRequest], offset: int, continue_on_error: bool
     ) -> list[BatchResponse]:
-        items = []
-        for index, request in enumerate(chunk):
-            item: dict[str, Any] = {
-                "id": request.id or str(offset + index),
-                "method": request.method,
-                "url": request.url,
-                "headers": {"Content-Type": f"{_JSON};odata.metadata=minimal"},
-            }
-            if request.body is not None:
-                item["body"] = dict(request.body)
-            if request.atomicity_group:
-                item["atomicityGroup"] = request.atomicity_group
-            items.append(item)
+        items = batch_items(chunk, offset)
         headers = {"Prefer": "continue-on-error"} if continue_on_error else {}
         read_only = all(r.method == "GET" for r in chunk)
         response = await self._call(
@@ -559,47 +468,7 @@ class CreatioClient:
         raw = body.get("responses") if isinstance(body, dict) else None
         if not isinstance(raw, list):
             raise CreatioError("$batch", "send", response.status_code, "no 'responses' list")
-        answers = []
-        for entry in raw:
-            if not isinstance(entry, dict):
-                continue
-            entry_headers = entry.get("headers")
-            answers.append(
-                BatchResponse(
-                    id=str(entry.get("id", "")),
-                    status=int(entry.get("status", 0)),
-                    body=entry.get("body"),
-                    headers=entry_headers if isinstance(entry_headers, dict) else {},
-                )
-            )
-        order = {item["id"]: n for n, item in enumerate(items)}
-        answers.sort(key=lambda a: order.get(a.id, len(order)))
-        return answers
-
-
-def error_message(body: Any) -> str:
-    """The innermost non-empty message of an OData (or Creatio service) error body."""
-    if not isinstance(body, dict):
-        return ""
-    found = ""
-    node: Any = body.get("error", body)
-    seen = 0
-    while isinstance(node, dict) and seen < 20:
-        seen += 1
-        for key in ("message", "Message", "ExceptionMessage"):
-            text = node.get(key)
-            if isinstance(text, dict):
-                text = text.get("value")
-            if isinstance(text, str) and text.strip():
-                found = text.strip()
-                break
-        nxt = None
-        for key in ("innererror", "internalexception", "InnerException", "Exception"):
-            if isinstance(node.get(key), dict):
-                nxt = node[key]
-                break
-        node = nxt
-    return found
+        return batch_answers(raw, items)
 
 
 def _encode(body: Any) -> bytes:

@@ -1,19 +1,18 @@
 """``casebridge check`` for the field mapping: every column a rule or a plugin maps onto the
 case must exist in Creatio, and every lookup value must name a record.
 
-The mapped fields are read from the TOML: the ``[[fields.rules]]`` and the
-``[[plugins.<name>.fields]]`` entries of the enabled plugins (the AI plugin's fields; any
-plugin declaring fields the same way, with ``column``, ``kind`` and ``allowed``, is checked
-too). Columns are checked against Creatio's ``$metadata``; lookup values by name, as the
-handoff resolves them.
+The mapped fields are what the TOML maps (``PluginContext.mapped_fields``: the
+``[[fields.rules]]`` and the ``[[plugins.<name>.fields]]`` entries of the enabled plugins).
+Columns are checked against Creatio's ``$metadata``; lookup values by name, as the handoff
+resolves them.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+
+from casebridge.plugin import MappedField
 
 from .lookups import LookupNotFound
 from .metadata import Metadata, parse_metadata
@@ -22,42 +21,6 @@ from .operations import CreatioOperations
 
 CASE = "Case"
 _GUID_TYPE = "Edm.Guid"
-
-
-@dataclass(frozen=True, slots=True)
-class MappedField:
-    """One column something maps onto the case; ``where`` names it in the TOML."""
-
-    column: str
-    kind: str
-    values: tuple[str, ...]
-    where: str
-
-
-def mapped_fields(config: Any) -> list[MappedField]:
-    """The fields a :class:`casebridge.config.Config` maps onto the case."""
-    found = [
-        MappedField(rule.column, rule.kind, (rule.value,), f"fields.rules[{n}]")
-        for n, rule in enumerate(config.fields.rules)
-    ]
-    for name in config.enabled:
-        table: Mapping[str, Any] = config.plugin_tables.get(name) or {}
-        entries = table.get("fields")
-        if not isinstance(entries, list):
-            continue
-        for n, entry in enumerate(entries):
-            if isinstance(entry, Mapping) and isinstance(entry.get("column"), str):
-                allowed = entry.get("allowed")
-                values = tuple(str(v) for v in allowed) if isinstance(allowed, list) else ()
-                found.append(
-                    MappedField(
-                        entry["column"],
-                        str(entry.get("kind") or "text"),
-                        values,
-                        f"plugins.{name}.fields[{n}]",
-                    )
-                )
-    return found
 
 
 def column_problems(

@@ -24,33 +24,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from casebridge.errors import AmbiguousWriteError
-from casebridge.model import (
+from casebridge.plugin import (
     ActivityRef,
     ActivityRequest,
+    AmbiguousWriteError,
     CaseRef,
     CaseRequest,
     Contact,
     HandoffRequest,
     HandoffResult,
+    PluginState,
 )
 
 from . import odata
 from .client import BatchRequest, BatchResponse, CreatioError, error_message
+from .contacts import contact_own_id, contact_records, national, phone_matches
 from .odata import Guid
-from .operations import (
-    CRM,
-    CreatioOperations,
-    _national,
-    contact_own_id,
-    contact_records,
-    phone_matches,
-)
-
-if TYPE_CHECKING:
-    from casebridge.store import Store
+from .operations import CreatioOperations
 
 log = logging.getLogger("casebridge.creatio")
 
@@ -104,27 +96,59 @@ def read_requests(
     )
     # Open cases of the contact, however it is found: by id, or through its e-mail or phone.
     whose = [odata.any_of("ContactId", [Guid(i) for i in ids])]
+    whose += _ask_by_email(reads, contact) + _ask_by_phone(reads, contact)
+    if open_status_ids:
+        reads.ask(
+            "cases",
+            "Case",
+            filter=odata.any_expr(*whose)
+            & odata.any_of("StatusId", [Guid(s) for s in open_status_ids]),
+            select=_CASE_COLUMNS,
+            orderby="CreatedOn desc",
+            top=_CANDIDATES,
+        )
+    mine = [i for i in (request.case_id, request.key if request.maybe_written else "") if i]
+    if mine:
+        reads.ask(
+            "mine",
+            "Case",
+            filter=odata.any_of("Id", [Guid(i) for i in mine]),
+            select=_CASE_COLUMNS,
+            top=len(mine),
+        )
+    return reads, set(ids)
+
+
+def _ask_by_email(reads: Reads, contact: Contact) -> list[odata.Expr]:
+    """Ask for the contact by its e-mail addresses; the filter for its cases by them."""
     emails = [e.strip() for e in contact.emails if e.strip()]
-    if emails:
-        reads.ask(
-            "email",
-            "Contact",
-            filter=odata.any_of("Email", emails),
-            select=["Id"],
-            orderby="CreatedOn",
-            top=1,
-        )
-        reads.ask(
-            "comm",
-            "ContactCommunication",
-            filter=odata.any_of("Number", emails),
-            select=["ContactId"],
-            orderby="CreatedOn",
-            top=1,
-        )
-        whose.append(odata.any_of("Contact/Email", emails))
+    if not emails:
+        return []
+    reads.ask(
+        "email",
+        "Contact",
+        filter=odata.any_of("Email", emails),
+        select=["Id"],
+        orderby="CreatedOn",
+        top=1,
+    )
+    reads.ask(
+        "comm",
+        "ContactCommunication",
+        filter=odata.any_of("Number", emails),
+        select=["ContactId"],
+        orderby="CreatedOn",
+        top=1,
+    )
+    return [odata.any_of("Contact/Email", emails)]
+
+
+def _ask_by_phone(reads: Reads, contact: Contact) -> list[odata.Expr]:
+    """Ask for the contact by each phone number (its communications, then the columns by
+    the last digits); the filters for its cases by them."""
+    whose: list[odata.Expr] = []
     for index, phone in enumerate(contact.phones):
-        _, nsn, _ = _national(phone)
+        _, nsn, _ = national(phone)
         if len(nsn) < 4:
             continue
         reads.ask(
@@ -147,26 +171,7 @@ def read_requests(
         whose.append(
             odata.endswith("Contact/MobilePhone", tail) | odata.endswith("Contact/Phone", tail)
         )
-    if open_status_ids:
-        reads.ask(
-            "cases",
-            "Case",
-            filter=odata.any_expr(*whose)
-            & odata.any_of("StatusId", [Guid(s) for s in open_status_ids]),
-            select=_CASE_COLUMNS,
-            orderby="CreatedOn desc",
-            top=_CANDIDATES,
-        )
-    mine = [i for i in (request.case_id, request.key if request.maybe_written else "") if i]
-    if mine:
-        reads.ask(
-            "mine",
-            "Case",
-            filter=odata.any_of("Id", [Guid(i) for i in mine]),
-            select=_CASE_COLUMNS,
-            top=len(mine),
-        )
-    return reads, set(ids)
+    return whose
 
 
 def found_contact(reads: Reads, contact: Contact) -> tuple[str, str]:
@@ -205,10 +210,11 @@ class Plan:
 
 class AtomicHandoff:
     """The ``handoff`` hook of the Creatio plugin. See the module docstring. ``state`` is
-    where open cases are remembered (the bridge's store), or None to remember nothing."""
+    where open cases are remembered (the plugin's own state), or None to remember nothing."""
 
-    def __init__(self, ops: CreatioOperations, state: Store | None = None) -> None:
+    def __init__(self, ops: CreatioOperations, state: PluginState | None = None) -> None:
         self.ops = ops
+        self.name = ops.name
         self.client = ops.client
         self.settings = ops.settings
         self.state = state
@@ -219,8 +225,7 @@ class AtomicHandoff:
         else:
             result = await self._remembered(request) or await self._two_round_trips(request)
         if self.state is not None and result.contact.crm_id:
-            await self.state.put_state(
-                CRM,
+            await self.state.put(
                 _memory_key(result.contact.crm_id),
                 {"id": result.case.id, "number": result.case.number},
             )
@@ -240,11 +245,12 @@ class AtomicHandoff:
         ):
             return None
         key = _memory_key(request.contact.crm_id)
-        known = await self.state.get_state(CRM, key)
+        known = await self.state.get(key)
         if not isinstance(known, dict) or not odata.is_guid(known.get("id")):
             return None
         case_id = str(known["id"]).lower()
-        case = CaseRef(CRM, case_id, str(known.get("number") or ""), url=settings.case_url(case_id))
+        case = CaseRef(self.name, case_id, str(known.get("number") or ""),
+                       url=settings.case_url(case_id))
         plan = Plan(request.contact, False, case, None, False)
         activities = await self._activities(request, plan)
         guard = BatchRequest("PATCH", f"Case({case_id})", {}, id="case")
@@ -254,9 +260,9 @@ class AtomicHandoff:
         )
         if answers is None:
             log.info("handoff: case %s no longer takes activities; looking again", case_id)
-            await self.state.delete_state(CRM, key)
+            await self.state.delete(key)
             return None
-        refs = [ActivityRef(CRM, Guid(a.key).value, case.id) for a in activities]
+        refs = [ActivityRef(self.name, Guid(a.key).value, case.id) for a in activities]
         return HandoffResult(plan.contact, case, False, refs)
 
     async def _two_round_trips(self, request: HandoffRequest) -> HandoffResult:
@@ -278,7 +284,7 @@ class AtomicHandoff:
             body = next((a.body for a in answers if a.id == "case"), None)
             if isinstance(body, dict) and body.get("Id"):
                 case = await self.ops._case_ref(body)
-        refs = [ActivityRef(CRM, key, case.id) for key in keys]
+        refs = [ActivityRef(self.name, key, case.id) for key in keys]
         return HandoffResult(plan.contact, case, plan.created, refs)
 
     # -- reading -------------------------------------------------------------------------
@@ -300,7 +306,7 @@ class AtomicHandoff:
         if open_case is not None:
             return Plan(contact, new_contact, open_case, None, False)
         described = await request.describe(contact)
-        case = CaseRef(CRM, Guid(request.key).value, url=self.settings.case_url(request.key))
+        case = CaseRef(self.name, Guid(request.key).value, url=self.settings.case_url(request.key))
         return Plan(contact, new_contact, case, described, True)
 
     async def _open_case(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import anyio
-from casebridge.errors import PermanentError
+from casebridge.plugin import PermanentError
 
 from . import odata
 from .client import CreatioClient

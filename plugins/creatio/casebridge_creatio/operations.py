@@ -12,21 +12,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import phonenumbers
-from casebridge.errors import AmbiguousWriteError
-from casebridge.model import (
+from casebridge.plugin import (
     ActivityRef,
     ActivityRequest,
+    AmbiguousWriteError,
     AttachmentRequest,
     Author,
     CaseRef,
     CaseRequest,
     Contact,
-    derived_id,
 )
 
 from . import odata
 from .client import BatchRequest, CreatioClient, CreatioError
+from .contacts import clip, contact_records, national, phone_matches
+from .files import upload_case_file
 from .lookups import LookupCache, LookupNotFound, StatusCache
 from .odata import Guid
 from .refusals import add_left_empty, left_out_line, refused_column
@@ -36,9 +36,7 @@ from .settings import (
     ACTIVITY_PRIORITY_MEDIUM,
     ACTIVITY_STATUS_COMPLETED,
     ACTIVITY_TYPE_EMAIL,
-    COMMUNICATION_EMAIL,
-    COMMUNICATION_MOBILE,
-    FILE_TYPE_FILE,
+    DEFAULT_NAME,
     MESSAGE_TYPE_INCOMING,
     MESSAGE_TYPE_OUTGOING,
     CreatioSettings,
@@ -46,7 +44,6 @@ from .settings import (
 
 log = logging.getLogger("casebridge.creatio")
 
-CRM = "creatio"
 MARKER_PREFIX = "casebridge:"
 _TITLE_MAX = 500
 # Ids per "Id eq .. or Id eq .." query, to keep URLs well under common limits.
@@ -57,92 +54,26 @@ _PHONE_CANDIDATES = 50
 # -- pure helpers ------------------------------------------------------------------------------
 
 
-def digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
-
-
-def search_number(e164: str) -> str:
-    """Creatio's ``SearchNumber`` form of a number: its digits reversed."""
-    return digits(e164)[::-1]
-
-
-def _national(e164: str) -> tuple[str, str, str]:
-    """(all digits, national significant number, national prefix) of an E.164 number."""
-    full = digits(e164)
-    try:
-        parsed = phonenumbers.parse(e164 if e164.startswith("+") else f"+{full}")
-    except phonenumbers.NumberParseException:
-        return full, full, ""
-    nsn = phonenumbers.national_significant_number(parsed)
-    region = phonenumbers.region_code_for_number(parsed)
-    meta = phonenumbers.PhoneMetadata.metadata_for_region(region or "", None)
-    prefix = (meta.national_prefix if meta else None) or ""
-    return full, nsn or full, prefix
-
-
-def phone_matches(e164: str, candidate: str) -> bool:
-    """Whether ``candidate`` (formatted any way, with or without the country code) is the
-    same number as ``e164``: digits are compared, never formatting."""
-    have = digits(candidate)
-    if not have:
-        return False
-    full, nsn, prefix = _national(e164)
-    if have in (full, nsn):
-        return True
-    if not have.endswith(nsn):
-        return False
-    lead = have[: -len(nsn)]
-    country = full[: -len(nsn)]
-    return lead in {prefix, "0", f"00{country}", f"011{country}"} - {""}
-
-
 def marker(key: str) -> str:
     """What the bridge writes into ``marker_column`` of its own activities."""
     return f"{MARKER_PREFIX}{key}"
 
 
 def _clip(text: str, limit: int = _TITLE_MAX) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def contact_own_id(contact: Contact) -> str:
-    """The Id casebridge gives the Creatio contact it creates for ``contact``."""
-    return derived_id("creatio", "contact", contact.id)
-
-
-def contact_records(contact: Contact) -> list[tuple[str, dict[str, Any]]]:
-    """The records that create ``contact`` in Creatio, as (entity, body): the Contact, then a
-    ContactCommunication for each further address. Creatio copies the contact's Email and
-    MobilePhone into communication rows itself; only the further ones need rows."""
-    emails = [e for e in contact.emails if e]
-    phones = [p for p in contact.phones if p]
-    name = contact.name.strip() or (emails[0] if emails else "") or (phones[0] if phones else "")
-    contact_id = contact_own_id(contact)
-    body: dict[str, Any] = {"Id": contact_id, "Name": _clip(name or "Unknown customer", 250)}
-    if emails:
-        body["Email"] = emails[0]
-    if phones:
-        body["MobilePhone"] = phones[0]
-    records: list[tuple[str, dict[str, Any]]] = [("Contact", body)]
-    extra = [(COMMUNICATION_EMAIL, e) for e in emails[1:]]
-    extra += [(COMMUNICATION_MOBILE, p) for p in phones[1:]]
-    for kind, number in extra:
-        records.append(("ContactCommunication", {
-            "Id": derived_id("creatio", "communication", contact.id, number),
-            "ContactId": contact_id,
-            "CommunicationTypeId": kind,
-            "Number": number,
-        }))
-    return records
+    return clip(text, limit)
 
 
 # -- operations --------------------------------------------------------------------------------
 
 
 class CreatioOperations:
-    """casebridge's CRM operations on one Creatio instance (see the hook contract)."""
+    """casebridge's CRM operations on one Creatio instance (see the hook contract).
+    ``name`` is the plugin's name (its context's): the CRM the references it returns name."""
 
-    def __init__(self, client: CreatioClient, settings: CreatioSettings) -> None:
+    def __init__(
+        self, client: CreatioClient, settings: CreatioSettings, name: str = DEFAULT_NAME
+    ) -> None:
+        self.name = name
         self.client = client
         self.settings = settings
         self.lookups = LookupCache(client, settings.lookup_entities)
@@ -199,7 +130,7 @@ class CreatioOperations:
         return None
 
     async def _find_by_phone(self, phone: str) -> str | None:
-        _, nsn, _ = _national(phone)
+        _, nsn, _ = national(phone)
         if len(nsn) < 4:
             return None
         rows = await self.client.query(
@@ -249,7 +180,7 @@ class CreatioOperations:
         status = str(row.get("StatusId") or "")
         is_open = await self.statuses.is_open(status) if status else True
         return CaseRef(
-            crm=CRM,
+            crm=self.name,
             id=case_id,
             number=str(row.get("Number") or ""),
             status=status,
@@ -384,7 +315,7 @@ class CreatioOperations:
             if existing is not None:
                 return existing
         created = await self.client.create("Activity", self.activity_body(request))
-        return ActivityRef(CRM, str(created.get("Id") or key).lower(), request.case.id)
+        return ActivityRef(self.name, str(created.get("Id") or key).lower(), request.case.id)
 
     async def append_activities(
         self, requests: Sequence[ActivityRequest]
@@ -417,7 +348,7 @@ class CreatioOperations:
                 if key not in have:
                     await self.client.create("Activity", self.activity_body(request,
                                                                             request.case.id))
-        return [ActivityRef(CRM, k, r.case.id) for k, r in zip(keys, requests, strict=True)]
+        return [ActivityRef(self.name, k, r.case.id) for k, r in zip(keys, requests, strict=True)]
 
     async def _existing_activity(self, key: str, case_id: str) -> ActivityRef | None:
         row = await self.client.get("Activity", key, select=["Id", "CaseId"])
@@ -431,7 +362,8 @@ class CreatioOperations:
             row = rows[0] if rows else None
         if row is None:
             return None
-        return ActivityRef(CRM, str(row["Id"]).lower(), str(row.get("CaseId") or case_id).lower())
+        case = str(row.get("CaseId") or case_id).lower()
+        return ActivityRef(self.name, str(row["Id"]).lower(), case)
 
     def activity_body(self, request: ActivityRequest, case_id: str | None = None) -> dict[str, Any]:
         """The Activity record for one message of a case."""
@@ -467,60 +399,6 @@ class CreatioOperations:
         if self.settings.marker_column:
             body[self.settings.marker_column] = marker(body["Id"])
         return body
-
-    async def write_case_with_activities(
-        self, case_request: CaseRequest, activity_requests: Sequence[ActivityRequest]
-    ) -> tuple[CaseRef, list[ActivityRef]]:
-        """Create a case and its first activities together, in ``$batch`` calls of up to 100.
-
-        Records that already exist (a retry) are not written again. When a batch fails part
-        way, or its answer is lost, the records still missing are written one by one.
-        """
-        if not self.settings.use_batch:
-            case = await self.create_case(case_request)
-            refs = [await self.append_activity(replace(a, case=case)) for a in activity_requests]
-            return case, refs
-        case_id = Guid(case_request.key).value
-        keys = [Guid(a.key).value for a in activity_requests]
-        retry = case_request.maybe_written or any(a.maybe_written for a in activity_requests)
-        have_case = retry and await self._existing_ids("Case", [case_id])
-        have = await self._existing_ids("Activity", keys) if retry else set()
-        requests: list[BatchRequest] = []
-        if not have_case:
-            requests.append(
-                BatchRequest("POST", "Case", await self.case_body(case_request), id="case")
-            )
-        for index, request in enumerate(activity_requests):
-            if keys[index] not in have:
-                body = self.activity_body(request, case_id)
-                requests.append(BatchRequest("POST", "Activity", body, id=f"a{index}"))
-        complete = True
-        try:
-            answers = await self.client.batch(requests) if requests else []
-            complete = len(answers) == len(requests) and all(a.ok for a in answers)
-        except AmbiguousWriteError:
-            complete = False
-        if not complete:
-            log.warning("case %s: $batch incomplete; writing what is missing one by one", case_id)
-            await self._write_missing(case_request, activity_requests, case_id, keys)
-        case = await self.get_case(case_id)
-        if case is None:
-            raise CreatioError("Case", "read back", 404, f"case {case_id} is missing after writing")
-        return case, [ActivityRef(CRM, k, case_id) for k in keys]
-
-    async def _write_missing(
-        self,
-        case_request: CaseRequest,
-        activity_requests: Sequence[ActivityRequest],
-        case_id: str,
-        keys: list[str],
-    ) -> None:
-        if not await self._existing_ids("Case", [case_id]):
-            await self.create_case_record(case_request, await self.case_body(case_request))
-        have = await self._existing_ids("Activity", keys)
-        for key, request in zip(keys, activity_requests, strict=True):
-            if key not in have:
-                await self.client.create("Activity", self.activity_body(request, case_id))
 
     async def _existing_ids(self, entity: str, ids: Iterable[str]) -> set[str]:
         wanted = list(dict.fromkeys(ids))
@@ -600,35 +478,6 @@ class CreatioOperations:
     async def upload_attachment(
         self, case_id: str, name: str, content_type: str, data: bytes, key: str
     ) -> str:
-        """Attach a file to the case (a CaseFile row with Id ``key``, then its bytes).
-
-        The row is deleted again when the upload fails, so a rep never sees an empty file.
-        Returns the CaseFile id.
-        """
-        file_id = Guid(key).value
-        case = Guid(case_id).value
-        row = {
-            "Id": file_id,
-            "Name": _clip(name or "attachment", 250),
-            "CaseId": case,
-            "Size": len(data),
-            "TypeId": FILE_TYPE_FILE,
-        }
-        await self.client.create("CaseFile", row)
-        try:
-            await self.client.upload_file(
-                entity="CaseFile",
-                file_id=file_id,
-                parent_column="Case",
-                parent_id=case,
-                name=row["Name"],
-                content_type=content_type,
-                data=data,
-            )
-        except Exception:
-            try:
-                await self.client.delete("CaseFile", file_id)
-            except Exception as exc:  # the upload's own error matters more
-                log.warning("could not delete CaseFile %s after a failed upload: %s", file_id, exc)
-            raise
-        return file_id
+        """Attach a file to the case as the CaseFile ``key``; its id (see
+        :func:`.files.upload_case_file`)."""
+        return await upload_case_file(self.client, case_id, name, content_type, data, key)

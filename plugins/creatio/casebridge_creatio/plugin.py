@@ -1,11 +1,13 @@
 """The Creatio plugin: the pluggy glue between casebridge's pipeline and Creatio.
 
 The entry point ``creatio = "casebridge_creatio.plugin:CreatioPlugin"`` names
-:class:`CreatioPlugin`; one instance serves one runner and keeps its state (settings, the
-OData client, the sandbox) on itself. The work is done by :mod:`.operations` (CRM writes and
-reads), :mod:`.webhook` (business-process calls) and :mod:`.reconcile` (the poll that covers
-lost calls). With ``url = "sandbox"`` the runner also serves the Creatio sandbox on a
-loopback port, with its business processes pointed at the bridge's own webhook.
+:class:`CreatioPlugin`; one instance serves one runner and keeps its state (its context, the
+OData client, the sandbox) on itself. It names itself as the TOML names it (its context's
+``name``): in its case references, CRM events, checks and webhook path. The work is done by
+:mod:`.operations` (CRM writes and reads), :mod:`.handoff` (a handoff in two round trips),
+:mod:`.webhook` (business-process calls) and :mod:`.reconcile` (the poll that covers lost
+calls). With ``url = "sandbox"`` the runner also serves the Creatio sandbox on a loopback
+port, with its business processes pointed at the bridge's own webhook.
 """
 
 from __future__ import annotations
@@ -14,42 +16,47 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 from anyio.abc import TaskStatus
-from casebridge import hookimpl
-from casebridge.contributions import Address, Command, ConfigSection, Service
-from casebridge.errors import CasebridgeError, PermanentError, TransientError, WebhookRefused
-from casebridge.model import (
+from casebridge.plugin import (
     ActivityRef,
     ActivityRequest,
+    Address,
     AttachmentRequest,
+    CasebridgeError,
     CaseRef,
     CaseRequest,
     CheckResult,
+    Command,
+    ConfigSection,
     Contact,
     CrmEvent,
     HandoffRequest,
     HandoffResult,
+    MappedField,
+    PermanentError,
+    PluginContext,
+    Secret,
+    Service,
+    TransientError,
+    WebhookRefused,
     WebhookRequest,
+    hookimpl,
+    serve_http,
 )
-from casebridge.plugin import PluginContext
-from casebridge.secrets import Secret
 
 from .client import CreatioClient
-from .fieldcheck import MappedField, check_fields, mapped_fields
 from .handoff import AtomicHandoff
-from .lookups import LookupNotFound
+from .health import check_operations
 from .operations import CreatioOperations
 from .reconcile import PollResult, Reconciler
-from .settings import SANDBOX_URL, CreatioSettings
+from .settings import DEFAULT_NAME, SANDBOX_URL, CreatioSettings
 from .webhook import (
     CASE_CLOSED,
     CASE_STATUS_CHANGED,
-    CRM,
     NEW_ACTIVITY,
     authenticate,
     ignore_reason,
@@ -59,7 +66,6 @@ from .webhook import (
 )
 
 if TYPE_CHECKING:
-    from casebridge.bridge import Bridge
     from starlette.applications import Starlette
 
     from .sandbox import Sandbox, SandboxSettings
@@ -80,10 +86,11 @@ PREPARE_RETRY_MAX = 300.0
 class CreatioPlugin:
     """Creatio as casebridge's CRM. See the module docstring."""
 
+    # The entry point's name until ``configure`` gives the TOML's.
+    name = DEFAULT_NAME
+
     def __init__(self) -> None:
-        self.bridge: Bridge | None = None
         self.context: PluginContext | None = None
-        self.settings: CreatioSettings | None = None
         self.webhook_token: Secret | None = None
         self.sandbox: Sandbox | None = None
         self.sandbox_url = ""
@@ -95,20 +102,32 @@ class CreatioPlugin:
         self.prepared: anyio.Event | None = None
 
     def __repr__(self) -> str:
-        where = self.settings.url if self.settings else "unconfigured"
-        return f"CreatioPlugin({where})"
+        where = self.context.settings.url if self.context else "unconfigured"
+        return f"CreatioPlugin({self.name}, {where})"
+
+    @property
+    def _context(self) -> PluginContext:
+        """The context ``configure`` gave; the one guard against use before it."""
+        if self.context is None:
+            raise PermanentError(f"the {self.name} plugin was used before it was configured")
+        return self.context
+
+    @property
+    def settings(self) -> CreatioSettings:
+        """The validated ``[plugins.<name>]`` section."""
+        settings: CreatioSettings = self._context.settings
+        return settings
 
     # -- set-up -------------------------------------------------------------------------------
 
     @hookimpl
     def config_section(self) -> ConfigSection:
-        return ConfigSection(CRM, CreatioSettings)
+        return ConfigSection(self.name, CreatioSettings)
 
     @hookimpl
-    def configure(self, context: PluginContext, bridge: Bridge, settings: CreatioSettings) -> None:
-        self.context = context
-        self.bridge = bridge
-        self.settings = settings
+    def configure(self, context: PluginContext) -> None:
+        self.context, self.name = context, context.name
+        settings = self.settings
         self.webhook_token = settings.webhook_token or None
         if self.webhook_token is None and settings.url == SANDBOX_URL:
             # The sandbox posts to our webhook; a token made per runner keeps it closed to
@@ -116,16 +135,16 @@ class CreatioPlugin:
             self.webhook_token = Secret(secrets.token_urlsafe(24), "generated for the sandbox")
         elif self.webhook_token is None:
             log.warning(
-                "[plugins.creatio] has no webhook_token: business-process calls are refused "
-                "and agent replies arrive only through the reconciliation poll"
+                "[plugins.%s] has no webhook_token: business-process calls are refused "
+                "and agent replies arrive only through the reconciliation poll", self.name
             )
 
     @hookimpl
-    def services(self, bridge: Bridge) -> list[Service]:
+    def services(self) -> list[Service]:
         found: list[Service] = []
-        if self._settings().url == SANDBOX_URL:
-            found.append(Service("creatio sandbox", self._run_sandbox))
-        found.append(Service("creatio", self._run_connector))
+        if self.settings.url == SANDBOX_URL:
+            found.append(Service(f"{self.name} sandbox", self._run_sandbox))
+        found.append(Service(self.name, self._run_connector))
         return found
 
     @hookimpl
@@ -145,16 +164,16 @@ class CreatioPlugin:
     # -- health -------------------------------------------------------------------------------
 
     @hookimpl
-    async def check(self, bridge: Bridge) -> CheckResult:
-        settings = self._settings()
+    async def check(self) -> CheckResult:
+        settings = self.settings
+        fields = self._context.mapped_fields()
         if settings.url == SANDBOX_URL and self.sandbox is None:
-            return await self._check_detached_sandbox(mapped_fields(bridge.config))
-        fields = mapped_fields(bridge.config)
+            return await self._check_detached_sandbox(fields)
         if self._ops is not None:
             return await check_operations(self._ops, fields)
         # Outside the runner (`casebridge check`): a client of its own, closed afterwards.
         async with CreatioClient(settings) as client:
-            return await check_operations(CreatioOperations(client, settings), fields)
+            return await check_operations(CreatioOperations(client, settings, self.name), fields)
 
     async def _check_detached_sandbox(self, fields: Sequence[MappedField]) -> CheckResult:
         # `casebridge check` runs no services: try the settings against a sandbox of our own,
@@ -166,11 +185,13 @@ class CreatioPlugin:
         settings = self._with_sandbox_credentials(base)
         try:
             async with CreatioClient(settings, transport=httpx.ASGITransport(app=app)) as client:
-                result = await check_operations(CreatioOperations(client, settings), fields)
+                ops = CreatioOperations(client, settings, self.name)
+                result = await check_operations(ops, fields)
         finally:
             app.state.sandbox.store.close()
         if result.ok:
-            return CheckResult(CRM, True, "Active (the in-process sandbox; it starts with run)")
+            return CheckResult(self.name, True,
+                               "Active (the in-process sandbox; it starts with run)")
         return result
 
     # -- CRM hooks ----------------------------------------------------------------------------
@@ -203,8 +224,7 @@ class CreatioPlugin:
     @hookimpl
     async def handoff(self, request: HandoffRequest) -> HandoffResult:
         # Two round trips per handoff (reads, then atomic writes); see .handoff.
-        state = self.bridge.store if self.bridge is not None else None
-        return await AtomicHandoff(await self.operations(), state).run(request)
+        return await AtomicHandoff(await self.operations(), self._context.state).run(request)
 
     @hookimpl
     async def attach_file(self, request: AttachmentRequest) -> str | None:
@@ -221,7 +241,7 @@ class CreatioPlugin:
 
     @hookimpl
     async def read_webhook(self, request: WebhookRequest) -> list[CrmEvent]:
-        settings = self._settings()
+        settings = self.settings
         authenticate(
             request.path_token,
             request.headers,
@@ -248,7 +268,7 @@ class CreatioPlugin:
     async def _activity_events(self, ops: CreatioOperations, activity_id: str) -> list[CrmEvent]:
         # Activities the bridge writes carry its write key as their Id: those are known
         # without reading them back, which saves a request per activity of every handoff.
-        if self.context is not None and await self.context.written_by_bridge(activity_id):
+        if await self._context.written_by_bridge(activity_id):
             log.debug("webhook: activity %s was written by casebridge; ignored", activity_id)
             return []
         activity = await ops.read_activity(activity_id)
@@ -259,11 +279,11 @@ class CreatioPlugin:
         if reason:
             log.debug("webhook: activity %s ignored: %s", activity_id, reason)
             return []
-        reply = reply_from_activity(activity)
+        reply = reply_from_activity(activity, self.name)
         if reply is None:
             log.info("webhook: activity %s has no text; ignored", activity_id)
             return []
-        return [CrmEvent("agent_reply", CRM, reply.case_id, reply)]
+        return [CrmEvent("agent_reply", self.name, reply.case_id, reply)]
 
     async def _closed_events(self, ops: CreatioOperations, case_id: str) -> list[CrmEvent]:
         # The call says which case; Creatio says whether it is closed. A process built on
@@ -273,14 +293,14 @@ class CreatioPlugin:
             log.info("webhook: case %s is %s; not closing its sessions", case_id,
                      "missing" if case is None else "still open")
             return []
-        return [CrmEvent("case_closed", CRM, case.id)]
+        return [CrmEvent("case_closed", self.name, case.id)]
 
     # -- the client -----------------------------------------------------------------------------
 
     async def operations(self) -> CreatioOperations:
         """The operations on the configured Creatio, built on first use."""
         if self._ops is None:
-            settings = self._settings()
+            settings = self.settings
             if settings.url == SANDBOX_URL:
                 raise TransientError(
                     "the Creatio sandbox is not running yet (it starts with casebridge run)"
@@ -289,13 +309,13 @@ class CreatioPlugin:
                 self._lock = anyio.Lock()
             async with self._lock:
                 if self._ops is None:
-                    self._client = CreatioClient(settings)
-                    self._ops = CreatioOperations(self._client, settings)
+                    await self._connect(settings)
+        assert self._ops is not None
         return self._ops
 
     async def _connect(self, settings: CreatioSettings) -> None:
         self._client = CreatioClient(settings)
-        self._ops = CreatioOperations(self._client, settings)
+        self._ops = CreatioOperations(self._client, settings, self.name)
 
     async def _disconnect(self) -> None:
         client, self._client, self._ops = self._client, None, None
@@ -303,16 +323,11 @@ class CreatioPlugin:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
 
-    def _settings(self) -> CreatioSettings:
-        if self.settings is None:
-            raise PermanentError("the creatio plugin was used before it was configured")
-        return self.settings
-
     # -- services -------------------------------------------------------------------------------
 
     async def _run_connector(self, *, task_status: TaskStatus[None]) -> None:
         """Prepare the operations (retrying while Creatio is unreachable), then poll."""
-        settings = self._settings()
+        settings = self.settings
         self.prepared = anyio.Event()
         task_status.started()
         try:
@@ -336,14 +351,14 @@ class CreatioPlugin:
                 await ops.prepare()
             except TransientError as exc:
                 log.error("Creatio at %s is unreachable (%s); retrying in %.0f s",
-                          self._settings().url, exc, wait)
+                          self.settings.url, exc, wait)
             except PermanentError as exc:
                 log.error("Creatio at %s refused to start: %s (see casebridge check); "
-                          "retrying in %.0f s", self._settings().url, exc, wait)
+                          "retrying in %.0f s", self.settings.url, exc, wait)
             except Exception:
                 # Whatever went wrong, the runner keeps serving the other plugins.
                 log.exception("preparing Creatio at %s failed; retrying in %.0f s",
-                              self._settings().url, wait)
+                              self.settings.url, wait)
             else:
                 log.info("Creatio at %s is ready", ops.settings.url)
                 return
@@ -355,29 +370,25 @@ class CreatioPlugin:
             await self.reconcile_once()
         except CasebridgeError as exc:
             log.warning("Creatio reconciliation poll failed: %s; next try in %.0f s",
-                        exc, self._settings().reconcile_interval)
+                        exc, self.settings.reconcile_interval)
         except Exception:
             log.exception("Creatio reconciliation poll failed; next try in %.0f s",
-                          self._settings().reconcile_interval)
+                          self.settings.reconcile_interval)
 
     async def reconcile_once(self) -> PollResult:
         """One reconciliation poll now (the service runs it every ``reconcile_interval``)."""
-        if self.context is None:
-            raise PermanentError("the creatio plugin was used before it was configured")
         if self._reconciler is None:
-            self._reconciler = Reconciler(self.context, self.operations)
+            self._reconciler = Reconciler(self._context, self.operations)
         return await self._reconciler.poll_once()
 
     async def _run_sandbox(self, *, task_status: TaskStatus[None]) -> None:
         """Serve the Creatio sandbox on 127.0.0.1 and point the client at it."""
-        from casebridge.web import serve
-
         from .sandbox import create_sandbox_app
 
         app: Starlette = create_sandbox_app(self._sandbox_settings())
         # The sandbox delivers business-process calls while its lifespan runs.
         async with app.router.lifespan_context(app), anyio.create_task_group() as tg:
-            port = await tg.start(serve, app, "127.0.0.1", self._settings().sandbox_port)
+            port = await tg.start(serve_http, app, "127.0.0.1", self.settings.sandbox_port)
             self.sandbox_url = f"http://127.0.0.1:{port}"
             self.sandbox = app.state.sandbox
             await self._connect(self._with_sandbox_credentials(self.sandbox_url))
@@ -396,7 +407,7 @@ class CreatioPlugin:
         from .sandbox import SandboxSettings, SandboxUser
         from .sandbox.settings import SUPERVISOR_CONTACT_ID
 
-        settings = self._settings()
+        settings = self.settings
         users = [SandboxUser(SANDBOX_USER, Secret(SANDBOX_PASSWORD, "sandbox default"),
                              SUPERVISOR_CONTACT_ID)]
         if _has_login(settings):
@@ -414,35 +425,23 @@ class CreatioPlugin:
             webhook_url=None if detached else self.bridge_webhook_url(),
             webhook_secret=settings.webhook_secret or None,
             webhook_header=settings.webhook_secret_header,
-            database=None if detached else self._data_dir() / SANDBOX_DATABASE,
+            database=None if detached else self._context.data_dir / SANDBOX_DATABASE,
             **extra,
         )
-
-    def _data_dir(self) -> Path:
-        if self.bridge is None:
-            raise PermanentError("the creatio plugin was used before it was configured")
-        return self.bridge.data_dir
 
     def bridge_webhook_url(self) -> str:
         """Where the in-process sandbox posts: the bridge's own HTTP server, reached on
         loopback (``public_url`` is for browsers and may point elsewhere)."""
-        if self.bridge is None or self.webhook_token is None:
-            raise PermanentError("the creatio plugin was used before it was configured")
-        http = self.bridge.config.http
-        host = http.host
-        if host in ("", "0.0.0.0"):  # noqa: S104 - mapping a wildcard to loopback
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        if http.port == 0:
+        local = self._context.local_url
+        if self.webhook_token is None:
+            raise PermanentError(f"the {self.name} plugin was used before it was configured")
+        if local.endswith(":0"):
             log.warning("[http] port = 0: the Creatio sandbox cannot know where to post; "
                         "replies arrive through the reconciliation poll only")
-        return f"http://{host}:{http.port}/webhooks/{CRM}/{self.webhook_token.reveal()}"
+        return f"{local}/webhooks/{self.name}/{self.webhook_token.reveal()}"
 
     def _with_sandbox_credentials(self, url: str) -> CreatioSettings:
-        settings = self._settings()
+        settings = self.settings
         login = {} if _has_login(settings) else {
             "username": SANDBOX_USER, "password": Secret(SANDBOX_PASSWORD, "sandbox default")}
         client = {} if _has_client(settings) else {
@@ -457,47 +456,3 @@ def _has_login(settings: CreatioSettings) -> bool:
 
 def _has_client(settings: CreatioSettings) -> bool:
     return bool(settings.client_id and settings.client_secret)
-
-
-# -- check ---------------------------------------------------------------------------------------
-
-
-async def check_operations(
-    ops: CreatioOperations, fields: Sequence[MappedField] = ()
-) -> CheckResult:
-    """Sign in and read, then make sure every GUID and lookup name in the settings exists
-    and every mapped field's column and lookup values are Creatio's: "Active", or each
-    problem found."""
-    result = await ops.client.check()
-    if not result.ok:
-        return result
-    settings = ops.settings
-    wanted = [
-        ("owner_id", "Contact", settings.owner_id),
-        ("group_id", "SysAdminUnit", settings.group_id),
-        ("priority_id", "CasePriority", settings.priority_id),
-        ("new_status_id", "CaseStatus", settings.new_status_id),
-        ("resolved_status_id", "CaseStatus", settings.resolved_status_id),
-        ("sms_activity_type_id", "ActivityType", settings.sms_activity_type_id),
-        *((f"origin_ids.{channel}", "CaseOrigin", guid)
-          for channel, guid in sorted(settings.origin_ids.items())),
-    ]
-    problems: list[str] = []
-    try:
-        for name, entity, guid in wanted:
-            if guid and await ops.client.get(entity, guid, select=["Id"]) is None:
-                problems.append(f"{name}: Creatio has no {entity} with Id {guid}")
-        for channel, display in sorted(settings.origin_names.items()):
-            try:
-                await ops.lookups.resolve("CaseOrigin", display)
-            except LookupNotFound:
-                problems.append(f"origin_names.{channel}: Creatio has no CaseOrigin named "
-                                f"{display!r}")
-        problems += await check_fields(ops, fields)
-    except TransientError as exc:
-        return CheckResult(CRM, False, f"Creatio at {settings.url} stopped answering: {exc}")
-    except PermanentError as exc:
-        problems.append(str(exc))
-    if problems:
-        return CheckResult(CRM, False, "; ".join(problems))
-    return CheckResult(CRM, True, "Active")

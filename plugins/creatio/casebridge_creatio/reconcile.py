@@ -22,7 +22,7 @@ from casebridge.plugin import CrmEvent, PluginContext, utcnow
 from . import odata
 from .odata import Guid
 from .settings import MESSAGE_TYPE_INCOMING
-from .webhook import CRM, ignore_reason, reply_from_activity, reply_type_ids
+from .webhook import ignore_reason, reply_from_activity, reply_type_ids
 
 if TYPE_CHECKING:
     from .operations import CreatioOperations
@@ -102,7 +102,8 @@ class Reconciler:
             return PollResult(0, 0, 0, 0)
         ops = await self._operations()
         closed = await self._closed_cases(ops, cases)
-        events = [CrmEvent("case_closed", CRM, case_id) for case_id in closed]
+        name = self.context.name
+        events = [CrmEvent("case_closed", name, case_id) for case_id in closed]
         rows = await self._activities_since(ops, cases, watermark - OVERLAP)
         types = reply_type_ids(ops.settings.sms_activity_type_id)
         marker_column = ops.settings.marker_column
@@ -120,10 +121,10 @@ class Reconciler:
             self._judged.add(activity_id)
             if activity is None or ignore_reason(activity, types):
                 continue
-            reply = reply_from_activity(activity)
+            reply = reply_from_activity(activity, name)
             if reply is not None:
                 # Replies to one case go out in the order the reps wrote them.
-                events.append(CrmEvent("agent_reply", CRM, reply.case_id, reply))
+                events.append(CrmEvent("agent_reply", name, reply.case_id, reply))
                 replies += 1
         if events:
             await self.context.report_crm_events(events)

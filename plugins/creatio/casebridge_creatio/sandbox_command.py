@@ -6,8 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from casebridge.contributions import Command
-from casebridge.secrets import Secret
+from casebridge.plugin import Command, Secret
 
 from .sandbox.settings import SandboxSettings
 

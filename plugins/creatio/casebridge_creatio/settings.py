@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from casebridge.secrets import Secret
+from casebridge.plugin import Secret
 
 from .odata import is_guid
 
@@ -29,6 +29,9 @@ COMMUNICATION_MOBILE = "d4a2dc80-30ca-df11-9b2a-001d60e938c6"
 FILE_TYPE_FILE = "529bc2f8-0ee0-df11-971b-001d60e938c6"
 
 SANDBOX_URL = "sandbox"
+# The name the entry point registers the plugin under. A configured plugin uses the name the
+# TOML gives it (its context's), so two Creatio tenants can run as two plugins.
+DEFAULT_NAME = "creatio"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -53,6 +56,9 @@ class CreatioSettings:
 
     ``sandbox_port`` is where the in-process sandbox listens on 127.0.0.1 (0: a free port the
     OS picks); only used with ``url = "sandbox"``.
+
+    Each request is made once: a failed write or read raises, and the outbox retries the job
+    with its own backoff (``[outbox]``), so there are no retry settings here.
     """
 
     url: str
@@ -66,11 +72,9 @@ class CreatioSettings:
     client_secret: Secret | None = None
     timeout: float = 30.0
     max_concurrency: int = 8
-    retries: int = 3
-    backoff: float = 0.5
-    backoff_max: float = 30.0
-    # A Retry-After longer than this is handed to the outbox instead of waited out in-process.
-    max_retry_wait: float = 60.0
+    # A request waits out another's Retry-After for at most this long (holding its job);
+    # a longer wait is handed to the outbox, which frees the worker meanwhile.
+    max_retry_wait: float = 10.0
     treat_resolved_as_open: bool = True
     open_status_ids: list[str] = field(default_factory=list)
     origin_ids: dict[str, str] = field(default_factory=lambda: {"email": ORIGIN_EMAIL})
@@ -149,10 +153,6 @@ class CreatioSettings:
             raise ValueError("timeout must be more than 0 seconds")
         if self.max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        if self.retries < 0:
-            raise ValueError("retries must be 0 or more")
-        if self.backoff < 0 or self.backoff_max < self.backoff:
-            raise ValueError("backoff must be 0 or more and backoff_max at least backoff")
         if self.max_retry_wait < 0 or self.reconcile_interval < 0:
             raise ValueError("max_retry_wait and reconcile_interval must be 0 or more")
 

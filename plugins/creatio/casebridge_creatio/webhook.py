@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
-from casebridge.errors import WebhookRefused
-from casebridge.json_input import JsonInputError, loads
-from casebridge.model import Reply
-from casebridge.plugin import sanitize_html
-from casebridge.secrets import Secret
+from casebridge.plugin import (
+    JsonInputError,
+    Reply,
+    Secret,
+    WebhookRefused,
+    read_json,
+    sanitize_html,
+)
 
 from .odata import is_guid
 from .settings import (
@@ -30,7 +33,6 @@ from .settings import (
     MESSAGE_TYPE_OUTGOING,
 )
 
-CRM = "creatio"
 NEW_ACTIVITY = "new_activity"
 CASE_CLOSED = "case_closed"
 # The sandbox's optional third process: any status change, closing or not.
@@ -86,7 +88,7 @@ def parse_event(body: bytes) -> WebhookEvent:
     (``case_status_changed`` is read like ``case_closed``). Other keys are ignored.
     """
     try:
-        data = loads(body)
+        data = read_json(body)
     except JsonInputError as exc:
         raise WebhookRefused(
             f'{exc}; expected {{"event_type": ..., "caseId": ..., ...}}', status=400
@@ -152,8 +154,9 @@ def reply_type_ids(sms_activity_type_id: str) -> frozenset[str]:
     return frozenset({ACTIVITY_TYPE_EMAIL, ACTIVITY_TYPE_TASK, sms_activity_type_id.lower()})
 
 
-def reply_from_activity(activity: Mapping[str, Any]) -> Reply | None:
-    """The reply an activity carries, or None when its body has no text."""
+def reply_from_activity(activity: Mapping[str, Any], crm: str) -> Reply | None:
+    """The reply an activity carries for the CRM plugin named ``crm``, or None when its
+    body has no text."""
     body = str(activity.get("body") or "")
     if activity.get("is_html"):
         text, html = html_to_text(body), sanitize_html(body)
@@ -162,7 +165,7 @@ def reply_from_activity(activity: Mapping[str, Any]) -> Reply | None:
     if not text:
         return None
     return Reply(
-        crm=CRM,
+        crm=crm,
         activity_id=str(activity["id"]).lower(),
         case_id=str(activity["case_id"]).lower(),
         text=text,

@@ -22,25 +22,31 @@ def store_attachments(
     """Store each part and describe it; parts over a limit are described but not stored.
 
     A refused part gets ``Attachment.refused`` (and a note) saying which limit it broke; the
-    other parts are unaffected. Returns the attachments in order and the notes. Raises
-    ``OSError`` when the folder cannot be written (the message is then not durable).
+    other parts are unaffected. Each part is decoded, hashed and written in pieces, so a
+    large one is never whole in memory. Returns the attachments in order and the notes.
+    Raises ``OSError`` when the folder cannot be written (the message is then not durable).
     """
     stored: list[Attachment] = []
     notes: list[str] = []
     kept = 0
     for part in parts:
-        digest = hashlib.sha256(part.data).hexdigest()
-        size = len(part.data)
+        if kept >= max_count:
+            digest, size = _digest(part)
+            location = ""
+        else:
+            with Blobs(folder).writer(limit=max_bytes) as writer:
+                for piece in part.body.chunks():
+                    writer.write(piece)
+                digest, size = writer.sha256, writer.size
+                location = "" if writer.over_limit else writer.commit()
         refused = ""
         if size > max_bytes:
             refused = f"{size} bytes is over the {max_bytes}-byte attachment limit"
-        elif kept >= max_count:
+        elif not location:
             refused = f"over the limit of {max_count} attachments per message"
-        location = ""
         if refused:
             notes.append(f"attachment {part.name!r} not kept: {refused}")
         else:
-            location = Blobs(folder).write_sync(part.data, digest)
             kept += 1
         stored.append(
             Attachment(
@@ -55,6 +61,15 @@ def store_attachments(
             )
         )
     return tuple(stored), tuple(notes)
+
+
+def _digest(part: ExtractedPart) -> tuple[str, int]:
+    """The SHA-256 and size of a part's bytes, read in pieces."""
+    sha, size = hashlib.sha256(), 0
+    for piece in part.body.chunks():
+        sha.update(piece)
+        size += len(piece)
+    return sha.hexdigest(), size
 
 
 def attachment_path(folder: Path, attachment: Attachment) -> Path:

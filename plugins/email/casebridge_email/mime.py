@@ -16,22 +16,26 @@ it before showing it) and no HTML-to-text conversion happens here.
 from __future__ import annotations
 
 import binascii
-import codecs
-import mimetypes
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.feedparser import BytesFeedParser
-from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
-import charset_normalizer
-
 from .header_limits import BOUNDED, bounded, cut_note, is_bounded
+from .mime_outline import Outline, outline
+from .mime_text import (
+    decode_text,
+    decode_words,
+    first_message_id,
+    fix_surrogates,
+    message_ids,
+    safe_filename,
+)
+from .part_body import PartBody
 
 # A message nested deeper than this is not walked further (a zip-bomb of multiparts).
 MAX_DEPTH = 40
@@ -39,25 +43,30 @@ MAX_DEPTH = 40
 PARSE_BUDGET = 5.0
 # Bytes fed to the parser at a time; see _parse_bytes.
 FEED_CHUNK = 64 * 1024
-MAX_FILENAME = 180
-_SURROGATES = re.compile("[\udc80-\udcff]")
-_MSGID = re.compile(r"<([^<>\s]+)>")
+# A message this large is outlined (its bodies left in place, see .mime_outline) when its
+# structure allows; a smaller one is parsed by the stdlib, which is as quick and repairs more.
+OUTLINE_BYTES = 256 * 1024
 # A plain addr-spec: one @, nothing that cannot stand unquoted in an address.
 _ADDRESS = re.compile(r'[^\s<>@,;:"()\[\]\\]+@[^\s<>@,;:"()\[\]\\]+')
-_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
 # A base64 body with nothing to repair: the alphabet in lines, padding only at the end.
 _CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*")
 
 
 @dataclass(frozen=True, slots=True)
 class ExtractedPart:
-    """One attachment or inline image, decoded to its bytes. ``name`` is safe as a file name."""
+    """One attachment or inline image. ``name`` is safe as a file name. ``body`` reads its
+    decoded bytes, in pieces (:meth:`PartBody.chunks`) or whole (``data``)."""
 
     name: str
     content_type: str
-    data: bytes = field(repr=False)
+    body: PartBody = field(repr=False)
     content_id: str = ""
     inline: bool = False
+
+    @property
+    def data(self) -> bytes:
+        """The decoded bytes, whole (a new copy each time: prefer ``body.chunks()``)."""
+        return self.body.read()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +104,23 @@ class ParsedEmail:
     size: int = 0
 
 
-def parse_email(data: bytes, *, budget: float = PARSE_BUDGET) -> ParsedEmail:
+def parse_email(data: bytes, *, budget: float = PARSE_BUDGET,
+                outline_bytes: int = OUTLINE_BYTES) -> ParsedEmail:
     """Parse one message. Never raises; repairs are listed in ``notes``. Parts not reached
-    within ``budget`` seconds are skipped (and noted)."""
+    within ``budget`` seconds are skipped (and noted).
+
+    A message of ``outline_bytes`` or more whose structure needs no repair keeps its bodies
+    in ``data``: its text is decoded once from there and its attachments' ``body`` reads
+    them from there, piece by piece. ``data`` must then not change while the result is used.
+    """
     notes: list[str] = []
+    spans: dict[int, tuple[int, int]] = {}
+    shape = _outline(data) if len(data) >= outline_bytes else None
     try:
-        msg = _parse_bytes(data)
+        if shape is not None:
+            msg, spans = shape.root, shape.spans
+        else:
+            msg = _parse_bytes(data)
     except (Exception, RecursionError) as exc:
         # The parser gives up only on pathological input; keep the bytes as plain text.
         notes.append(f"message could not be parsed ({type(exc).__name__}); kept as plain text")
@@ -110,7 +130,8 @@ def parse_email(data: bytes, *, budget: float = PARSE_BUDGET) -> ParsedEmail:
     headers = _Headers(msg, notes)
     from_pairs = headers.addresses("From")
     from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
-    body = _Body(notes, deadline=time.monotonic() + budget, budget=budget)
+    body = _Body(notes, deadline=time.monotonic() + budget, budget=budget, source=data,
+                 spans=spans)
     body.walk(msg)
     return ParsedEmail(
         from_addr=from_addr,
@@ -139,6 +160,13 @@ def parse_email(data: bytes, *, budget: float = PARSE_BUDGET) -> ParsedEmail:
     )
 
 
+def _outline(data: bytes) -> Outline | None:
+    try:
+        return outline(data, max_depth=MAX_DEPTH)
+    except Exception:
+        return None  # only a shortcut: whatever surprises it is the stdlib's to parse
+
+
 def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
     """What ``BytesParser(policy=policy.default).parsebytes(data)`` returns, with less memory.
 
@@ -154,99 +182,8 @@ def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
     return parser.close()
 
 
-def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
-    """Decode body bytes: the declared charset, then UTF-8, then detection, then UTF-8 with
-    replacement characters. Returns the text and a note when the declared charset failed."""
-    declared = (charset or "").strip().strip('"').lower()
-    codec = _codec(declared) if declared else "ascii"
-    if codec:
-        try:
-            return data.decode(codec), None
-        except UnicodeError:
-            pass
-    label = declared or "us-ascii"
-    try:
-        return data.decode("utf-8"), f"charset {label!r} unreadable; decoded as utf-8"
-    except UnicodeError:
-        pass
-    try:
-        best = charset_normalizer.from_bytes(data).best()
-    except Exception:  # detection is a heuristic; never let it take the parse down
-        best = None
-    if best is not None and best.encoding:
-        return str(best), f"charset {label!r} unreadable; decoded as {best.encoding}"
-    text = data.decode("utf-8", errors="replace")
-    return text, f"charset {label!r} unreadable; decoded as utf-8 with replacement characters"
-
-
-def first_message_id(value: str) -> str:
-    """The first message id in a header value, without angle brackets ("" if none)."""
-    ids = message_ids(value)
-    return ids[0] if ids else ""
-
-
-def message_ids(value: str) -> tuple[str, ...]:
-    """Every message id in a header value, in order, without angle brackets.
-
-    Ids written without brackets (some clients do) are split on whitespace instead.
-    """
-    found = _MSGID.findall(value)
-    if not found:
-        found = [part.strip("<>,;") for part in value.split()]
-    return tuple(dict.fromkeys(i for i in found if i))
-
-
-def safe_filename(name: str, content_type: str = "application/octet-stream") -> str:
-    """A file name that is safe to show and to save: no path, no control characters."""
-    name = unicodedata.normalize("NFC", _fix_surrogates(name))
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE_NAME.sub("_", name).strip().lstrip(".").strip()
-    if len(name) > MAX_FILENAME:
-        stem, dot, ext = name.rpartition(".")
-        if dot and 0 < len(ext) <= 16:
-            name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
-        else:
-            name = name[:MAX_FILENAME]
-    if not name:
-        ext = mimetypes.guess_extension(content_type, strict=False) or ".bin"
-        name = "attachment" + ext
-    return name
-
-
 def _opt(note: str | None) -> tuple[str, ...]:
     return (note,) if note else ()
-
-
-def _codec(label: str) -> str | None:
-    """The Python codec for a MIME charset label, or None if it is unknown or not a text
-    codec (``base64``, ``rot13`` and friends are codecs too, but not charsets)."""
-    try:
-        info = codecs.lookup(label)
-    except (LookupError, ValueError):
-        return None
-    if not getattr(info, "_is_text_encoding", True):
-        return None
-    return info.name
-
-
-def _fix_surrogates(value: str) -> str:
-    """Headers with raw 8-bit bytes come back with surrogate escapes: decode those bytes."""
-    if not _SURROGATES.search(value):
-        return value
-    raw = value.encode("utf-8", errors="surrogateescape")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text, _ = decode_text(raw, "windows-1252")
-        return text
-
-
-def _decode_words(raw: str) -> str:
-    """RFC 2047 decoding for a raw header value, falling back to the value as it is."""
-    try:
-        return str(make_header(decode_header(raw)))
-    except Exception:
-        return raw
 
 
 def _unfold(value: str) -> str:
@@ -277,13 +214,13 @@ class _Headers:
             value = self._msg.get(name)
             if value is None:
                 return ""
-            return _unfold(_fix_surrogates(str(value)))
+            return _unfold(fix_surrogates(str(value)))
         except Exception:
             raw = self._raw(name)
             if raw is None:
                 return ""
             self._notes.append(f"header {name} malformed; used as written")
-            return _unfold(_fix_surrogates(_decode_words(raw)))
+            return _unfold(fix_surrogates(decode_words(raw)))
 
     def flag(self, name: str) -> str:
         return self.text(name).lower()
@@ -293,7 +230,7 @@ class _Headers:
         raw = self._raw(name)
         if raw is None:
             return []
-        raw = _unfold(_fix_surrogates(raw))
+        raw = _unfold(fix_surrogates(raw))
         try:
             pairs = getaddresses([raw])
         except Exception:
@@ -305,7 +242,7 @@ class _Headers:
                 # A broken header can parse into a "address" with spaces or brackets in it;
                 # such a thing must not become a contact's address.
                 continue
-            result.append((_decode_words(display).strip(), addr))
+            result.append((decode_words(display).strip(), addr))
         if not result and raw.strip():
             self._notes.append(f"header {name} has no readable address")
         return result
@@ -336,8 +273,12 @@ def _content_type(part: Message) -> str:
 class _Body:
     """Walks the MIME tree once, collecting body text, body HTML and attachments."""
 
-    def __init__(self, notes: list[str], *, deadline: float, budget: float) -> None:
+    def __init__(self, notes: list[str], *, deadline: float, budget: float,
+                 source: bytes = b"", spans: dict[int, tuple[int, int]] | None = None) -> None:
         self.notes = notes
+        # An outlined message's leaves have no payload: their bodies are source[start:end].
+        self._source = source
+        self._spans = spans or {}
         self._deadline = deadline
         self._budget = budget
         self.attachments: list[ExtractedPart] = []
@@ -345,10 +286,10 @@ class _Body:
         self._htmls: list[str] = []
 
     def text(self) -> str:
-        return "\n".join(t for t in self._texts if t.strip())
+        return _join_nonblank(self._texts)
 
     def html(self) -> str:
-        return "\n".join(h for h in self._htmls if h.strip())
+        return _join_nonblank(self._htmls)
 
     def walk(self, msg: Message) -> None:
         try:
@@ -405,7 +346,7 @@ class _Body:
         return [t for ts, _ in results for t in ts], [h for _, hs in results for h in hs]
 
     def _decode_body(self, part: Message) -> str:
-        data = self._payload(part)
+        data = self._body(part).view()
         try:
             charset = part.get_content_charset()
         except Exception:
@@ -414,6 +355,20 @@ class _Body:
         if note:
             self.notes.append(note)
         return text
+
+    def _body(self, part: Message) -> PartBody:
+        """The part's decoded bytes: read from the message in place where they can be,
+        else decoded now (with the stdlib's repairs, noted)."""
+        span = self._spans.get(id(part))
+        if span is not None:
+            start, end = span
+            cte = str(part.get("content-transfer-encoding", "")).lower()
+            body = PartBody.of_span(self._source, start, end, cte)
+            if body is not None:
+                return body
+            # What the stdlib's parse would have left as the payload, for its decoding.
+            part.set_payload(self._source[start:end].decode("ascii", "surrogateescape"))
+        return PartBody(self._payload(part))
 
     def _payload(self, part: Message) -> bytes:
         before = len(part.defects)
@@ -445,7 +400,7 @@ class _Body:
             ExtractedPart(
                 name=safe_filename(filename, ctype),
                 content_type=ctype,
-                data=self._payload(part),
+                body=self._body(part),
                 content_id=content_id,
                 inline=inline,
             )
@@ -474,11 +429,17 @@ class _Body:
             ExtractedPart(
                 name=safe_filename(name, "text/plain"),
                 content_type=ctype,
-                data=data,
+                body=PartBody(data),
                 content_id=_content_id(part),
                 inline=False,
             )
         )
+
+
+def _join_nonblank(bodies: list[str]) -> str:
+    """The bodies that hold more than whitespace, one per line. A lone body is returned as
+    it is, not copied (``isspace`` tests without the copy ``strip`` makes)."""
+    return "\n".join(b for b in bodies if b and not b.isspace())
 
 
 def _clean_base64(part: Message) -> bytes | None:
@@ -514,10 +475,10 @@ def _filename(part: Message) -> str:
         name = part.get_filename() or ""
     except Exception:
         name = ""
-    name = _fix_surrogates(str(name))
+    name = fix_surrogates(str(name))
     if "=?" in name:
         # Outlook writes RFC 2047 inside the parameter, which RFC 2231 does not cover.
-        name = _decode_words(name)
+        name = decode_words(name)
     return name.strip()
 
 
@@ -526,4 +487,4 @@ def _content_id(part: Message) -> str:
         value = part.get("Content-ID")
     except Exception:
         return ""
-    return first_message_id(_fix_surrogates(str(value))) if value else ""
+    return first_message_id(fix_surrogates(str(value))) if value else ""

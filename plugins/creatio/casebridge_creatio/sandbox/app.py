@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import quote as url_quote
 
 import anyio
-from casebridge.json_input import JsonInputError, loads
+from casebridge.plugin import JsonInputError
+from casebridge.plugin import read_json as loads
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request

@@ -17,7 +17,8 @@ from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from casebridge.json_input import JsonInputError, loads
+from casebridge.plugin import JsonInputError
+from casebridge.plugin import read_json as loads
 
 from . import seed
 from .defaults import fill_defaults

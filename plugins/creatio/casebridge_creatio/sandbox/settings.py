@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from casebridge.secrets import Secret
+from casebridge.plugin import Secret
 
 DEFAULT_PROCESSES = frozenset({"new_activity", "case_closed"})
 KNOWN_PROCESSES = frozenset({"new_activity", "case_closed", "case_status_changed"})

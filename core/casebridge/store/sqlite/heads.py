@@ -1,8 +1,8 @@
-"""The SQLite outbox's claim path: job heads kept per order key, claims by index probe.
+"""The SQLite job queue's claim path: job heads kept per order key, claims by index probe.
 
 Each order key has one *head*, the job that may run next: its running job if any, else its
 lowest-id pending job (jobs without an order key are always heads). ``jobs.is_head`` holds it
-(migration 0002) and these helpers keep it right inside the caller's transaction: on
+(migration 2) and these helpers keep it right inside the caller's transaction: on
 enqueue, and after a job leaves or re-enters pending/running (finish, retry, kill, replay).
 A claim then needs no scan of the backlog: one probe of the partial index over due pending
 heads (per kind) and one over expired leases. A running job is always its key's head, so a

@@ -1,5 +1,5 @@
-"""SqliteStore: contacts, sessions, messages, dropped inbounds, CRM writes, events, plugin
-state and migrations, on real SQLite files."""
+"""The conversation store (:class:`~casebridge.store.ConversationStore`) on every backend:
+contacts, sessions, messages and dropped inbounds."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import sqlite3
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
-import anyio
 import pytest
 from casebridge.model import (
     Attachment,
@@ -21,125 +19,26 @@ from casebridge.model import (
     Session,
     SessionStatus,
 )
-from casebridge.sqlite_store import Migration, SqliteStore, apply_migrations, load_migrations
-from casebridge.store import NewJob, RecordNotFound, Store
+from casebridge.store import RecordNotFound, Store
+from casebridge.store.sqlite import SqliteStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.stores import T0, FakeClock
+from support.stores import (
+    T0,
+    FakeClock,
+    job_for,
+    make_message,
+    stored_contact,
+    stored_session,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-
-def make_message(n: int, **changes: object) -> Message:
-    message = Message(
-        id=f"msg-{n}",
-        channel="email",
-        direction=Direction.INBOUND,
-        author=Author.CUSTOMER,
-        external_id=f"<{n}@mail.example.com>",
-        sender="ann@example.com",
-        recipients=("support@example.org",),
-        text=f"message {n}",
-        sent_at=T0,
-        received_at=T0 + timedelta(seconds=n),
-    )
-    return replace(message, **changes)
-
-
-def job_for(n: int) -> NewJob:
-    return NewJob("thread", {"message_id": f"msg-{n}"}, key=f"thread:{n}")
-
-
-async def stored_contact(store: Store, n: int = 1) -> Contact:
-    return await store.create_contact(
-        Contact(id=f"c{n}", name=f"Ann {n}", emails=(f"ann{n}@example.com",))
-    )
-
-
-async def stored_session(store: Store, contact: Contact, sid: str = "s1", **kw: object) -> Session:
-    session = Session(
-        id=sid,
-        channel="email",
-        contact=contact,
-        status=SessionStatus.ASSISTANT,
-        channel_address="support@example.org",
-        created_at=T0,
-        updated_at=T0,
-    )
-    return await store.create_session(replace(session, **kw))
-
-
-def test_sqlite_store_satisfies_the_protocol(tmp_path: Path) -> None:
-    assert isinstance(SqliteStore(tmp_path / "x.db"), Store)
-
-
-# -- lifecycle and migrations ---------------------------------------------------------------
-
-
-async def test_open_uses_wal_and_records_the_schema_version(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "casebridge.db"
-    async with SqliteStore(path) as store:
-        assert await store.schema_version() == len(load_migrations())
-        await store.ping()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        rows = conn.execute("SELECT version, name FROM schema_version").fetchall()
-    assert rows == [(m.version, m.name) for m in load_migrations()]
-
-
-async def test_reopening_applies_nothing_and_keeps_data(tmp_path: Path, clock: FakeClock) -> None:
-    path = tmp_path / "casebridge.db"
-    async with SqliteStore(path, clock=clock) as store:
-        await stored_contact(store)
-    with sqlite3.connect(path) as conn:
-        assert apply_migrations(conn, load_migrations(), T0) == []
-    async with SqliteStore(path, clock=clock) as store:
-        assert (await store.get_contact("c1")) is not None
-    with sqlite3.connect(path) as conn:
-        count = conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
-    assert count == len(load_migrations())
-
-
-def test_a_new_migration_is_applied_once(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
-    first = Migration(1, "one", "CREATE TABLE a (x INTEGER);\n-- done\n")
-    second = Migration(2, "two", "CREATE TABLE b (y TEXT);\nINSERT INTO b VALUES ('z');")
-    assert apply_migrations(conn, [first], T0) == [1]
-    assert apply_migrations(conn, [first, second], T0) == [2]
-    assert apply_migrations(conn, [first, second], T0) == []
-    assert conn.execute("SELECT y FROM b").fetchall() == [("z",)]
-
-
-def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
-    broken = Migration(1, "broken", "CREATE TABLE a (x INTEGER);\nINSERT INTO nowhere VALUES (1);")
-    with pytest.raises(sqlite3.OperationalError, match="nowhere"):
-        apply_migrations(conn, [broken], T0)
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert "a" not in tables
-    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0
-
-
-def test_packaged_migrations_are_numbered_from_one() -> None:
-    assert [m.version for m in load_migrations()] == list(range(1, len(load_migrations()) + 1))
-
-
-async def test_a_closed_store_says_so(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "x.db")
-    with pytest.raises(RuntimeError, match="not open"):
-        await store.ping()
-    await store.open()
-    await store.close()
-    await store.close()
-    with pytest.raises(RuntimeError, match="not open"):
-        await store.get_contact("c1")
 
 
 # -- contacts -------------------------------------------------------------------------------
 
 
-async def test_contact_round_trip(store: SqliteStore) -> None:
+async def test_contact_round_trip(store: Store) -> None:
     contact = Contact(
         id="c1",
         name="Ann Lee",
@@ -152,7 +51,7 @@ async def test_contact_round_trip(store: SqliteStore) -> None:
     assert await store.get_contact("nobody") is None
 
 
-async def test_find_contact_by_any_address(store: SqliteStore) -> None:
+async def test_find_contact_by_any_address(store: Store) -> None:
     ann = await store.create_contact(Contact(id="c1", emails=("ann@example.com",)))
     bob = await store.create_contact(Contact(id="c2", phones=("+15550002222",)))
     assert await store.find_contact(["ann@example.com"], []) == ann
@@ -162,7 +61,7 @@ async def test_find_contact_by_any_address(store: SqliteStore) -> None:
     assert await store.find_contact(["x@example.com"], ["+19999999999"]) is None
 
 
-async def test_create_contact_returns_the_owner_of_a_taken_address(store: SqliteStore) -> None:
+async def test_create_contact_returns_the_owner_of_a_taken_address(store: Store) -> None:
     ann = await store.create_contact(Contact(id="c1", emails=("ann@example.com",)))
     again = await store.create_contact(
         Contact(id="c2", emails=("new@example.com", "ann@example.com"))
@@ -173,41 +72,7 @@ async def test_create_contact_returns_the_owner_of_a_taken_address(store: Sqlite
     assert await store.create_contact(Contact(id="c1", name="other")) == ann
 
 
-async def test_create_contact_races_between_processes_yield_one_contact(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "casebridge.db"
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
-        results: list[Contact] = []
-
-        async def create(store: SqliteStore, n: int) -> None:
-            contact = Contact(id=f"c{n}", emails=("same@example.com",), phones=(f"+1555000{n:04}",))
-            results.append(await store.create_contact(contact))
-
-        async with anyio.create_task_group() as tg:
-            for n in range(10):
-                tg.start_soon(create, one if n % 2 else two, n)
-        assert len({c.id for c in results}) == 1
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT COUNT(*) FROM contacts").fetchone()[0] == 1
-
-
-async def test_add_contact_addresses_appends_and_respects_other_owners(
-    store: SqliteStore,
-) -> None:
-    await store.create_contact(Contact(id="c1", emails=("ann@example.com",)))
-    await store.create_contact(Contact(id="c2", emails=("bob@example.com",)))
-    got = await store.add_contact_addresses(
-        "c1", ["ann@example.com", "ann@home.example", "bob@example.com"], ["+15550001111"]
-    )
-    assert got.emails == ("ann@example.com", "ann@home.example")
-    assert got.phones == ("+15550001111",)
-    assert (await store.find_contact(["bob@example.com"], [])).id == "c2"  # type: ignore[union-attr]
-    with pytest.raises(RecordNotFound, match="c9"):
-        await store.add_contact_addresses("c9", ["x@example.com"], [])
-
-
-async def test_set_contact_crm_id(store: SqliteStore) -> None:
+async def test_set_contact_crm_id(store: Store) -> None:
     await stored_contact(store)
     assert (await store.set_contact_crm_id("c1", "guid-1")).crm_id == "guid-1"
     assert (await store.get_contact("c1")).crm_id == "guid-1"  # type: ignore[union-attr]
@@ -218,7 +83,7 @@ async def test_set_contact_crm_id(store: SqliteStore) -> None:
 # -- sessions -------------------------------------------------------------------------------
 
 
-async def test_session_round_trip_and_updates(store: SqliteStore, clock: FakeClock) -> None:
+async def test_session_round_trip_and_updates(store: Store, clock: FakeClock) -> None:
     contact = await stored_contact(store)
     session = Session(
         id="s1",
@@ -253,12 +118,12 @@ async def test_session_round_trip_and_updates(store: SqliteStore, clock: FakeClo
         await store.update_session("missing", status=SessionStatus.CLOSED)
 
 
-async def test_a_session_needs_a_stored_contact(store: SqliteStore) -> None:
+async def test_a_session_needs_a_stored_contact(store: Store) -> None:
     with pytest.raises(RecordNotFound, match="create_contact"):
         await stored_session(store, Contact(id="ghost"))
 
 
-async def test_find_open_session(store: SqliteStore, clock: FakeClock) -> None:
+async def test_find_open_session(store: Store, clock: FakeClock) -> None:
     ann = await stored_contact(store, 1)
     bob = await stored_contact(store, 2)
     old = await stored_session(store, ann, "old")
@@ -281,7 +146,7 @@ async def test_find_open_session(store: SqliteStore, clock: FakeClock) -> None:
     assert old.status is SessionStatus.ASSISTANT
 
 
-async def test_find_session_by_external_ids(store: SqliteStore) -> None:
+async def test_find_session_by_external_ids(store: Store) -> None:
     contact = await stored_contact(store)
     await stored_session(store, contact, "s1")
     await stored_session(store, contact, "s2")
@@ -301,7 +166,7 @@ async def test_find_session_by_external_ids(store: SqliteStore) -> None:
     assert (await by_ids("email", many)).id == "s1"  # type: ignore[union-attr]
 
 
-async def test_find_session_by_case(store: SqliteStore) -> None:
+async def test_find_session_by_case(store: Store) -> None:
     contact = await stored_contact(store)
     await stored_session(store, contact, "s1")
     await store.update_session("s1", case=CaseLink(crm="creatio", case_id="case-1"))
@@ -310,7 +175,21 @@ async def test_find_session_by_case(store: SqliteStore) -> None:
     assert await store.find_session_by_case("creatio", "case-2") is None
 
 
-async def test_list_and_count_sessions(store: SqliteStore, clock: FakeClock) -> None:
+async def test_sessions_by_case_lists_every_linked_session_newest_first(store: Store) -> None:
+    contact = await stored_contact(store)
+    case = CaseLink(crm="creatio", case_id="case-1")
+    for n in range(3):
+        await stored_session(store, contact, f"s{n}", created_at=T0 + timedelta(minutes=n))
+    await stored_session(store, contact, "unlinked")
+    for sid in ("s0", "s2", "s1"):
+        await store.update_session(sid, case=case)
+    assert [s.id for s in await store.sessions_by_case("creatio", "case-1")] == ["s2", "s1", "s0"]
+    assert (await store.find_session_by_case("creatio", "case-1")).id == "s2"  # type: ignore[union-attr]
+    assert await store.sessions_by_case("creatio", "case-9") == []
+    assert await store.sessions_by_case("other", "case-1") == []
+
+
+async def test_list_and_count_sessions(store: Store, clock: FakeClock) -> None:
     contact = await stored_contact(store)
     for n in range(5):
         await stored_session(store, contact, f"s{n}", updated_at=T0 + timedelta(minutes=n))
@@ -329,7 +208,7 @@ async def test_list_and_count_sessions(store: SqliteStore, clock: FakeClock) -> 
 # -- messages -------------------------------------------------------------------------------
 
 
-async def test_message_round_trip_keeps_every_field(store: SqliteStore) -> None:
+async def test_message_round_trip_keeps_every_field(store: Store) -> None:
     paris = timezone(timedelta(hours=2))
     message = Message(
         id="m1",
@@ -410,7 +289,7 @@ messages = st.builds(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(message=messages)
-async def test_any_message_round_trips(store: SqliteStore, message: Message) -> None:
+async def test_any_message_round_trips(store: Store, message: Message) -> None:
     # Hypothesis repeats examples; fresh keys keep each one new to the shared store.
     message = replace(message, id=str(uuid.uuid4()), external_id=str(uuid.uuid4()))
     if type(store).__name__ == "PgStore" and any(
@@ -428,7 +307,7 @@ async def test_any_message_round_trips(store: SqliteStore, message: Message) -> 
     assert got is not None and got.sent_at.utcoffset() == timedelta(0)
 
 
-async def test_accept_inbound_stores_message_and_job_once(store: SqliteStore) -> None:
+async def test_accept_inbound_stores_message_and_job_once(store: Store) -> None:
     message = make_message(1)
     assert await store.accept_inbound(message, job_for(1))
     assert not await store.accept_inbound(replace(message, id="msg-other"), job_for(99))
@@ -442,7 +321,7 @@ async def test_accept_inbound_stores_message_and_job_once(store: SqliteStore) ->
 
 
 async def test_accept_inbound_is_one_transaction(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
@@ -459,7 +338,7 @@ async def test_accept_inbound_is_one_transaction(
     assert await store.get_message("msg-1") is None
 
 
-async def test_add_message_refuses_duplicates_by_external_id_or_id(store: SqliteStore) -> None:
+async def test_add_message_refuses_duplicates_by_external_id_or_id(store: Store) -> None:
     assert await store.add_message(make_message(1))
     assert not await store.add_message(make_message(1, id="other"))
     assert not await store.add_message(make_message(1, external_id="<fresh@x>"))
@@ -469,15 +348,20 @@ async def test_add_message_refuses_duplicates_by_external_id_or_id(store: Sqlite
     assert (await store.get_message("msg-3")).external_id == ""  # type: ignore[union-attr]
 
 
-async def test_naive_times_are_refused(store: SqliteStore) -> None:
+async def test_naive_times_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="sent_at"):
         await store.add_message(make_message(1, sent_at=datetime(2026, 1, 1)))
     with pytest.raises(ValueError, match="active_since"):
         await store.find_open_session("email", "c1", "", datetime(2026, 1, 1))
 
 
-async def test_assign_message_and_transcript_order(store: SqliteStore) -> None:
+async def test_assign_message_and_transcript_order(store: Store) -> None:
     contact = await stored_contact(store)
+
+    async def active(sid: str, since: datetime) -> str | None:
+        found = await store.find_open_session("email", contact.id, "support@example.org", since)
+        return None if found is None else found.id
+
     await stored_session(store, contact, "s1")
     await stored_session(store, contact, "s2")
     # Arrival order, not the times the messages claim.
@@ -485,24 +369,26 @@ async def test_assign_message_and_transcript_order(store: SqliteStore) -> None:
         await store.accept_inbound(
             make_message(n, received_at=T0 + timedelta(seconds=seconds)), job_for(n)
         )
-    assert await store.last_message_at("s1") is None
     assert await store.transcript("s1") == []
+    assert await store.transcript("") == []
     for n in (3, 1, 2):
         got = await store.assign_message(f"msg-{n}", "s1")
         assert got.session_id == "s1"
     assert await store.assign_message("msg-1", "s1") == await store.get_message("msg-1")
     assert [m.id for m in await store.transcript("s1")] == ["msg-1", "msg-2", "msg-3"]
-    assert await store.last_message_at("s1") == T0 + timedelta(seconds=50)
+    # The latest message (received T0+50s) is the session's last activity; s2 has none.
+    assert await active("s1", since=T0 + timedelta(seconds=49)) == "s1"
+    assert await active("s1", since=T0 + timedelta(seconds=50)) is None
     with pytest.raises(ValueError, match="belongs to session 's1'"):
         await store.assign_message("msg-1", "s2")
     with pytest.raises(RecordNotFound):
         await store.assign_message("missing", "s1")
     await store.add_message(make_message(4, session_id="s1", received_at=T0 + timedelta(hours=1)))
-    assert await store.last_message_at("s1") == T0 + timedelta(hours=1)
+    assert await active("s1", since=T0 + timedelta(minutes=59)) == "s1"
     assert [m.id for m in await store.transcript("s1")][-1] == "msg-4"
 
 
-async def test_a_message_for_an_unknown_session_is_refused(store: SqliteStore) -> None:
+async def test_a_message_for_an_unknown_session_is_refused(store: Store) -> None:
     with pytest.raises(RecordNotFound, match="ghost"):
         await store.add_message(make_message(1, session_id="ghost"))
     assert await store.get_message("msg-1") is None
@@ -511,7 +397,7 @@ async def test_a_message_for_an_unknown_session_is_refused(store: SqliteStore) -
 # -- dropped inbounds ---------------------------------------------------------------------
 
 
-async def test_record_dropped_is_idempotent(store: SqliteStore, clock: FakeClock) -> None:
+async def test_record_dropped_is_idempotent(store: Store, clock: FakeClock) -> None:
     await store.record_dropped("email", "<a@x>", "mailer-daemon@x", "bounce", T0)
     await store.record_dropped("email", "<a@x>", "mailer-daemon@x", "again", T0)
     clock.advance(seconds=1)
@@ -525,100 +411,17 @@ async def test_record_dropped_is_idempotent(store: SqliteStore, clock: FakeClock
     assert len(await store.list_dropped(1)) == 1
 
 
-# -- CRM writes and events ----------------------------------------------------------------
-
-
-async def test_record_intent_once_per_session_message_kind(
-    store: SqliteStore, clock: FakeClock
-) -> None:
-    first = await store.record_intent("s1", "", "case", "creatio", "k-case")
-    assert (first.state, first.attempts, first.crm_id, first.maybe_written) == (
-        "intent",
-        1,
-        "",
-        False,
-    )
-    clock.advance(seconds=5)
-    again = await store.record_intent("s1", "", "case", "creatio", "k-other")
-    assert again.key == "k-case" and again.attempts == 2 and again.maybe_written
-    assert again.created_at == T0 and again.updated_at == clock.now
-
-    await store.record_written("k-case", "case-guid")
-    await store.record_written("k-case", "case-guid")
-    written = await store.record_intent("s1", "", "case", "creatio", "k-case")
-    assert (written.state, written.crm_id, written.attempts) == ("written", "case-guid", 2)
-    assert not written.maybe_written
-    assert await store.get_write("k-case") == written
-
-    with pytest.raises(ValueError, match="second CRM id"):
-        await store.record_written("k-case", "another-guid")
-    with pytest.raises(RecordNotFound):
-        await store.record_written("nope", "x")
-    with pytest.raises(ValueError, match="already used"):
-        await store.record_intent("s1", "m1", "activity", "creatio", "k-case")
-    with pytest.raises(ValueError, match="kind"):
-        await store.record_intent("s1", "m1", "note", "creatio", "k-x")  # type: ignore[arg-type]
-    assert await store.get_write("nope") is None
-
-    activity = await store.record_intent("s1", "m1", "activity", "creatio", "k-m1")
-    assert activity.kind == "activity" and activity.message_id == "m1"
-
-
-async def test_claim_event_only_once(tmp_path: Path) -> None:
-    path = tmp_path / "casebridge.db"
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
-        results: list[bool] = []
-
-        async def claim(store: SqliteStore) -> None:
-            results.append(await store.claim_event("creatio", "activity-1"))
-
-        async with anyio.create_task_group() as tg:
-            for n in range(6):
-                tg.start_soon(claim, one if n % 2 else two)
-        assert sorted(results) == [False] * 5 + [True]
-        assert await one.claim_event("other-crm", "activity-1")
-
-
-# -- plugin state -------------------------------------------------------------------------
-
-
-async def test_plugin_state(store: SqliteStore) -> None:
-    value = {"opted_out": ["+15550001111"], "since": "2026-01-01", "n": 3, "ok": True}
-    assert await store.get_state("sms", "optout") is None
-    await store.put_state("sms", "optout", value)
-    assert await store.get_state("sms", "optout") == value
-    assert await store.get_state("email", "optout") is None
-    await store.put_state("sms", "optout", [1, 2])
-    assert await store.get_state("sms", "optout") == [1, 2]
-    await store.delete_state("sms", "optout")
-    assert await store.get_state("sms", "optout") is None
-    with pytest.raises(ValueError, match="sms/bad"):
-        await store.put_state("sms", "bad", {"x": object()})
-
-
-async def test_compare_and_put_state(store: SqliteStore) -> None:
-    assert await store.compare_and_put_state("sms", "k", None, {"v": 1, "w": 2})
-    assert not await store.compare_and_put_state("sms", "k", None, {"v": 9})
-    assert not await store.compare_and_put_state("sms", "k", {"v": 2}, {"v": 9})
-    assert await store.compare_and_put_state("sms", "k", {"w": 2, "v": 1}, {"v": 3})
-    assert await store.get_state("sms", "k") == {"v": 3}
-    assert await store.compare_and_put_state("sms", "k", {"v": 3}, None)
-    assert await store.get_state("sms", "k") is None
-
-
-async def test_compare_and_put_counts_exactly_across_processes(tmp_path: Path) -> None:
-    path = tmp_path / "casebridge.db"
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
-
-        async def bump(store: SqliteStore) -> None:
-            for _ in range(10):
-                while True:
-                    current = await store.get_state("p", "counter")
-                    new = (current or 0) + 1
-                    if await store.compare_and_put_state("p", "counter", current, new):
-                        break
-
-        async with anyio.create_task_group() as tg:
-            for n in range(4):
-                tg.start_soon(bump, one if n % 2 else two)
-        assert await one.get_state("p", "counter") == 40
+async def test_session_ids_with_prefix_in_id_order(store: Store) -> None:
+    contact = await stored_contact(store)
+    ids = ["ab12", "ab1", "ab2", "b1", "a", "ab%", "ab_x", "abé"]
+    for sid in ids:
+        await stored_session(store, contact, sid)
+    assert await store.session_ids_with_prefix("ab") == ["ab%", "ab1", "ab12", "ab2", "ab_x",
+                                                        "abé"]
+    assert await store.session_ids_with_prefix("ab1") == ["ab1", "ab12"]
+    assert await store.session_ids_with_prefix("ab", limit=2) == ["ab%", "ab1"]
+    # Wildcards are plain characters: "%" and "_" match only themselves.
+    assert await store.session_ids_with_prefix("ab%") == ["ab%"]
+    assert await store.session_ids_with_prefix("ab_") == ["ab_x"]
+    assert await store.session_ids_with_prefix("c") == []
+    assert await store.session_ids_with_prefix("") == sorted(ids)[:10]

@@ -1,0 +1,73 @@
+"""The embedded :class:`~casebridge.store.Store`: one SQLite file in WAL mode.
+
+:class:`SqliteStore` composes the store's parts, each in its own module on one shared
+:class:`~.db.Database` (the file, its writer and readers, the clock), as the PostgreSQL store
+does: the conversation store (:mod:`.conversations`), the write log and plugin state
+(:mod:`.writes`) and the job queue (:mod:`.jobs`, with its claim path in :mod:`.heads`).
+:mod:`.db` states how reads, writes and commits are done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from ...model import utcnow
+from .conversations import Conversations
+from .db import Clock, Database
+from .jobs import JobQueue
+from .writes import PluginState, WriteLog
+
+__all__ = ["SqliteStore"]
+
+
+class SqliteStore(Conversations, WriteLog, PluginState, JobQueue):
+    """A :class:`~casebridge.store.Store` in one SQLite file.
+
+    ``clock`` gives every time the store writes and compares (leases, due jobs); inject one
+    in tests. ``busy_timeout`` (seconds) bounds the wait for another process's write lock.
+    ``durable_accept`` commits :meth:`accept_inbound` with ``synchronous=FULL``.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Clock = utcnow,
+        busy_timeout: float = 30.0,
+        durable_accept: bool = True,
+    ) -> None:
+        self.db = Database(path, clock=clock, busy_timeout=busy_timeout)
+        self._durable_accept = durable_accept
+
+    def __repr__(self) -> str:
+        return repr(self.db)
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    async def schema_version(self) -> int:
+        """The highest migration applied."""
+        return await self.db.schema_version()
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

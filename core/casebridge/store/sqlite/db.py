@@ -1,0 +1,140 @@
+"""The SQLite store's file, connections, clock and transaction helpers, shared by the parts
+(conversations, writes, state, jobs) composed into :class:`~casebridge.store.sqlite.SqliteStore`.
+
+One writer connection per store, used from anyio worker threads under a lock (SQLite
+serializes writers anyway, and this keeps the event loop free); reads use their own WAL
+connections (:mod:`.readers`) and never wait for that lock. Every write runs in
+``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock instead of
+failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
+``synchronous=NORMAL`` (durable across a process crash); a transaction may ask for ``FULL``
+(durable across power loss), as accepting an inbound does.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import anyio.to_thread
+
+from ...model import utcnow
+from .migrate import apply_migrations, load_migrations
+from .readers import ReaderPool
+
+__all__ = ["Clock", "Database"]
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+class Database:
+    """One SQLite file: a writer connection behind :attr:`writer_lock`, and readers."""
+
+    def __init__(self, path: Path | str, *, clock: Clock = utcnow, busy_timeout: float = 30.0
+                 ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._readers: ReaderPool | None = None
+        # Held for the whole of each write transaction (and by tests that stall the writer).
+        self.writer_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    def now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the store's clock must return timezone-aware datetimes")
+        return now
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self._conn = await anyio.to_thread.run_sync(self._open_sync)
+        self._readers = ReaderPool(self.path, self._busy_timeout)
+
+    def _open_sync(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            apply_migrations(conn, load_migrations(), self.now())
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await anyio.to_thread.run_sync(readers.close)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await anyio.to_thread.run_sync(self._close_sync, conn)
+
+    def _close_sync(self, conn: sqlite3.Connection) -> None:
+        with self.writer_lock:
+            conn.close()
+
+    async def ping(self) -> None:
+        await self.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def schema_version(self) -> int:
+        sql = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+        return await self.read(lambda conn: int(conn.execute(sql).fetchone()[0]))
+
+    # -- transactions ------------------------------------------------------------------
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on a reader connection, in one snapshot; never waits for the writer."""
+        readers = self._readers
+        if readers is None:
+            raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
+        return await anyio.to_thread.run_sync(readers.run, fn)
+
+    async def tx(self, fn: Callable[[sqlite3.Connection], T], *, full_sync: bool = False) -> T:
+        """``fn`` in one write transaction (``BEGIN IMMEDIATE``), committed when it returns
+        and rolled back when it raises; ``full_sync`` commits with ``synchronous=FULL``."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
+        return await anyio.to_thread.run_sync(partial(self._in_tx, conn, fn, full_sync))
+
+    def _in_tx(
+        self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], full_sync: bool
+    ) -> T:
+        with self.writer_lock:
+            if full_sync:
+                conn.execute("PRAGMA synchronous = FULL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return result
+            finally:
+                if full_sync:
+                    conn.execute("PRAGMA synchronous = NORMAL")
