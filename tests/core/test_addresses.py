@@ -90,7 +90,7 @@ def test_a_configured_sms_token_is_not_printed(tmp_path: Path) -> None:
     from casebridge_sms.settings import SmsSettings
 
     class NoBridge:
-        registry, blob_dir = None, tmp_path
+        registry, store, blob_dir = None, None, tmp_path
 
     settings = SmsSettings(
         provider="sandbox",

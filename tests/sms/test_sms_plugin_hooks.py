@@ -344,7 +344,7 @@ async def test_hook_ingest_answer_keywords_off_sends_nothing(
 class NoBridge:
     """Just enough of a runner for a context whose plugin only checks its provider."""
 
-    registry = None
+    registry = store = None
     blob_dir = Path("/nonexistent")
 
 
