@@ -33,6 +33,7 @@ import anyio
 from . import deliveries
 from .blobs import blob_path
 from .deliveries import ReplyState
+from .delivery_log import DeliveryLog
 from .errors import PermanentError, PluginError
 from .logs import log_context
 from .model import (
@@ -80,6 +81,7 @@ class Pipeline:
         self.bridge = bridge
         self.store = bridge.store
         self.hooks = bridge.hooks
+        self.delivery_log = DeliveryLog(bridge.store, bridge.hooks)
         self.crm = bridge.config.bridge.crm
         self.acknowledge = bridge.config.bridge.acknowledge
 
@@ -292,10 +294,8 @@ class Pipeline:
         await deliveries.report(self.store, stored.id, ReplyState.QUEUED)
         transcript = await self.store.transcript(session.id)
         try:
-            delivery = await self.hooks.deliver_reply(session.channel, session, stored,
-                                                      transcript)
-        except PermanentError as exc:
-            delivery = Delivery(DeliveryState.FAILED, detail=str(exc))
+            # At most once, however often this job runs: see delivery_log.
+            delivery = await self.delivery_log.deliver(session, stored, transcript)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if job.attempts < self._budget(job):

@@ -11,6 +11,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
@@ -295,6 +296,13 @@ class Hooks:
     ) -> Delivery:
         return await self._routed_async(
             "deliver_reply", channel, session=session, message=message, transcript=transcript
+        )
+
+    async def reconcile_delivery(
+        self, channel: str, session: Session, message: Message, since: datetime
+    ) -> Delivery | None:
+        return await self._routed_async(
+            "reconcile_delivery", channel, session=session, message=message, since=since
         )
 
     # -- CRMs -----------------------------------------------------------------------------

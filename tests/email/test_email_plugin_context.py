@@ -67,9 +67,9 @@ async def test_a_second_instance_answers_to_its_own_name(
                                                         transcript)
             assert delivery.state is DeliveryState.SENT
             # Its state is under its own name, and the reply threads on the customer's mail.
-            sent = await bridge.store.get_state("billing-mail", f"sent:{message.id}")
-            assert sent == {"message_id": delivery.external_id}
-            assert await bridge.store.get_state("email", f"sent:{message.id}") is None
+            key = f"msgid:{delivery.external_id}"
+            assert await bridge.store.get_state("billing-mail", key) == message.id
+            assert await bridge.store.get_state("email", key) is None
             result = await bridge.hooks.check("billing-mail", bridge)
             assert result.plugin == "billing-mail" and result.ok
         finally:

@@ -4,7 +4,8 @@
 the store's unique keys drop a redelivery), drops what must not reach a session (loops,
 opt-outs) with the reason, and never fails on garbage with anything but a permanent error.
 ``deliver_reply`` sends once and answers SENT, or answers a final REFUSED / FAILED with the
-reason instead of raising. And a message sent through the real transport lands in a
+reason instead of raising; a channel with ``reconcile_delivery`` finds a reply it sent, and
+no other. And a message sent through the real transport lands in a
 session.
 """
 
@@ -13,13 +14,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
 from ..errors import PermanentError
-from ..model import Author, DeliveryState, Direction, Message, RawInbound, Session
+from ..model import Author, DeliveryState, Direction, Message, RawInbound, Session, utcnow
 from .harness import Harness, running_bridge
 
 
@@ -173,6 +175,24 @@ class ChannelConformance:
         sent = (await channel.probe.sent())[before:]
         assert [to for to, _ in sent] == [customer], sent
         assert "A replacement is on its way." in sent[0][1]
+
+    @pytest.mark.anyio
+    async def test_reconcile_delivery_finds_a_sent_reply_and_no_other(
+        self, channel: World
+    ) -> None:
+        if not channel.hooks.implements(channel.name, "reconcile_delivery"):
+            pytest.skip("no reconcile_delivery: the core fails a reply in doubt, never resends")
+        customer, since = channel.probe.customer(5), utcnow() - timedelta(seconds=1)
+        session, reply = await _reply(channel, customer, "We found your parcel.")
+        transcript = await channel.harness.bridge.store.transcript(session.id)
+        delivery = await channel.hooks.deliver_reply(channel.name, session, reply, transcript)
+        assert delivery.state is DeliveryState.SENT, delivery
+        found = await channel.hooks.reconcile_delivery(channel.name, session, reply, since)
+        assert found is not None and found.state is DeliveryState.SENT, found
+        assert found.external_id == delivery.external_id
+        # A reply never sent is not found, even one with the same words to the same customer.
+        _, twin = await _reply(channel, customer, "We found your parcel.")
+        assert await channel.hooks.reconcile_delivery(channel.name, session, twin, since) is None
 
     @pytest.mark.anyio
     async def test_a_refused_delivery_is_final_and_says_why(self, channel: World) -> None:
