@@ -19,6 +19,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from . import blobs
+from .jobs import crm_event_jobs
 from .logs import new_trace_id
 from .model import CrmEvent, RawInbound, SessionStatus
 
@@ -140,8 +141,6 @@ class PluginContext:
         """Turn what the CRM reported (a rep's reply, a closed case) into durable work.
         ``event_id`` tells one report of a closure from another (a webhook call); a poller
         that reports each closure once passes none. Returns how many jobs were queued."""
-        from .pipeline import crm_event_jobs
-
         jobs = crm_event_jobs(events, trace_id or new_trace_id(), event_id)
         if jobs:
             await self._bridge.enqueue(*jobs)

@@ -29,8 +29,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import deliveries
+from .jobs import HandoffJob
 from .logs import new_trace_id
-from .model import CheckResult, HandoffDecision, Session, SessionStatus, utcnow
+from .model import CheckResult, Session, SessionStatus, utcnow
 from .operator_auth import (
     CookieError,
     form_token,
@@ -300,13 +301,9 @@ class Dashboard:
             return self._refusal("There is no such session.", 404)
         if session.status is not SessionStatus.ASSISTANT:
             return self._redirect("not-assistant", access, session=session.id)
-        await self.bridge.enqueue(
-            self.bridge.pipeline.handoff_job(
-                session.id,
-                HandoffDecision("handed off from the dashboard", "dashboard"),
-                new_trace_id(),
-            )
-        )
+        await self.bridge.enqueue(HandoffJob(
+            session.id, "handed off from the dashboard", "dashboard", new_trace_id(),
+        ).to_new_job())
         log.info("dashboard: hand-off of session %s queued", session.id)
         return self._redirect("handoff", access, session=session.id)
 

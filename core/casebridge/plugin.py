@@ -48,6 +48,7 @@ from .logs import customer_text
 from .model import (
     ActivityRef,
     ActivityRequest,
+    AddressKind,
     AssistantTurn,
     Attachment,
     AttachmentRequest,
@@ -85,6 +86,7 @@ __all__ = [
     "ActivityRef",
     "ActivityRequest",
     "Address",
+    "AddressKind",
     "AmbiguousWriteError",
     "AssistantTurn",
     "Attachment",

@@ -22,13 +22,13 @@ from . import deliveries
 from .api_json import session_document
 from .dashboard import dashboard_routes
 from .errors import CasebridgeError, WebhookRefused
+from .jobs import CloseJob, HandoffJob, crm_event_jobs
 from .json_input import JsonInputError, loads
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render as render_metrics
-from .model import HandoffDecision, Session, SessionStatus, WebhookRequest, utcnow
-from .pipeline import crm_event_jobs
+from .model import Session, SessionStatus, WebhookRequest, utcnow
 
 if TYPE_CHECKING:
     from .bridge import Bridge
@@ -102,8 +102,7 @@ def create_app(bridge: Bridge) -> Starlette:
         session = await open_session(request)
         if not isinstance(session, Session):
             return session
-        await bridge.enqueue(bridge.pipeline.handoff_job(
-            session.id, HandoffDecision(reason, "api"), new_trace_id()))
+        await bridge.enqueue(HandoffJob(session.id, reason, "api", new_trace_id()).to_new_job())
         return JSONResponse({"session": session.id, "handoff": "queued"}, 202)
 
     async def close(request: Request) -> Response:
@@ -112,7 +111,7 @@ def create_app(bridge: Bridge) -> Starlette:
         session = await open_session(request)
         if not isinstance(session, Session):
             return session
-        await bridge.enqueue(bridge.pipeline.close_job(session.id, new_trace_id()))
+        await bridge.enqueue(CloseJob(session.id, new_trace_id()).to_new_job())
         return JSONResponse({"session": session.id, "close": "queued"}, 202)
 
     async def session_json(request: Request) -> Response:

@@ -11,6 +11,7 @@ import aiosmtplib
 import pytest
 from casebridge.model import RawInbound
 from casebridge.testing import ChannelConformance, ChannelUnderTest, Harness
+from casebridge_email.envelope import envelope_fields
 from support.bridges import install_jsonl
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "email"))
@@ -30,22 +31,22 @@ class EmailProbe:
 
     def inbound(self, sender: str, text: str, external_id: str) -> RawInbound:
         return RawInbound(channel="email", payload=self._mail(sender, text, external_id),
-                          envelope_from=sender, envelope_to=(SUPPORT,))
+                          fields=envelope_fields(sender, (SUPPORT,)))
 
     def dropped(self, sender: str) -> list[tuple[RawInbound, str]]:
         auto = self._mail(sender, "I am out of office.", "auto-1",
                           **{"Auto-Submitted": "auto-replied"})
         bounce = self._mail("mailer-daemon@customer.example", "Delivery failed.", "bounce-1")
         return [
-            (RawInbound(channel="email", payload=auto, envelope_from=sender,
-                        envelope_to=(SUPPORT,)), "auto"),
-            (RawInbound(channel="email", payload=bounce, envelope_from="",
-                        envelope_to=(SUPPORT,)), "bounce"),
+            (RawInbound(channel="email", payload=auto,
+                        fields=envelope_fields(sender, (SUPPORT,))), "auto"),
+            (RawInbound(channel="email", payload=bounce,
+                        fields=envelope_fields("", (SUPPORT,))), "bounce"),
         ]
 
     def garbage(self) -> list[RawInbound]:
-        return [RawInbound(channel="email", payload=data, envelope_from="x@customer.example",
-                           envelope_to=(SUPPORT,))
+        return [RawInbound(channel="email", payload=data,
+                           fields=envelope_fields("x@customer.example", (SUPPORT,)))
                 for data in (b"", b"\x00\xff" * 50, b"Subject: =?utf-8?q?\r\n\r\n\xff",
                              b"From: <>\r\n\r\nno sender")]
 

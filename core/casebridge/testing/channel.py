@@ -20,6 +20,7 @@ import pytest
 
 from ..errors import PermanentError
 from ..model import Author, DeliveryState, Direction, Message, RawInbound, Session
+from ..replies import outbound_message
 from .harness import Harness, running_bridge
 
 
@@ -94,8 +95,8 @@ async def _reply(world: World, recipient: str, text: str) -> tuple[Session, Mess
     assert message_row is not None and message_row.session_id
     session = await bridge.store.get_session(message_row.session_id)
     assert session is not None
-    reply = bridge.pipeline.outbound_message(session, message_id=f"reply-{_token()}",
-                                             author=Author.AGENT, text=text)
+    reply = outbound_message(session, recipient=await bridge.pipeline.replies.reply_address(
+        session), message_id=f"reply-{_token()}", author=Author.AGENT, text=text)
     await bridge.store.add_message(reply)
     return session, reply
 

@@ -27,6 +27,7 @@ from casebridge import hookimpl
 from casebridge.contributions import Address, Command, ConfigSection, Service
 from casebridge.errors import AmbiguousWriteError, ConfigError, PermanentError, TransientError
 from casebridge.model import (
+    AddressKind,
     Author,
     CheckResult,
     Delivery,
@@ -44,6 +45,7 @@ from .catcher import MailCatcher
 from .catcher_pages import PREFIX as CATCHER_PREFIX
 from .catcher_pages import catcher_routes
 from .compose import compose_reply
+from .envelope import envelope_recipients, envelope_sender
 from .guards import SenderRateLimiter, loop_reason
 from .imap import probe
 from .inbound import CHANNEL, to_message
@@ -51,7 +53,7 @@ from .mailbox import PEER_PREFIX, MailboxReader
 from .mime import parse_email
 from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
-from .smtp_server import IngestEnvelope, SmtpIngest, password_checker
+from .smtp_server import IngestEnvelope, SmtpIngest, password_checker, raw_inbound
 from .tokens import make_message_id, make_token, plus_address
 from .trim_command import trim_commands
 
@@ -231,15 +233,7 @@ class EmailPlugin:
     # -- inbound --------------------------------------------------------------------------
 
     async def _on_message(self, envelope: IngestEnvelope) -> None:
-        await self._require_bridge().receive(
-            RawInbound(
-                channel=CHANNEL,
-                payload=envelope.data,
-                envelope_from=envelope.mail_from,
-                envelope_to=envelope.rcpt_tos,
-                peer=envelope.peer,
-            )
-        )
+        await self._require_bridge().receive(raw_inbound(envelope, CHANNEL))
 
     @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
@@ -254,14 +248,14 @@ class EmailPlugin:
         parsed = await anyio.to_thread.run_sync(parse_email, raw.payload)
         # Only an SMTP envelope (it has recipients) can tell a null sender; a mailbox's
         # recipient is its configured address, with no envelope sender to go with it.
-        smtp = bool(raw.envelope_to) and not raw.peer.startswith(PEER_PREFIX)
-        envelope_from = raw.envelope_from if smtp else None
+        smtp = bool(envelope_recipients(raw)) and not raw.peer.startswith(PEER_PREFIX)
+        envelope_from = envelope_sender(raw) if smtp else None
         reason = loop_reason(parsed, our_domains=self._our_domains(),
                              envelope_from=envelope_from)
         if reason:
             await self._note_bounce(raw.payload)
             return Inbound(None, dropped=reason)
-        sender = (parsed.from_addr or raw.envelope_from).strip().lower()
+        sender = (parsed.from_addr or envelope_sender(raw)).strip().lower()
         if "@" not in sender:
             return Inbound(None, dropped="no sender address (From and envelope are empty)")
         if not self._limiter.allow(sender):
@@ -287,7 +281,7 @@ class EmailPlugin:
                 notes=notes,
             )
         )
-        return Inbound(message, contact_name=parsed.from_name)
+        return Inbound(message, contact_name=parsed.from_name, sender_kind=AddressKind.EMAIL)
 
     async def _note_bounce(self, payload: bytes) -> None:
         """A bounce of one of our replies: the reply failed, and the rep should know."""

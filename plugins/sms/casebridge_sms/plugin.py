@@ -28,6 +28,7 @@ from casebridge.contributions import Address, Command, ConfigSection, Service
 from casebridge.errors import PermanentError, TransientError
 from casebridge.json_input import loads
 from casebridge.model import (
+    AddressKind,
     Attachment,
     Author,
     CheckResult,
@@ -261,7 +262,7 @@ class SmsPlugin:
             notes=notes,
             meta=meta,
         )
-        return Inbound(message)
+        return Inbound(message, sender_kind=AddressKind.PHONE)
 
     def _e164(self, fields: Mapping[str, str], name: str) -> str:
         value = fields.get(name, "")

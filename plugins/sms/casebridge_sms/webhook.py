@@ -201,7 +201,9 @@ class Webhooks:
             log.warning("SMS inbound refused: %s", refusal)
             return PlainTextResponse(refusal, status_code=400 if not fields.get("To") else 404)
         raw = RawInbound(
-            channel=PLUGIN, fields=fields, peer=request.client.host if request.client else ""
+            channel=PLUGIN, fields=fields, sender=fields.get("From", ""),
+            transport_id=fields.get("MessageSid") or fields.get("SmsSid", ""),
+            peer=request.client.host if request.client else "",
         )
         try:
             await self.bridge.receive(raw)
