@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import deliveries
-from .jobs import HandoffJob
+from .jobs import HandoffJob, session_of
 from .logs import new_trace_id
 from .model import CheckResult, Session, SessionStatus, utcnow
 from .operator_auth import (
@@ -422,12 +422,11 @@ def _digits(text: str) -> str:
 
 
 def _job_row(job: Job, now: datetime) -> dict[str, Any]:
-    payload: Mapping[str, Any] = job.payload
     return {
         "id": job.id,
         "kind": job.kind,
         "attempts": job.attempts,
-        "session": str(payload.get("session_id", "")),
+        "session": session_of(job),
         "last_error": job.last_error,
         "updated": since(job.updated_at, now),
         "run_at": job.run_at,

@@ -40,6 +40,7 @@ __all__ = [
     "UndeliveredJob",
     "crm_event_jobs",
     "decode",
+    "session_of",
 ]
 
 T = TypeVar("T", bound="TypedJob")
@@ -324,6 +325,16 @@ def decode(job: Job) -> TypedJob:
     if cls is None:
         raise PermanentError(f"no job kind {job.kind!r}")
     return cls.from_payload(job.payload)
+
+
+def session_of(job: Job) -> str:
+    """The session a job works on, for a listing; "" when it names none (a reply names its
+    case, a closed case its CRM record) or its payload cannot be read."""
+    try:
+        typed = decode(job)
+    except PermanentError:
+        return ""
+    return str(getattr(typed, "session_id", ""))
 
 
 def crm_event_jobs(events: Sequence[CrmEvent], trace_id: str, event_id: str = "") -> list[NewJob]:

@@ -25,6 +25,7 @@ from casebridge.jobs import (
     UndeliveredJob,
     crm_event_jobs,
     decode,
+    session_of,
 )
 from casebridge.model import AddressKind, CrmEvent, HandoffDecision, Reply, derived_id
 from casebridge.store import Job, NewJob
@@ -193,3 +194,10 @@ def test_crm_events_become_reply_and_closed_jobs_in_order() -> None:
     # Everything but the time it was sent, which a reply job never carried.
     read = replied.reply
     assert read == dataclasses.replace(reply, sent_at=read.sent_at)
+
+
+def test_a_listing_reads_the_session_of_a_job_through_the_codec() -> None:
+    assert session_of(stored(HandoffJob("s1", "asked").to_new_job())) == "s1"
+    assert session_of(stored(UndeliveredJob("m1", "s2").to_new_job())) == "s2"
+    assert session_of(stored(ReplyJob("crm", "a1", "c1", "Hi").to_new_job())) == ""
+    assert session_of(old_job("sync", {"session_id": 7})) == ""
