@@ -154,6 +154,21 @@ class ChannelConformance:
             assert word.lower() in inbound.dropped.lower(), (word, inbound.dropped)
 
     @pytest.mark.anyio
+    async def test_a_dropped_inbound_is_listed_once_by_its_sender(self, channel: World) -> None:
+        # The transport sets who it is from and its own id (or the core keys the record
+        # by the payload): a provider's retry of a dropped inbound is not listed twice.
+        bridge = channel.harness.bridge
+        cases = channel.probe.dropped(channel.probe.customer(3))
+        for raw, _ in cases:
+            for _ in range(2):
+                assert (await bridge.receive(raw)).dropped
+        listed = await bridge.store.list_dropped(100)
+        assert len(listed) == len(cases), listed
+        for (raw, word), record in zip(cases, reversed(listed), strict=True):
+            assert (record.channel, record.sender) == (channel.name, raw.sender), record
+            assert word.lower() in record.reason.lower(), (word, record.reason)
+
+    @pytest.mark.anyio
     async def test_garbage_is_dropped_or_refused_never_a_crash(self, channel: World) -> None:
         for raw in channel.probe.garbage():
             try:
