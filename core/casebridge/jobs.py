@@ -15,6 +15,7 @@ retry can mend it. Each class's ``to_new_job`` states its idempotency key and or
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,8 +106,15 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _field_types(cls: type[TypedJob], name: str) -> frozenset[Any]:
+    # Annotations are strings here: resolve each once, not on every decode.
+    hint = get_type_hints(cls)[name]
+    return frozenset(get_args(hint) or (hint,))
+
+
 def _from_json(cls: type[TypedJob], name: str, value: Any) -> Any:
-    types = set(get_args(get_type_hints(cls)[name]))
+    types = _field_types(cls, name)
     try:
         if datetime in types:
             return datetime.fromisoformat(value)
