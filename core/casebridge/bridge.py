@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -28,11 +28,11 @@ from . import config as configuration
 from .backoff import BackoffPolicy
 from .contributions import Address
 from .errors import PermanentError
-from .jobs import InboundJob
+from .jobs import InboundJob, crm_event_jobs
 from .links import sign_session_link
 from .logs import log_context, new_trace_id
 from .metrics import BridgeMetrics, new_registry
-from .model import Inbound, RawInbound, utcnow
+from .model import CrmEvent, Inbound, RawInbound, utcnow
 from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
 from .plugins import Hooks, LoadReport, load_entry_points, new_manager
@@ -253,6 +253,16 @@ class Bridge:
         failed = (deliveries.ReplyState.FAILED, deliveries.ReplyState.REFUSED)
         if record is not None and record.state in failed and message.session_id:
             await self.enqueue(undelivered_job(message))
+
+    async def report_crm_events(
+        self, events: Sequence[CrmEvent], *, trace_id: str = "", event_id: str = ""
+    ) -> int:
+        """Turn what a CRM reported (a rep's reply, a closed case) into durable jobs, the one
+        path for its webhook and its poller alike; returns how many were queued."""
+        jobs = crm_event_jobs(events, trace_id or new_trace_id(), event_id)
+        if jobs:
+            await self.enqueue(*jobs)
+        return len(jobs)
 
     async def enqueue(self, *jobs: NewJob) -> None:
         await self.store.enqueue(list(jobs))

@@ -22,7 +22,7 @@ from . import deliveries
 from .api_json import session_document
 from .dashboard import dashboard_routes
 from .errors import CasebridgeError, WebhookRefused
-from .jobs import CloseJob, HandoffJob, crm_event_jobs
+from .jobs import CloseJob, HandoffJob
 from .json_input import JsonInputError, loads
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
@@ -167,9 +167,9 @@ class Routes:
                 return JSONResponse({"error": str(exc)}, exc.status)
             # Each call is its own closure event: a case reopened and closed again closes
             # its sessions again.
-            jobs = crm_event_jobs(events, trace_id, event_id=trace_id)
-            await self.bridge.enqueue(*jobs)
-            return JSONResponse({"accepted": len(jobs)})
+            accepted = await self.bridge.report_crm_events(events, trace_id=trace_id,
+                                                           event_id=trace_id)
+            return JSONResponse({"accepted": accepted})
 
     async def session_page(self, request: Request) -> Response:
         bridge = self.bridge
