@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from casebridge.bridge import Bridge
-from casebridge.intake import contact_addresses
+from casebridge.intake import contact_addresses, legacy_sender_kind
 from casebridge.jobs import HandoffJob, InboundJob, ReplyJob
 from casebridge.model import (
     AddressKind,
@@ -149,3 +149,10 @@ async def test_a_dropped_inbound_is_listed_by_the_channels_sender_and_id(world) 
 def _message(id_: str, sender: str, direction: Direction, author: Author) -> Message:
     return Message(id=id_, channel="loop", direction=direction, author=author,
                    external_id=id_, sender=sender, recipients=("x",), text="t")
+
+
+def test_only_a_job_from_before_the_kind_was_recorded_gets_the_old_rule() -> None:
+    # What the untyped pipeline did for every sender; now only for such leftover jobs,
+    # and only when no contact holds the address yet.
+    assert legacy_sender_kind("ann@example.com") is AddressKind.EMAIL
+    assert legacy_sender_kind("+15550100") is AddressKind.PHONE
