@@ -8,6 +8,8 @@ that makes an inbound durable, and the one path that turns what a CRM reported i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,7 +64,12 @@ class Blobs:
 
     async def write(self, data: bytes, digest: str | None = None) -> str:
         """Store ``data`` (durably: written, synced, renamed) and return its location."""
-        return await anyio.to_thread.run_sync(blobs.write_blob, self.folder, data, digest)
+        return await anyio.to_thread.run_sync(self.write_sync, data, digest)
+
+    def write_sync(self, data: bytes, digest: str | None = None) -> str:
+        """:meth:`write` for code already in a worker thread (parsing a whole message
+        there); it blocks, so never call it on the event loop."""
+        return blobs.write_blob(self.folder, data, digest)
 
     def path(self, location: str) -> Path:
         """The file at ``location``; ValueError for a location no blob store wrote."""
@@ -169,6 +176,30 @@ class PluginContext:
         the bridge chooses stores each record under its write key, so a CRM plugin can tell
         its own activities from a rep's."""
         return await self._bridge.store.get_write(record_id.lower()) is not None
+
+    # -- templates and keys (the email plugin's replies) -----------------------------------
+
+    def add_templates(self, folder: Path) -> None:
+        """Ship templates: ``folder`` joins the bridge's one loader chain, searched after the
+        TOML's ``[templates] dir`` (which overrides any template by its relative path) and
+        before the core's own. Call it from ``configure``. Name templates under a folder
+        of the plugin's (``email/reply.txt.j2``) so two plugins' templates never collide.
+        Raises ConfigError when ``folder`` is not a folder."""
+        self._bridge.templates.add_folder(folder)
+
+    def render(self, name: str, /, **variables: Any) -> str:
+        """Render the template at ``name`` (``"email/reply.html.j2"``) through the chain, in
+        the core's sandbox with its filters (``nl2br``, ``when``, ``safe_url``,
+        ``sanitize``): ``.html.j2`` autoescapes, ``.txt.j2`` does not, an undefined
+        variable is an error. Raises TemplateError (a PermanentError) naming the template,
+        and where it was looked for when it is missing."""
+        return self._bridge.templates.render(name, **variables)
+
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A 32-byte secret for ``purpose`` (a reply token's signature), derived from the
+        bridge's link secret: stable across restarts and runners, and never the link
+        secret itself, so one key never signs two kinds of thing."""
+        return hmac.new(self._bridge.link_secret, purpose, hashlib.sha256).digest()
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -1,11 +1,16 @@
-"""The texts the bridge writes: case subject and description, activity bodies, e-mail replies
-and the session page, rendered from Jinja templates.
+"""The texts the bridge writes: case subject and description, activity bodies,
+acknowledgements and the session page, rendered from Jinja templates; and the one loader
+chain every template, the plugins' included, is found through.
 
-Templates ship in the package (``casebridge/templates/``); a folder named in the TOML
-overrides any of them by path (``activity/default.html.j2``...) and may add more specific ones
-(``activity/customer.sms.txt.j2``). Everything runs in Jinja's immutable sandbox with strict
-undefined variables. ``.html.j2`` templates autoescape; ``.txt.j2`` ones do not. Customer text
-is only ever passed in as data, never compiled, so ``{{ 7*7 }}`` in a message stays literal.
+Templates are looked up by relative path in one chain: the folder the TOML names
+(``[templates] dir``), then each plugin's own folder (a plugin adds it with
+:meth:`PluginContext.add_templates <casebridge.context.PluginContext.add_templates>`: the email
+plugin's ``email/reply.txt.j2``...), then the core's (``casebridge/templates/``). So the
+TOML's folder overrides any template by its path (``activity/default.html.j2``,
+``email/reply.html.j2``) and may add more specific ones (``activity/customer.sms.txt.j2``).
+Everything runs in Jinja's immutable sandbox with strict undefined variables. ``.html.j2``
+templates autoescape; ``.txt.j2`` ones do not. Customer text is only ever passed in as data,
+never compiled, so ``{{ 7*7 }}`` in a message stays literal.
 
 Filters available to templates: ``nl2br`` (escape, then line breaks as ``<br>``), ``when``
 (a datetime as ``YYYY-MM-DD HH:MM UTC``), ``safe_url`` (http/https URLs only, else ``#``),
@@ -126,7 +131,9 @@ def _opening(transcript: Sequence[Message]) -> str:
 
 
 class Templates:
-    """The bridge's template set: packaged templates, overridden from ``override_dir``.
+    """The bridge's template set, searched in one chain: ``override_dir`` (the TOML's
+    ``[templates] dir``), then the plugins' folders (:meth:`add_folder`), then the core's
+    packaged templates.
 
     Raises :class:`~casebridge.errors.ConfigError` when ``override_dir`` is given but is not a
     folder. Every render method raises :class:`TemplateError` (or
@@ -134,16 +141,13 @@ class Templates:
     """
 
     def __init__(self, override_dir: Path | None = None, *, subject_max: int = SUBJECT_MAX):
-        loaders: list[jinja2.BaseLoader] = []
-        if override_dir is not None:
-            if not Path(override_dir).is_dir():
-                raise ConfigError(f"templates.dir: {override_dir} is not a folder")
-            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
-        loaders.append(jinja2.PackageLoader("casebridge", "templates"))
+        if override_dir is not None and not Path(override_dir).is_dir():
+            raise ConfigError(f"templates.dir: {override_dir} is not a folder")
         self.override_dir = override_dir
+        self.plugin_dirs: list[Path] = []
         self.subject_max = subject_max
         self.env = ImmutableSandboxedEnvironment(
-            loader=jinja2.ChoiceLoader(loaders),
+            loader=self._chain(),
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html.j2", "html"),
                 disabled_extensions=("txt.j2", "txt"),
@@ -156,16 +160,40 @@ class Templates:
         )
         self.env.filters.update(nl2br=_nl2br, when=_when, safe_url=_safe_url, sanitize=_sanitize)
 
+    def _chain(self) -> jinja2.ChoiceLoader:
+        # The one lookup order: the operator's folder, the plugins' folders, the core's.
+        folders = [self.override_dir] if self.override_dir is not None else []
+        loaders: list[jinja2.BaseLoader] = [
+            jinja2.FileSystemLoader(str(folder)) for folder in [*folders, *self.plugin_dirs]
+        ]
+        loaders.append(jinja2.PackageLoader("casebridge", "templates"))
+        return jinja2.ChoiceLoader(loaders)
+
+    def add_folder(self, folder: Path) -> None:
+        """Search ``folder`` (a plugin's templates) after the override folder and before the
+        core's packaged templates; folders added earlier are searched first. Adding one
+        folder twice (two instances of one plugin) changes nothing. Raises
+        :class:`~casebridge.errors.ConfigError` when ``folder`` is not a folder."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ConfigError(f"plugin template folder {folder} is not a folder")
+        if folder in self.plugin_dirs:
+            return
+        self.plugin_dirs.append(folder)
+        # A new loader also starts a fresh template cache (Jinja keys it by loader).
+        self.env.loader = self._chain()
+
+    def _where(self) -> str:
+        places = [str(p) for p in (self.override_dir, *self.plugin_dirs) if p is not None]
+        return ", ".join([*places, "the packaged templates"])
+
     def _load(self, names: Sequence[str]) -> jinja2.Template:
         try:
             return self.env.select_template(list(names))
         except jinja2.TemplatesNotFound:
-            where = (
-                f"{self.override_dir} or the packaged templates"
-                if self.override_dir
-                else ("the packaged templates")
-            )
-            raise TemplateError(f"no template {' or '.join(names)} in {where}") from None
+            raise TemplateError(
+                f"no template {' or '.join(names)} in {self._where()}"
+            ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
                 f"template {exc.name or names[0]} line {exc.lineno}: {exc.message}"
@@ -192,7 +220,8 @@ class Templates:
             raise TemplateError(f"template {name} failed: {type(exc).__name__}: {exc}") from None
 
     def render(self, name: str, /, **context: Any) -> str:
-        """Render the template at ``name`` (e.g. ``"email/reply.txt.j2"``) with ``context``."""
+        """Render the template at ``name`` (e.g. ``"dashboard/index.html.j2"``), found through
+        the chain, with ``context``."""
         return self._render([name], context)
 
     def case_subject(
@@ -262,23 +291,6 @@ class Templates:
         text = self._render([f"{base}.txt.j2" for base in bases], context)
         html = self._render([f"{base}.html.j2" for base in bases], context)
         return text, html
-
-    def reply_bodies(self, message: Message, session: Session) -> tuple[str, str]:
-        """The text and HTML parts of an outbound e-mail reply (``email/reply.*.j2``).
-
-        The HTML part uses ``message.html`` passed through the sanitizer when there is one,
-        else the text with its line breaks.
-        """
-        context = {
-            "message": message,
-            "session": session,
-            "author_label": _author_label(message, session),
-            "attachments": _attachment_rows(message),
-        }
-        return (
-            self._render(["email/reply.txt.j2"], context),
-            self._render(["email/reply.html.j2"], context),
-        )
 
     def acknowledgement(self, session: Session, message: Message) -> str:
         """The text that tells a customer their first message arrived (``[bridge]

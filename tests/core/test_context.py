@@ -107,3 +107,53 @@ async def test_tracked_cases_are_this_crms_handed_off_cases(bridge: Bridge) -> N
     assert sorted(await PluginContext(bridge, "jsonl", None).tracked_cases()) == sorted(handed)
     assert len(handed) == 2
     assert await PluginContext(bridge, "another-crm", None).tracked_cases() == []
+
+
+# -- templates and keys ------------------------------------------------------------------
+
+
+async def test_a_plugins_templates_render_through_the_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casebridge.templates import TemplateError
+
+    shipped, override = tmp_path / "shipped", tmp_path / "override"
+    for folder, text in ((shipped, "SHIPPED {{ value }}"), (override, "OVERRIDE {{ value }}")):
+        (folder / "loop").mkdir(parents=True)
+        (folder / "loop" / "note.txt.j2").write_text(text)
+    (shipped / "loop" / "card.html.j2").write_text("<p>{{ value }}</p>")
+    install_jsonl(monkeypatch, tmp_path)
+    plain = Bridge.from_config(write_config(tmp_path), plugins={"loop": LoopChannel()})
+    context = PluginContext(plain, "loop", None)
+    context.add_templates(shipped)
+    assert context.render("loop/note.txt.j2", value="<b>") == "SHIPPED <b>"
+    assert context.render("loop/card.html.j2", value="<b>") == "<p>&lt;b&gt;</p>"
+    with pytest.raises(TemplateError, match=rf"no template loop/gone\.txt\.j2 in {shipped}"):
+        context.render("loop/gone.txt.j2")
+    # The TOML's [templates] dir wins over what the plugin ships, by the same path.
+    path = write_config(tmp_path, templates={"dir": "override"})
+    overridden = Bridge.from_config(path, plugins={"loop": LoopChannel()})
+    context = PluginContext(overridden, "loop", None)
+    context.add_templates(shipped)
+    assert context.render("loop/note.txt.j2", value="x") == "OVERRIDE x"
+    assert context.render("loop/card.html.j2", value="x") == "<p>x</p>"
+
+
+async def test_derived_keys_are_stable_per_purpose_and_not_the_link_secret(
+    bridge: Bridge,
+) -> None:
+    context = PluginContext(bridge, "email", None)
+    key = context.derived_key(b"reply token")
+    assert len(key) == 32
+    assert key == PluginContext(bridge, "other", None).derived_key(b"reply token")
+    assert key != context.derived_key(b"something else")
+    assert bridge.link_secret not in key and key != bridge.link_secret
+
+
+async def test_blobs_write_sync_is_write_for_worker_threads(bridge: Bridge) -> None:
+    import anyio
+
+    context = PluginContext(bridge, "email", None)
+    location = await anyio.to_thread.run_sync(context.blobs.write_sync, b"scan.pdf bytes")
+    assert location == await context.blobs.write(b"scan.pdf bytes")
+    assert context.blobs.path(location).read_bytes() == b"scan.pdf bytes"

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from casebridge.model import Attachment
-from casebridge_email.attachments import attachment_path, store_attachments, write_blob
+from casebridge.plugin import Attachment, Blobs
+from casebridge_email.attachments import attachment_path, store_attachments
 from casebridge_email.mime import ExtractedPart
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,7 +84,7 @@ def test_failed_write_leaves_no_temporary_file(
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="No space"):
-        write_blob(tmp_path, b"data")
+        Blobs(tmp_path).write_sync(b"data")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 

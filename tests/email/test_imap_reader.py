@@ -11,9 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from casebridge.backoff import BackoffPolicy
-from casebridge.errors import PermanentError
-from casebridge.secrets import Secret
+from casebridge.plugin import BackoffPolicy, PermanentError, Secret
 from casebridge_email.mailbox import MailboxReader, state_key
 from casebridge_email.settings import MailboxSettings
 from casebridge_email.smtp_server import IngestEnvelope
@@ -22,17 +20,17 @@ from support.dovecot import PASSWORD, USER, Dovecot, mail
 FAST = BackoffPolicy(base=0.05, factor=2.0, cap=0.2, jitter=0.0)
 
 
-class StateStore:
-    """The plugin-state part of the store, in memory."""
+class MemoryState:
+    """The plugin's state (``PluginContext.state``: the part the reader uses), in memory."""
 
     def __init__(self) -> None:
-        self.state: dict[tuple[str, str], Any] = {}
+        self.values: dict[str, Any] = {}
 
-    async def get_state(self, plugin: str, key: str) -> Any | None:
-        return self.state.get((plugin, key))
+    async def get(self, key: str) -> Any | None:
+        return self.values.get(key)
 
-    async def put_state(self, plugin: str, key: str, value: Any) -> None:
-        self.state[(plugin, key)] = value
+    async def put(self, key: str, value: Any) -> None:
+        self.values[key] = value
 
 
 @pytest.fixture
@@ -71,7 +69,7 @@ async def test_flagged_only_after_the_store_returned_and_retried_when_it_failed(
     dovecot: Dovecot,
 ) -> None:
     dovecot.append(mail(1), mail(2))
-    store = StateStore()
+    state = MemoryState()
     stored: list[str] = []
     flags_while_storing: list[str] = []
     failures = {"msg-2@customer.example": 2}  # the store is down twice for message 2
@@ -86,8 +84,7 @@ async def test_flagged_only_after_the_store_returned_and_retried_when_it_failed(
 
     reader = MailboxReader(
         settings(dovecot),
-        store=store,
-        plugin="email",  # type: ignore[arg-type]
+        state=state,  # type: ignore[arg-type]
         on_message=on_message,
         max_message_bytes=10**6,
         base_dir=Path("."),
@@ -104,7 +101,7 @@ async def test_flagged_only_after_the_store_returned_and_retried_when_it_failed(
     assert all("\\Seen" not in f for f in flags_while_storing)
     assert stored == ["msg-1@customer.example", "msg-2@customer.example"]
     assert len(flags_while_storing) == 4
-    cursor = store.state[("email", state_key(settings(dovecot)))]
+    cursor = state.values[state_key(settings(dovecot))]
     assert cursor["last_uid"] == 2
 
 
@@ -112,7 +109,7 @@ async def test_a_message_that_can_never_be_stored_is_passed_and_left_unflagged(
     dovecot: Dovecot,
 ) -> None:
     dovecot.append(mail(1), mail(2))
-    store = StateStore()
+    state = MemoryState()
     offered: list[str] = []
 
     async def on_message(envelope: IngestEnvelope) -> None:
@@ -123,8 +120,7 @@ async def test_a_message_that_can_never_be_stored_is_passed_and_left_unflagged(
 
     reader = MailboxReader(
         settings(dovecot),
-        store=store,
-        plugin="email",  # type: ignore[arg-type]
+        state=state,  # type: ignore[arg-type]
         on_message=on_message,
         max_message_bytes=10**6,
         base_dir=Path("."),

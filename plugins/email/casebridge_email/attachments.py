@@ -11,8 +11,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from casebridge.blobs import blob_path, write_blob
-from casebridge.model import Attachment
+from casebridge.plugin import Attachment, Blobs
 
 from .mime import ExtractedPart
 
@@ -41,7 +40,7 @@ def store_attachments(
         if refused:
             notes.append(f"attachment {part.name!r} not kept: {refused}")
         else:
-            location = write_blob(folder, part.data, digest)
+            location = Blobs(folder).write_sync(part.data, digest)
             kept += 1
         stored.append(
             Attachment(
@@ -64,6 +63,6 @@ def attachment_path(folder: Path, attachment: Attachment) -> Path:
     try:
         if attachment.refused:
             raise ValueError(attachment.refused)
-        return blob_path(folder, attachment.location)
+        return Blobs(folder).path(attachment.location)
     except ValueError:
         raise ValueError(f"attachment {attachment.name!r} has no stored file") from None

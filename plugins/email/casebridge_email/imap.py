@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from casebridge.errors import ConfigError
+from casebridge.plugin import ConfigError
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import LoginError
 

@@ -12,9 +12,16 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
-from casebridge.model import Attachment, Author, Direction, Message, RawInbound, derived_id
+from casebridge.plugin import (
+    Attachment,
+    Author,
+    Direction,
+    Message,
+    RawInbound,
+    derived_id,
+    sanitize_html,
+)
 from casebridge.plugin import html_too_deep as too_deep
-from casebridge.plugin import sanitize_html
 
 from .envelope import envelope_recipients, envelope_sender
 from .mime import ParsedEmail

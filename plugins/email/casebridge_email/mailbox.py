@@ -19,20 +19,16 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
-from casebridge.backoff import BackoffPolicy, delay
-from casebridge.errors import PermanentError
+from casebridge.plugin import BackoffPolicy, PermanentError, PluginState, backoff_delay
 
 from .imap import ImapConnection
 from .imap_cursor import Cursor, batches, cursor_from_state, pending, resume
 from .settings import MailboxSettings
 from .smtp_server import IngestEnvelope
-
-if TYPE_CHECKING:
-    from casebridge.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +53,14 @@ class MailboxReader:
         self,
         settings: MailboxSettings,
         *,
-        store: Store,
-        plugin: str,
+        state: PluginState,
         on_message: Callable[[IngestEnvelope], Awaitable[None]],
         max_message_bytes: int,
         base_dir: Path,
         reconnect: BackoffPolicy = RECONNECT,
     ) -> None:
         self.settings = settings
-        self._store = store
-        self._plugin = plugin
+        self._state = state
         self._on_message = on_message
         self._max_bytes = max_message_bytes
         self._base_dir = base_dir
@@ -88,7 +82,7 @@ class MailboxReader:
             except Exception as exc:
                 # A session that ran a while before failing starts the backoff afresh.
                 failures = 1 if time.monotonic() - started > 60 else failures + 1
-                wait = delay(self._reconnect, failures, self._rng)
+                wait = backoff_delay(self._reconnect, failures, self._rng)
                 log.warning(
                     "mailbox %s: %s; reconnecting in %.1fs",
                     self.settings.label,
@@ -103,7 +97,7 @@ class MailboxReader:
     async def _session(self, connection: ImapConnection) -> None:
         await self._call(connection.open)
         status = await self._call(connection.select)
-        stored = cursor_from_state(await self._store.get_state(self._plugin, self._key))
+        stored = cursor_from_state(await self._state.get(self._key))
         cursor, why = resume(stored, status.uidvalidity, self.settings.first_start)
         log.info("mailbox %s: connected, %s", self.settings.label, why)
         if cursor != stored:
@@ -198,7 +192,7 @@ class MailboxReader:
         return state_key(self.settings)
 
     async def _save(self, cursor: Cursor) -> None:
-        await self._store.put_state(self._plugin, self._key, cursor.to_state())
+        await self._state.put(self._key, cursor.to_state())
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)

@@ -1,18 +1,22 @@
 """The email channel's pluggy glue: the class the ``email`` entry point names.
 
 Inbound: :class:`~casebridge_email.smtp_server.SmtpIngest` takes mail for the support
-addresses and hands it to ``Bridge.receive`` (250 only once it is durable); ``ingest`` parses
-it, drops loops and floods, stores attachments and builds the message, with the session named
-by a verified reply token as a hint. Outbound: ``deliver_reply`` composes a threaded reply whose
-Message-ID and Reply-To carry the reply token, and sends it through the relay at most once per
-message id.
+addresses and hands it to ``PluginContext.receive`` (250 only once it is durable); ``ingest``
+parses it, drops loops and floods, stores attachments and builds the message, with the session
+named by a verified reply token as a hint. Outbound: ``deliver_reply`` composes a threaded
+reply whose Message-ID and Reply-To carry the reply token, and sends it through the relay at
+most once per message id. Its bodies come from the plugin's own templates
+(``templates/email/reply.*.j2``), which the TOML's ``[templates] dir`` overrides by path.
+
+Everything of the runner the plugin uses comes through the :class:`PluginContext` that
+``configure`` gives it; its name (state, logs, the channel it answers to) is the one the
+TOML gives it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import logging
 import ssl
 from collections.abc import Sequence
@@ -23,20 +27,28 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
-from casebridge import hookimpl
-from casebridge.contributions import Address, Command, ConfigSection, Service
-from casebridge.errors import AmbiguousWriteError, ConfigError, PermanentError, TransientError
-from casebridge.model import (
+from casebridge.plugin import (
+    Address,
     AddressKind,
+    AmbiguousWriteError,
     Author,
     CheckResult,
+    Command,
+    ConfigError,
+    ConfigSection,
     Delivery,
     DeliveryState,
     Direction,
     Inbound,
     Message,
+    PermanentError,
+    PluginContext,
+    PluginState,
     RawInbound,
+    Service,
     Session,
+    TransientError,
+    hookimpl,
 )
 
 from .attachments import store_attachments
@@ -48,9 +60,10 @@ from .compose import compose_reply
 from .envelope import envelope_recipients, envelope_sender
 from .guards import SenderRateLimiter, loop_reason
 from .imap import probe
-from .inbound import CHANNEL, to_message
+from .inbound import to_message
 from .mailbox import PEER_PREFIX, MailboxReader
 from .mime import parse_email
+from .reply_bodies import TEMPLATES, reply_bodies
 from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
 from .smtp_server import IngestEnvelope, SmtpIngest, password_checker, raw_inbound
@@ -58,13 +71,9 @@ from .tokens import make_message_id, make_token, plus_address
 from .trim_command import trim_commands
 
 if TYPE_CHECKING:
-    from casebridge.bridge import Bridge
-    from casebridge.store import Store
     from starlette.routing import BaseRoute
 
-log = logging.getLogger(__name__)
-
-NAME = "email"
+DEFAULT_NAME = "email"  # the entry point's; an instance's own name is ``context.name``
 CHECK_TIMEOUT = 5.0
 IMAP_CHECK_TIMEOUT = 10.0  # per server answer; a mailbox login takes a few round trips
 _TOKEN_KEY_LABEL = b"casebridge email reply token"
@@ -100,7 +109,7 @@ class EmailPlugin:
     """The email channel. Instantiated once per runner by the entry point."""
 
     def __init__(self) -> None:
-        self._bridge: Bridge | None = None
+        self._configured: PluginContext | None = None
         self._settings = EmailSettings()
         self._limiter = SenderRateLimiter(
             self._settings.rate_limit_messages, self._settings.rate_limit_seconds
@@ -112,41 +121,44 @@ class EmailPlugin:
 
     @hookimpl
     def config_section(self) -> ConfigSection:
-        return ConfigSection(NAME, EmailSettings)
+        return ConfigSection(DEFAULT_NAME, EmailSettings)
 
     @hookimpl
-    def configure(self, bridge: Bridge, settings: EmailSettings) -> None:
-        self._bridge = bridge
+    def configure(self, context: PluginContext) -> None:
+        settings: EmailSettings = context.settings
+        self._configured = context
         self._settings = settings
+        context.add_templates(TEMPLATES)
         self._limiter = SenderRateLimiter(settings.rate_limit_messages,
                                           settings.rate_limit_seconds)
         # aiosmtpd logs every SMTP line to "mail.log", AUTH answers (base64 credentials)
         # included at DEBUG: keep it to warnings whatever the bridge's level.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
-        self.catcher = (MailCatcher(settings.catcher, bridge.data_dir)
+        self.catcher = (MailCatcher(settings.catcher, context.data_dir)
                         if settings.catcher is not None else None)
         # imapclient logs the whole IMAP conversation at DEBUG, message bodies and the
         # XOAUTH2 exchange included.
         logging.getLogger("imapclient").setLevel(logging.WARNING)
 
     @hookimpl
-    def services(self, bridge: Bridge) -> list[Service]:
-        services = [self._mailbox_service(bridge, m) for m in self._settings.mailboxes]
+    def services(self) -> list[Service]:
+        services = [self._mailbox_service(m) for m in self._settings.mailboxes]
         if self._settings.smtp_server:
-            services.insert(0, self._smtp_service(bridge))
+            services.insert(0, self._smtp_service())
         if self.catcher is not None:
-            services.append(Service("email mail catcher", self.catcher.run))
+            services.append(Service(f"{self._context.name} mail catcher", self.catcher.run))
         return services
 
-    def _mailbox_service(self, bridge: Bridge, mailbox: MailboxSettings) -> Service:
+    def _mailbox_service(self, mailbox: MailboxSettings) -> Service:
+        context = self._context
         reader = MailboxReader(
-            mailbox, store=bridge.store, plugin=NAME, on_message=self._on_message,
+            mailbox, state=context.state, on_message=self._on_message,
             max_message_bytes=self._settings.max_message_bytes,
-            base_dir=bridge.config.base_dir,
+            base_dir=context.base_dir,
         )
-        return Service(f"email mailbox {mailbox.label}", reader.run)
+        return Service(f"{context.name} mailbox {mailbox.label}", reader.run)
 
-    def _smtp_service(self, bridge: Bridge) -> Service:
+    def _smtp_service(self) -> Service:
         settings = self._settings
         authenticator = None
         if settings.require_auth and settings.auth_password is not None:
@@ -158,7 +170,7 @@ class EmailPlugin:
             max_size=settings.max_message_bytes,
             max_line_length=settings.max_line_bytes,
             on_message=self._on_message,
-            tls_context=tls_context(settings, bridge.config.base_dir),
+            tls_context=tls_context(settings, self._context.base_dir),
             require_starttls=settings.require_starttls,
             authenticator=authenticator,
             # Settings allow AUTH without TLS only on loopback (a local forwarding source).
@@ -168,23 +180,23 @@ class EmailPlugin:
         async def run(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
             await server.run(task_status=task_status)
 
-        return Service("email SMTP server", run)
+        return Service(f"{self._context.name} SMTP server", run)
 
     @hookimpl
-    def addresses(self, bridge: Bridge) -> list[Address]:
+    def addresses(self) -> list[Address]:
         settings = self._settings
         to = settings.support_addresses[0] if settings.support_addresses else ""
         found = [Address("Customer email in (SMTP)",
                          f"{settings.listen_host}:{settings.listen_port}",
                          f"to {to}" if to else "")]
         if self.catcher is not None:
-            found.append(Address("Mail catcher", self.catcher_url(bridge.public_url),
+            found.append(Address("Mail catcher", self.catcher_url(self._context.public_url),
                                  f"replies sent to SMTP {self.catcher.settings.host}:"
                                  f"{self.catcher.port}"))
         return found
 
     @hookimpl
-    def http_routes(self, bridge: Bridge) -> list[BaseRoute]:
+    def http_routes(self) -> list[BaseRoute]:
         if self.catcher is None:
             return []
         where = f"{self.catcher.settings.host}:{self.catcher.settings.port}"
@@ -199,41 +211,42 @@ class EmailPlugin:
         return trim_commands()
 
     @hookimpl
-    async def check(self, bridge: Bridge) -> CheckResult:
-        settings = self._settings
+    async def check(self) -> CheckResult:
+        context, settings = self._context, self._settings
+        name = context.name
         blocking = [p for p in settings.missing() if not p.startswith("reply_token_secret")]
         if blocking:
-            return CheckResult(NAME, False, "; ".join(blocking))
+            return CheckResult(name, False, "; ".join(blocking))
         try:
-            tls_context(settings, bridge.config.base_dir)
+            tls_context(settings, context.base_dir)
         except ConfigError as exc:
-            return CheckResult(NAME, False, str(exc))
+            return CheckResult(name, False, str(exc))
         # Bounded like the relay check: an unreachable host must not stall `casebridge check`.
         mailboxes = [await anyio.to_thread.run_sync(
                          probe, replace(m, timeout=min(m.timeout, IMAP_CHECK_TIMEOUT)),
-                         bridge.config.base_dir)
+                         context.base_dir)
                      for m in settings.mailboxes]
         notes = [detail for _, detail in mailboxes]
         if not all(ok for ok, _ in mailboxes):
-            return CheckResult(NAME, False, "; ".join(notes))
+            return CheckResult(name, False, "; ".join(notes))
         relay = settings.relay
         if relay is None and settings.catcher is not None:
             catcher = settings.catcher
-            return CheckResult(NAME, True, "; ".join([
+            return CheckResult(name, True, "; ".join([
                 f"Active (replies go to the mail catcher on {catcher.host}:{catcher.port}, "
-                f"shown at {self.catcher_url(bridge.public_url)}; it starts with run)",
+                f"shown at {self.catcher_url(context.public_url)}; it starts with run)",
                 *notes]))
         if relay is None:
-            return CheckResult(NAME, False, "; ".join([NO_RELAY, *notes]))
+            return CheckResult(name, False, "; ".join([NO_RELAY, *notes]))
         problem = await _unreachable(relay)
         if problem:
-            return CheckResult(NAME, False, "; ".join([problem, *notes]))
-        return CheckResult(NAME, True, "; ".join(["Active", *notes]))
+            return CheckResult(name, False, "; ".join([problem, *notes]))
+        return CheckResult(name, True, "; ".join(["Active", *notes]))
 
     # -- inbound --------------------------------------------------------------------------
 
     async def _on_message(self, envelope: IngestEnvelope) -> None:
-        await self._require_bridge().receive(raw_inbound(envelope, CHANNEL))
+        await self._context.receive(raw_inbound(envelope, self._context.name))
 
     @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
@@ -264,10 +277,10 @@ class EmailPlugin:
                 dropped=(f"rate limit: over {settings.rate_limit_messages} messages in "
                          f"{settings.rate_limit_seconds:g}s from {sender}"),
             )
-        folder = self._require_bridge().blob_dir
+        context = self._context
         attachments, notes = await anyio.to_thread.run_sync(
             functools.partial(
-                store_attachments, parsed.attachments, folder,
+                store_attachments, parsed.attachments, context.blobs.folder,
                 max_bytes=settings.max_attachment_bytes, max_count=settings.max_attachments,
             )
         )
@@ -281,19 +294,21 @@ class EmailPlugin:
                 notes=notes,
             )
         )
-        return Inbound(message, contact_name=parsed.from_name, sender_kind=AddressKind.EMAIL)
+        # The channel is this instance's name, so its replies come back to it.
+        return Inbound(replace(message, channel=context.name), contact_name=parsed.from_name,
+                       sender_kind=AddressKind.EMAIL)
 
     async def _note_bounce(self, payload: bytes) -> None:
         """A bounce of one of our replies: the reply failed, and the rep should know."""
         bounce = read_bounce(payload, self._settings.our_message_id_domain)
         if bounce is None:
             return
-        bridge = self._require_bridge()
+        context = self._context
         for our_id in bounce.message_ids:
-            owner = await bridge.store.get_state(NAME, f"msgid:{our_id}")
+            owner = await context.state.get(f"msgid:{our_id}")
             if isinstance(owner, str):
-                log.info("reply %s bounced: %s", owner, bounce.reason)
-                await bridge.report_delivery(
+                context.log.info("reply %s bounced: %s", owner, bounce.reason)
+                await context.report_delivery(
                     owner, "failed", f"the customer's mail server returned it ({bounce.reason})")
 
     def _our_domains(self) -> list[str]:
@@ -313,8 +328,8 @@ class EmailPlugin:
         claim (FAILED, or TransientError to retry); a send the relay never confirmed, or a
         claim left by a runner that died mid-send, is reported FAILED and not repeated.
         """
-        store = self._require_bridge().store
-        sent = await store.get_state(NAME, f"sent:{message.id}")
+        state = self._context.state
+        sent = await state.get(f"sent:{message.id}")
         if sent is not None:
             return Delivery(DeliveryState.SENT, external_id=sent["message_id"])
         try:
@@ -328,11 +343,11 @@ class EmailPlugin:
             # A configuration error, not an outage: retrying cannot help.
             return Delivery(DeliveryState.FAILED, detail=NO_RELAY)
         attempt_key = f"attempt:{message.id}"
-        claimed = await store.compare_and_put_state(
-            NAME, attempt_key, None, {"message_id": our_id, "stage": "sending"}
+        claimed = await state.compare_and_put(
+            attempt_key, None, {"message_id": our_id, "stage": "sending"}
         )
         if not claimed:
-            earlier = await store.get_state(NAME, attempt_key) or {}
+            earlier = await state.get(attempt_key) or {}
             return Delivery(
                 DeliveryState.FAILED,
                 external_id=our_id,
@@ -344,10 +359,10 @@ class EmailPlugin:
         # Shielded: a shutdown mid-send waits for the relay's answer (bounded by its
         # timeouts) rather than leave a send whose fate nobody knows.
         with anyio.CancelScope(shield=True):
-            return await self._send(store, email, message.id, our_id, relay, attempt_key)
+            return await self._send(state, email, message.id, our_id, relay, attempt_key)
 
     async def _send(
-        self, store: Store, email: EmailMessage, message_id: str, our_id: str,
+        self, state: PluginState, email: EmailMessage, message_id: str, our_id: str,
         relay: RelaySettings, attempt_key: str,
     ) -> Delivery:
         try:
@@ -355,28 +370,26 @@ class EmailPlugin:
         except AmbiguousWriteError as exc:
             detail = (f"{exc}; the relay may have accepted it, so it is not sent again "
                       "(check with the customer)")
-            await store.put_state(NAME, attempt_key,
-                                  {"message_id": our_id, "stage": "unconfirmed",
-                                   "detail": detail})
+            await state.put(attempt_key,
+                            {"message_id": our_id, "stage": "unconfirmed", "detail": detail})
             return Delivery(DeliveryState.FAILED, external_id=our_id, detail=detail)
         except PermanentError as exc:
             # The relay answered: it did not take the message, a later call may send again.
-            await store.delete_state(NAME, attempt_key)
+            await state.delete(attempt_key)
             return Delivery(DeliveryState.FAILED, external_id=our_id, detail=str(exc))
         except TransientError:
-            await store.delete_state(NAME, attempt_key)
+            await state.delete(attempt_key)
             raise
-        await store.put_state(NAME, f"sent:{message_id}", {"message_id": our_id})
+        await state.put(f"sent:{message_id}", {"message_id": our_id})
         # So a bounce quoting our Message-ID finds the reply it returns.
-        await store.put_state(NAME, f"msgid:{our_id}", message_id)
-        await store.delete_state(NAME, attempt_key)
+        await state.put(f"msgid:{our_id}", message_id)
+        await state.delete(attempt_key)
         return Delivery(DeliveryState.SENT, external_id=our_id)
 
     async def _compose(
         self, session: Session, message: Message, transcript: Sequence[Message]
     ) -> EmailMessage:
-        bridge = self._require_bridge()
-        settings = self._settings
+        context, settings = self._context, self._settings
         from_addr = self._from_address()
         domain = settings.our_message_id_domain
         if not from_addr or not domain:
@@ -386,10 +399,10 @@ class EmailPlugin:
         token = make_token(session.id, self._token_secret())
         customer = [m for m in transcript
                     if m.author is Author.CUSTOMER and m.direction is Direction.INBOUND
-                    and m.channel == CHANNEL and not m.external_id.startswith("sha256:")]
+                    and m.channel == context.name and not m.external_id.startswith("sha256:")]
         in_reply_to = customer[-1].external_id if customer else None
         references = await self._thread_ids(transcript, message, token, domain)
-        text, html = bridge.templates.reply_bodies(message, session)
+        text, html = reply_bodies(context.render, message, session)
         return compose_reply(
             from_addr=from_addr,
             from_name=settings.from_name,
@@ -409,17 +422,17 @@ class EmailPlugin:
     ) -> list[str]:
         """The Message-IDs of the conversation so far, oldest first: the customer's, what the
         customer's first mail referred to, and the replies we actually sent."""
-        store = self._require_bridge().store
+        context = self._context
         ids: list[str] = []
         for m in transcript:
-            if m.id == current.id or m.channel != CHANNEL:
+            if m.id == current.id or m.channel != context.name:
                 continue
             if m.direction is Direction.INBOUND:
                 if not ids:
                     ids.extend(m.thread_refs)
                 if not m.external_id.startswith("sha256:"):
                     ids.append(m.external_id)
-            elif await store.get_state(NAME, f"sent:{m.id}") is not None:
+            elif await context.state.get(f"sent:{m.id}") is not None:
                 ids.append(make_message_id(token, domain, nonce_for(m.id)).strip("<>"))
         return list(dict.fromkeys(ids))
 
@@ -428,10 +441,13 @@ class EmailPlugin:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _require_bridge(self) -> Bridge:
-        if self._bridge is None:
-            raise PermanentError("the email plugin is not configured (no bridge)")
-        return self._bridge
+    @property
+    def _context(self) -> PluginContext:
+        """The runner, as ``configure`` gave it: the one guard for every hook that needs it."""
+        if self._configured is None:
+            raise PermanentError("the email plugin is not configured: the runner has not "
+                                 "called its configure hook")
+        return self._configured
 
     def _token_secret(self) -> bytes:
         configured = self._settings.reply_token_secret
@@ -439,9 +455,7 @@ class EmailPlugin:
             return configured.reveal().encode()
         if self._derived_secret is None:
             # A key of its own, so a reply token never doubles as a session-link signature.
-            link_secret = self._require_bridge().link_secret
-            self._derived_secret = hmac.new(link_secret, _TOKEN_KEY_LABEL,
-                                            hashlib.sha256).digest()
+            self._derived_secret = self._context.derived_key(_TOKEN_KEY_LABEL)
         return self._derived_secret
 
 

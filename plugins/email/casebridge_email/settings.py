@@ -25,7 +25,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from casebridge.secrets import Secret
+from casebridge.plugin import Secret
 
 MB = 1024 * 1024
 

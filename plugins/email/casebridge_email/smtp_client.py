@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 import aiosmtplib
-from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.plugin import AmbiguousWriteError, PermanentError, TransientError
 
 from .settings import RelaySettings
 

@@ -24,9 +24,7 @@ from typing import Any
 import anyio
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from anyio.abc import TaskStatus
-from casebridge.errors import PermanentError
-from casebridge.plugin import RawInbound
-from casebridge.secrets import Secret
+from casebridge.plugin import PermanentError, RawInbound, Secret
 
 from .envelope import envelope_fields
 

@@ -10,7 +10,7 @@ import sys
 from email.message import EmailMessage
 from pathlib import Path
 
-from casebridge.contributions import Command
+from casebridge.plugin import Command
 
 from casebridge_email.trim import html_to_text, visible_text
 
