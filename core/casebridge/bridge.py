@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -30,13 +30,15 @@ from . import config as configuration
 from .backoff import BackoffPolicy
 from .contributions import Address
 from .errors import PermanentError
+from .jobs import InboundJob, crm_event_jobs
 from .links import sign_session_link
 from .logs import log_context, new_trace_id
 from .metrics import BridgeMetrics, new_registry
-from .model import Inbound, RawInbound, utcnow
+from .model import CrmEvent, Inbound, RawInbound, utcnow
 from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
 from .plugins import Hooks, LoadReport, load_entry_points, new_manager
+from .replies import undelivered_job
 from .singletons import locks_for, run_singleton
 from .store import NewJob, Store
 from .stores import open_store_for
@@ -230,14 +232,9 @@ class Bridge:
                 message = replace(message, trace_id=trace_id)
             if not message.sender_name and inbound.contact_name:
                 message = replace(message, sender_name=inbound.contact_name)
-            job = NewJob(
-                kind="inbound",
-                payload={"message_id": message.id, "trace_id": message.trace_id},
-                key=f"inbound:{message.id}",
-                order_key=f"from:{message.channel}:{message.sender.lower()}",
-                trace_id=message.trace_id,
-            )
-            stored = await self.store.accept_inbound(message, job)
+            job = InboundJob(message.id, message.trace_id, inbound.sender_kind,
+                             message.channel, message.sender)
+            stored = await self.store.accept_inbound(message, job.to_new_job())
             if stored:
                 # Counted here, once per stored inbound, not in the job (which may re-run).
                 self.metrics.messages_in.labels(channel=message.channel).inc()
@@ -252,10 +249,8 @@ class Bridge:
         except PermanentError:
             log.warning("an empty %s inbound was dropped: %s", raw.channel, reason)
             return
-        await self.store.record_dropped(
-            raw.channel, drop_id, raw.envelope_from or raw.fields.get("From", ""),
-            reason, raw.received_at,
-        )
+        await self.store.record_dropped(raw.channel, drop_id, raw.sender, reason,
+                                        raw.received_at)
         self.metrics.messages_dropped.labels(channel=raw.channel, reason=reason[:40]).inc()
 
     async def report_delivery(self, message_id: str, state: str, detail: str = "") -> None:
@@ -269,7 +264,17 @@ class Bridge:
                                          deliveries.ReplyState(state), detail)
         failed = (deliveries.ReplyState.FAILED, deliveries.ReplyState.REFUSED)
         if record is not None and record.state in failed and message.session_id:
-            await self.enqueue(self.pipeline.undelivered_job(message))
+            await self.enqueue(undelivered_job(message))
+
+    async def report_crm_events(
+        self, events: Sequence[CrmEvent], *, trace_id: str = "", event_id: str = ""
+    ) -> int:
+        """Turn what a CRM reported (a rep's reply, a closed case) into durable jobs, the one
+        path for its webhook and its poller alike; returns how many were queued."""
+        jobs = crm_event_jobs(events, trace_id or new_trace_id(), event_id)
+        if jobs:
+            await self.enqueue(*jobs)
+        return len(jobs)
 
     async def enqueue(self, *jobs: NewJob) -> None:
         await self.store.enqueue(list(jobs))
@@ -314,9 +319,8 @@ class Bridge:
 
 
 def _drop_id(raw: RawInbound) -> str:
-    for key in ("MessageSid", "SmsSid", "id"):
-        if raw.fields.get(key):
-            return raw.fields[key]
+    if raw.transport_id:
+        return raw.transport_id
     if raw.payload:
         return "sha256:" + hashlib.sha256(raw.payload).hexdigest()
     raise PermanentError("an inbound with neither an id nor a payload cannot be recorded")

@@ -173,9 +173,13 @@ def ingest(raw: RawInbound) -> Inbound:
     awaits before it acknowledges (SMTP ``250``, webhook ``200``): the result is stored by
     then. Raise ``PermanentError`` for input that cannot be parsed.
 
-    :param raw: What the transport received: email bytes and envelope, or a webhook form.
-    :returns: An :class:`~casebridge.model.Inbound`: a normalized message, or the reason to
-        drop it (an auto-reply, an opt-out keyword).
+    :param raw: What the transport received, in the channel's own terms (``payload`` and
+        ``fields``: email bytes and their envelope, or a webhook form), with the ``sender``
+        and ``transport_id`` the channel set for the record of a dropped inbound.
+    :returns: An :class:`~casebridge.model.Inbound`: a normalized message with
+        ``sender_kind`` saying whether its sender is an e-mail address or a phone number
+        (the core files the contact's address by it), or the reason to drop it (an
+        auto-reply, an opt-out keyword).
     """
 
 

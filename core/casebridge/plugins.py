@@ -216,9 +216,6 @@ class Hooks:
     async def _routed_async(self, hook: str, plugin: str, **kwargs: Any) -> Any:
         return await _resolve(self._routed(hook, plugin, **kwargs))
 
-    async def _each(self, hook: str, **kwargs: Any) -> list[Any]:
-        return [await _resolve(r) for r in getattr(self.pm.hook, hook)(**kwargs)]
-
     def _call_order(self, hook: str) -> list[HookImpl]:
         # pluggy calls the last of get_hookimpls() first: later-registered and tryfirst
         # plugins before the trylast defaults.

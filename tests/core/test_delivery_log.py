@@ -16,6 +16,7 @@ from casebridge import deliveries, hookimpl
 from casebridge.bridge import Bridge
 from casebridge.delivery_log import NAMESPACE, Attempt, DeliveryLog, Stage
 from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.jobs import Run
 from casebridge.model import (
     Author,
     Contact,
@@ -25,7 +26,9 @@ from casebridge.model import (
     Message,
     Session,
     SessionStatus,
+    utcnow,
 )
+from casebridge.replies import outbound_message
 from hypothesis import given
 from hypothesis import strategies as st
 from support.bridges import inbound, install_jsonl, only_session, settle, write_config
@@ -291,13 +294,13 @@ async def test_hook_reconcile_delivery_a_reply_killed_mid_send_reaches_the_custo
         await bridge.receive(inbound("where is my parcel", msg_id="k1"))
         await settle(bridge)
         session = await only_session(bridge)
-        message = bridge.pipeline.outbound_message(session, message_id="m-kill",
-                                                   author=Author.AGENT, text="On its way")
-        job = type("J", (), {"attempts": 1, "max_attempts": None})()
+        replies = bridge.pipeline.replies
+        message = outbound_message(session, recipient=await replies.reply_address(session),
+                                   message_id="m-kill", author=Author.AGENT, text="On its way")
         with anyio.move_on_after(0.3):
-            await bridge.pipeline.deliver(session, message, job)  # type: ignore[arg-type]
-        job.attempts = 2  # the outbox runs the job again once the dead runner's lease ends
-        await bridge.pipeline.deliver(session, message, job)  # type: ignore[arg-type]
+            await replies.deliver(session, message, Run(1, None, utcnow()))
+        # The outbox runs the job again once the dead runner's lease ends.
+        await replies.deliver(session, message, Run(2, None, utcnow()))
         assert [m.id for m in channel.sent] == ["m-kill"]
         assert channel.lookups == ["m-kill"]
         record = await deliveries.get(bridge.store, "m-kill")

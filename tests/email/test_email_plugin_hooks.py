@@ -25,6 +25,8 @@ from casebridge.model import (
     derived_id,
     utcnow,
 )
+from casebridge.replies import outbound_message
+from casebridge_email.envelope import envelope_fields
 from support.bridges import install_jsonl, only_session, settle
 from support.bridges import write_config as write_bridge_config
 from test_email_plugin_support import SUPPORT, customer_mail, free_port, sink_server
@@ -54,14 +56,15 @@ async def opened(
 async def receive(bridge: Bridge, data: bytes, *, to: tuple[str, ...] = (SUPPORT,),
                   mail_from: str = "ann@customer.example") -> Any:
     received = await bridge.receive(RawInbound(channel="email", payload=data,
-                                               envelope_from=mail_from, envelope_to=to))
+                                               fields=envelope_fields(mail_from, to)))
     await settle(bridge)
     return received
 
 
 async def agent_message(bridge: Bridge, session: Session, text: str, key: str) -> Message:
-    message = bridge.pipeline.outbound_message(
-        session, message_id=derived_id("test-reply", key), author=Author.AGENT, text=text
+    message = outbound_message(
+        session, recipient=await bridge.pipeline.replies.reply_address(session),
+        message_id=derived_id("test-reply", key), author=Author.AGENT, text=text,
     )
     await bridge.store.add_message(message)
     return message

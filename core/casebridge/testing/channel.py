@@ -22,6 +22,7 @@ import pytest
 
 from ..errors import PermanentError
 from ..model import Author, DeliveryState, Direction, Message, RawInbound, Session, utcnow
+from ..replies import outbound_message
 from .harness import Harness, running_bridge
 
 
@@ -96,8 +97,8 @@ async def _reply(world: World, recipient: str, text: str) -> tuple[Session, Mess
     assert message_row is not None and message_row.session_id
     session = await bridge.store.get_session(message_row.session_id)
     assert session is not None
-    reply = bridge.pipeline.outbound_message(session, message_id=f"reply-{_token()}",
-                                             author=Author.AGENT, text=text)
+    reply = outbound_message(session, recipient=await bridge.pipeline.replies.reply_address(
+        session), message_id=f"reply-{_token()}", author=Author.AGENT, text=text)
     await bridge.store.add_message(reply)
     return session, reply
 
@@ -153,6 +154,21 @@ class ChannelConformance:
             inbound = await channel.hooks.ingest(channel.name, raw)
             assert inbound.message is None, f"not dropped ({word}): {inbound.message}"
             assert word.lower() in inbound.dropped.lower(), (word, inbound.dropped)
+
+    @pytest.mark.anyio
+    async def test_a_dropped_inbound_is_listed_once_by_its_sender(self, channel: World) -> None:
+        # The transport sets who it is from and its own id (or the core keys the record
+        # by the payload): a provider's retry of a dropped inbound is not listed twice.
+        bridge = channel.harness.bridge
+        cases = channel.probe.dropped(channel.probe.customer(3))
+        for raw, _ in cases:
+            for _ in range(2):
+                assert (await bridge.receive(raw)).dropped
+        listed = await bridge.store.list_dropped(100)
+        assert len(listed) == len(cases), listed
+        for (raw, word), record in zip(cases, reversed(listed), strict=True):
+            assert (record.channel, record.sender) == (channel.name, raw.sender), record
+            assert word.lower() in record.reason.lower(), (word, record.reason)
 
     @pytest.mark.anyio
     async def test_garbage_is_dropped_or_refused_never_a_crash(self, channel: World) -> None:

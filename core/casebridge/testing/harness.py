@@ -20,6 +20,7 @@ import tomli_w
 from ..bridge import Bridge
 from ..hookspecs import hookimpl
 from ..model import (
+    AddressKind,
     Author,
     Delivery,
     DeliveryState,
@@ -131,7 +132,7 @@ class LoopChannel:
     @staticmethod
     def inbound(sender: str, text: str, external_id: str, *, name: str = "",
                 subject: str = "") -> RawInbound:
-        return RawInbound(channel="loop", fields={
+        return RawInbound(channel="loop", sender=sender, transport_id=external_id, fields={
             "from": sender, "body": text, "id": external_id, "name": name, "subject": subject})
 
     @hookimpl
@@ -143,7 +144,8 @@ class LoopChannel:
             sender=fields["from"], recipients=("desk",), text=fields["body"],
             original_text=fields["body"], subject=fields.get("subject", ""),
         )
-        return Inbound(message, contact_name=fields.get("name", ""))
+        return Inbound(message, contact_name=fields.get("name", ""),
+                       sender_kind=AddressKind.EMAIL)
 
     @hookimpl
     async def deliver_reply(self, message: Message) -> Delivery:

@@ -30,6 +30,7 @@ import anyio
 from anyio.abc import TaskStatus
 from casebridge.plugin import (
     Address,
+    AddressKind,
     Author,
     CheckResult,
     Command,
@@ -54,6 +55,7 @@ from .catcher import MailCatcher
 from .catcher_pages import PREFIX as CATCHER_PREFIX
 from .catcher_pages import catcher_routes
 from .compose import compose_reply
+from .envelope import envelope_recipients, envelope_sender
 from .guards import SenderRateLimiter, loop_reason
 from .imap import probe
 from .inbound import to_message
@@ -62,7 +64,7 @@ from .mime import parse_email
 from .reply_bodies import TEMPLATES, reply_bodies
 from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
-from .smtp_server import IngestEnvelope, SmtpIngest, password_checker
+from .smtp_server import IngestEnvelope, SmtpIngest, password_checker, raw_inbound
 from .tokens import make_message_id, make_token, plus_address
 from .trim_command import trim_commands
 
@@ -244,15 +246,7 @@ class EmailPlugin:
     # -- inbound --------------------------------------------------------------------------
 
     async def _on_message(self, envelope: IngestEnvelope) -> None:
-        await self._context.receive(
-            RawInbound(
-                channel=self._context.name,
-                payload=envelope.data,
-                envelope_from=envelope.mail_from,
-                envelope_to=envelope.rcpt_tos,
-                peer=envelope.peer,
-            )
-        )
+        await self._context.receive(raw_inbound(envelope, self._context.name))
 
     @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
@@ -267,14 +261,14 @@ class EmailPlugin:
         parsed = await anyio.to_thread.run_sync(parse_email, raw.payload)
         # Only an SMTP envelope (it has recipients) can tell a null sender; a mailbox's
         # recipient is its configured address, with no envelope sender to go with it.
-        smtp = bool(raw.envelope_to) and not raw.peer.startswith(PEER_PREFIX)
-        envelope_from = raw.envelope_from if smtp else None
+        smtp = bool(envelope_recipients(raw)) and not raw.peer.startswith(PEER_PREFIX)
+        envelope_from = envelope_sender(raw) if smtp else None
         reason = loop_reason(parsed, our_domains=self._our_domains(),
                              envelope_from=envelope_from)
         if reason:
             await self._note_bounce(raw.payload)
             return Inbound(None, dropped=reason)
-        sender = (parsed.from_addr or raw.envelope_from).strip().lower()
+        sender = (parsed.from_addr or envelope_sender(raw)).strip().lower()
         if "@" not in sender:
             return Inbound(None, dropped="no sender address (From and envelope are empty)")
         if not self._limiter.allow(sender):
@@ -301,7 +295,8 @@ class EmailPlugin:
             )
         )
         # The channel is this instance's name, so its replies come back to it.
-        return Inbound(replace(message, channel=context.name), contact_name=parsed.from_name)
+        return Inbound(replace(message, channel=context.name), contact_name=parsed.from_name,
+                       sender_kind=AddressKind.EMAIL)
 
     async def _note_bounce(self, payload: bytes) -> None:
         """A bounce of one of our replies: the reply failed, and the rep should know."""

@@ -24,6 +24,7 @@ import httpx
 from anyio.abc import TaskStatus
 from casebridge.plugin import (
     Address,
+    AddressKind,
     Attachment,
     Author,
     CheckResult,
@@ -254,7 +255,7 @@ class SmsPlugin:
             notes=notes,
             meta=meta,
         )
-        return Inbound(message)
+        return Inbound(message, sender_kind=AddressKind.PHONE)
 
     def _e164(self, fields: Mapping[str, str], name: str) -> str:
         value = fields.get(name, "")

@@ -200,8 +200,11 @@ class Webhooks:
         if refusal is not None:
             log.warning("SMS inbound refused: %s", refusal)
             return PlainTextResponse(refusal, status_code=400 if not fields.get("To") else 404)
-        raw = RawInbound(channel=self.context.name, fields=fields,
-                         peer=request.client.host if request.client else "")
+        raw = RawInbound(
+            channel=self.context.name, fields=fields, sender=fields.get("From", ""),
+            transport_id=fields.get("MessageSid") or fields.get("SmsSid", ""),
+            peer=request.client.host if request.client else "",
+        )
         try:
             await self.context.receive(raw)
         except PermanentError as exc:
