@@ -30,6 +30,7 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx
 from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
+from casebridge.http_pool import ShardedTransport
 from casebridge.json_input import JsonInputError, loads
 from casebridge.model import CheckResult
 
@@ -122,9 +123,10 @@ class CreatioClient:
     ) -> None:
         self.settings = settings
         self._http = httpx.AsyncClient(
-            transport=transport,
+            # Keep-alive connections for max_concurrency requests, in small pools (see
+            # casebridge.http_pool: one large httpcore pool costs CPU on every request).
+            transport=transport or ShardedTransport(settings.max_concurrency),
             timeout=httpx.Timeout(settings.timeout),
-            limits=httpx.Limits(max_connections=settings.max_concurrency),
             headers={"Accept": _JSON, "User-Agent": "casebridge"},
             follow_redirects=False,
         )
