@@ -420,12 +420,15 @@ class Pipeline:
         write = await self.store.record_intent(session.id, "", "case", self.crm, key)
         maybe_written = write.maybe_written or job.attempts > 1
         pending: list[ActivityRequest] = []
+        # One read for the case and its activities; what arrives meanwhile is the sync job's.
+        transcript = await self.store.transcript(session.id)
 
         async def describe(contact: Contact) -> CaseRequest:
-            return await self.case_request(session, contact, decision, key, maybe_written)
+            return await self.case_request(session, contact, decision, key, maybe_written,
+                                           transcript)
 
         async def activities(case: CaseRef) -> list[ActivityRequest]:
-            pending[:] = await self.pending_activities(session, case)
+            pending[:] = await self.pending_activities(session, case, transcript)
             return list(pending)
 
         result = await self.hooks.handoff(self.crm, HandoffRequest(
@@ -478,11 +481,13 @@ class Pipeline:
 
     async def case_request(
         self, session: Session, contact: Contact, decision: HandoffDecision, key: str,
-        maybe_written: bool,
+        maybe_written: bool, transcript: Sequence[Message] | None = None,
     ) -> CaseRequest:
-        """The new case for a handoff: summary, mapped fields, subject and description."""
+        """The new case for a handoff: summary, mapped fields, subject and description
+        (``transcript`` read from the store when not given)."""
         session = replace(session, contact=contact)
-        transcript = await self.store.transcript(session.id)
+        if transcript is None:
+            transcript = await self.store.transcript(session.id)
         summary = await self.hooks.summarize(session, transcript, decision)
         mapped = await self.hooks.map_fields(session, transcript, summary)
         fields = {column: value for column, value in mapped.items() if value.value}
@@ -529,9 +534,13 @@ class Pipeline:
                 self._handoff_done(datetime.fromisoformat(job.payload["decided_at"]))
             return self.attach_jobs(session, [r.message for r in pending])
 
-    async def pending_activities(self, session: Session, case: CaseRef) -> list[ActivityRequest]:
-        """The session's messages the case lacks, oldest first, their intents recorded."""
-        transcript = await self.store.transcript(session.id)
+    async def pending_activities(
+        self, session: Session, case: CaseRef, transcript: Sequence[Message] | None = None
+    ) -> list[ActivityRequest]:
+        """The session's messages the case lacks, oldest first, their intents recorded
+        (``transcript`` read from the store when not given)."""
+        if transcript is None:
+            transcript = await self.store.transcript(session.id)
         link = self.bridge.session_link(session.id)
         return [
             request
