@@ -17,6 +17,10 @@ from typing import Any
 import httpx
 
 PER_SHARD = 4
+# Idle connections are closed before 5 s, the keep-alive timeout of common servers
+# (uvicorn's default, so the sandbox's): a request then never races the server closing the
+# connection it is being sent on (seen as a ReadError and a retry in bench/handoff.py).
+KEEPALIVE_EXPIRY = 4.0
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):
@@ -33,7 +37,8 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         self.sizes = [size + (1 if i < extra else 0) for i in range(count)]
         self._shards = [
             httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n,
+                                    keepalive_expiry=KEEPALIVE_EXPIRY),
                 **transport_options)
             for n in self.sizes
         ]
