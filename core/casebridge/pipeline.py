@@ -603,8 +603,13 @@ class Pipeline:
         """The request for a message the case lacks, its intent recorded; None when the case
         has it already."""
         key = derived_id("activity", session.id, message.id)
-        # One store call: the intent is recorded, or the existing write returned (its
-        # attempts counted, so ``maybe_written`` tells whether an earlier try got this far).
+        # A message the case has already (every one, in the sync job after a handoff at
+        # once) costs a read, not a write transaction.
+        done = await self.store.get_write(key)
+        if done is not None and done.crm_id:
+            return None
+        # The intent is recorded, or the existing write returned (its attempts counted, so
+        # ``maybe_written`` tells whether an earlier try got this far).
         write = await self.store.record_intent(session.id, message.id, "activity", self.crm,
                                                key)
         if write.crm_id:
