@@ -87,3 +87,31 @@ async def test_a_failing_inline_transaction_rolls_back(tmp_path: Path,
         assert await store.get_state("p", "k") is None
         await store.put_state("p", "k", 2)  # the writer is usable afterwards
         assert await store.get_state("p", "k") == 2
+
+
+async def test_checkpoints_run_on_a_worker_thread(tmp_path: Path, clock: FakeClock,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from casebridge import sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 5)
+    async with SqliteStore(tmp_path / "c.db", clock=clock) as store:
+        # Never inside a commit (that would be on the loop's thread)...
+        assert store._connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        ran_on: list[int] = []
+        checkpoint = store._checkpoint
+
+        def spy(conn: sqlite3.Connection) -> None:
+            ran_on.append(threading.get_ident())
+            checkpoint(conn)
+
+        store._checkpoint = spy  # type: ignore[method-assign]
+        for n in range(12):
+            await store.put_state("p", f"k{n}", n)
+        # ...but every CHECKPOINT_EVERY commits, on a worker thread, the WAL written back.
+        assert len(ran_on) == 2 and threading.get_ident() not in ran_on
+        wal = sqlite3.connect(tmp_path / "c.db")
+        try:
+            busy, frames, done = wal.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            wal.close()
+        assert busy == 0 and done == frames
