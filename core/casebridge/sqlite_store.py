@@ -1,10 +1,12 @@
 """The embedded :class:`~casebridge.store.Store`: one SQLite file in WAL mode.
 
-One writer connection per store, used from anyio worker threads under a lock (SQLite
-serializes writers anyway, and this keeps the event loop free); reads use their own WAL
-connections (:mod:`casebridge.sqlite_readers`) and never wait for that lock. Every write
-runs in ``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock
-instead of failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
+One writer connection per store, used under a lock (SQLite serializes writers anyway); reads
+use their own WAL connections (:mod:`casebridge.sqlite_readers`) and never wait for that
+lock. A transaction runs on the event loop's thread when nothing can make it wait (the lock
+free, SQLite's write lock taken without waiting), else on an anyio worker thread, which waits
+and keeps the loop free; WAL checkpoints always run on a worker thread. Every write runs in
+``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock instead of
+failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
 ``synchronous=NORMAL`` (durable across a process crash) except
 :meth:`SqliteStore.accept_inbound`, which commits with ``FULL`` (durable across power loss)
 because its caller acknowledges the inbound next; measured on the development VM, that
