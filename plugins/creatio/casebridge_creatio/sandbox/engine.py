@@ -21,6 +21,7 @@ from casebridge.plugin import JsonInputError
 from casebridge.plugin import read_json as loads
 
 from . import seed
+from .candidates import candidate_ids
 from .defaults import fill_defaults
 from .errors import ODataError
 from .query import (
@@ -149,13 +150,15 @@ class ODataEngine:
         return self.store.get(entity, row_id) if entity in ENTITIES else None
 
     def _filtered(self, entity: Entity, query: Mapping[str, str]) -> list[dict[str, Any]]:
-        rows = self.store.rows(entity.name)
         text = query.get("$filter")
-        if text is not None:
-            expr = parse_filter(text)
-            bind_filter(expr, entity)
-            rows = [r for r in rows if evaluate(expr, r, entity, self._resolve) is True]
-        return rows
+        if text is None:
+            return self.store.rows(entity.name)
+        expr = parse_filter(text)
+        bind_filter(expr, entity)
+        ids = candidate_ids(expr, entity, self.store)
+        rows = (self.store.rows(entity.name) if ids is None
+                else self.store.rows_by_ids(entity.name, ids))
+        return [r for r in rows if evaluate(expr, r, entity, self._resolve) is True]
 
     def _get_collection(self, entity: Entity, query: Mapping[str, str], root: str) -> Reply:
         rows = self._filtered(entity, query)
@@ -397,8 +400,9 @@ class ODataEngine:
     def _sync_communications(self, row: dict[str, Any], old: dict[str, Any] | None,
                              actor: str) -> None:
         # Creatio keeps a Contact's Email and phones mirrored in ContactCommunication.
+        mine = self.store.ids_where("ContactCommunication", "ContactId", row["Id"])
         existing = {(c["CommunicationTypeId"], c["Number"])
-                    for c in self.store.rows("ContactCommunication")
+                    for c in self.store.rows_by_ids("ContactCommunication", mine)
                     if c["ContactId"] == row["Id"]}
         for column, type_id in _COMMUNICATION_COLUMNS.items():
             number = row.get(column) or ""
