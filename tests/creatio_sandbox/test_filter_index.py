@@ -8,7 +8,8 @@ from typing import Any
 
 from casebridge_creatio.sandbox.candidates import candidate_ids
 from casebridge_creatio.sandbox.engine import ODataEngine
-from casebridge_creatio.sandbox.query import bind_filter, evaluate, parse_filter
+from casebridge_creatio.sandbox.evaluate import bind_filter, evaluate
+from casebridge_creatio.sandbox.query import parse_filter
 from casebridge_creatio.sandbox.schema import ENTITIES
 from casebridge_creatio.sandbox.store import Store
 from hypothesis import given, settings

@@ -2,7 +2,7 @@
 evaluator only visits those instead of every row of the table.
 
 The answer is a superset: the engine still evaluates the whole filter on each candidate, so
-OData semantics stay exactly those of :func:`query.evaluate`. Only ``path eq 'text'`` and
+OData semantics stay exactly those of :func:`evaluate.evaluate`. Only ``path eq 'text'`` and
 ``path eq <guid>`` narrow (a navigation path such as ``Contact/Email`` goes through the
 lookup column's index); ``and`` intersects, ``or`` unites, anything else cannot narrow.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Set
 
-from .query import Compare, Expr, Literal, Logical, Prop, resolve_path
+from .evaluate import resolve_path
+from .query import Compare, Expr, Literal, Logical, Prop
 from .schema import GUID, TEXT, Entity
 from .store import Store
 
