@@ -235,7 +235,9 @@ class Hooks:
                       exc_info=log.isEnabledFor(logging.DEBUG))
             self._hook_errors.labels(hook=hook, plugin=impl.plugin_name).inc()
             if failed is not None:
-                failed.append(f"{impl.plugin_name}: {type(exc).__name__}")
+                # The reason lands on the case: what broke, in the plugin's words (which
+                # never carry a secret), bounded.
+                failed.append(f"{impl.plugin_name}: {type(exc).__name__}: {str(exc)[:300]}")
             return None
 
     async def _first(self, hook: str, **kwargs: Any) -> Any:

@@ -126,6 +126,6 @@ async def test_hook_assistant_turn_ai_model_down_still_hands_the_customer_to_a_p
         session = await only_session(bridge)
         assert session.status is SessionStatus.HANDED_OFF and loop.sent == []
         [case] = jsonl_records(bridge, "case")
-        assert "the assistant is unavailable:" in case["description"]
+        assert "the assistant failed (ai: AiUnavailable: " in case["description"]
         assert "Request, in the customer's words:" in case["description"]
         assert case["fields"] == {"PriorityId": "Low", "OriginId": "Chat"}

@@ -200,13 +200,10 @@ class AiPlugin:
                                       history=settings.history_messages,
                                       answer_max_chars=settings.answer_max_chars,
                                       subject=session.subject)
-        try:
-            output = await self._call("assistant", session, messages, ASSISTANT_TOOL,
-                                      ASSISTANT_SCHEMA)
-        except AiUnavailable as exc:
-            log.warning("assistant unavailable, handing off: %s", exc)
-            return AssistantTurn(handoff=HandoffDecision(f"the assistant is unavailable: {exc}",
-                                                         self.name))
+        # An unreachable model raises AiUnavailable: the core hands the session off and names
+        # the error on the case (a customer is never left without a human).
+        output = await self._call("assistant", session, messages, ASSISTANT_TOOL,
+                                  ASSISTANT_SCHEMA)
         if output.value is None:
             log.warning("assistant output unusable, handing off: %s", output.problem)
         turn = decide_turn(output, settings.answer_max_chars)
@@ -223,12 +220,8 @@ class AiPlugin:
         _, settings, _ = self._ready()
         messages = summary_messages(session, transcript, decision, language=settings.language,
                                     max_chars=settings.summary_max_chars)
-        try:
-            output = await self._call("summary", session, messages, SUMMARY_TOOL,
-                                      SUMMARY_SCHEMA)
-        except AiUnavailable as exc:
-            log.warning("AI summary unavailable, the default summary serves: %s", exc)
-            return None
+        # Unavailable: the core logs it and the default summary serves.
+        output = await self._call("summary", session, messages, SUMMARY_TOOL, SUMMARY_SCHEMA)
         summary = read_summary(output, settings.summary_max_chars, settings.language)
         if isinstance(summary, str):
             log.warning("AI summary unusable, the default summary serves: %s", summary)
@@ -245,12 +238,9 @@ class AiPlugin:
         if not settings.fields:
             return {}
         messages = fields_messages(session, transcript, summary, settings.fields)
-        try:
-            output = await self._call("fields", session, messages, FIELDS_TOOL,
-                                      fields_schema(settings.fields))
-        except AiUnavailable as exc:
-            log.warning("AI fields unavailable, none filled: %s", exc)
-            return {}
+        # Unavailable: the core logs it and the other plugins' fields (the rules) apply.
+        output = await self._call("fields", session, messages, FIELDS_TOOL,
+                                  fields_schema(settings.fields))
         outcome = read_fields(output, settings.fields)
         if outcome.problem:
             log.warning("AI fields unusable, none filled: %s", outcome.problem)
