@@ -302,3 +302,30 @@ def test_border_top_block_found_once_a_quote_inside_it_is_gone() -> None:
     )
     assert trim_html.html_to_text(visible_html(html)) == "Hi"
     assert visible_html(html) == _visible_html_confirming(html)
+
+
+# Mostly lines no rule acts on, with whitespace to normalise; now and then one that matters.
+_PLAIN_LINES = st.sampled_from(
+    ["printer error firmware update", "  indented line", "trailing spaces   ", "\t", "",
+     "Hello there, this is a reply.", "Ann Lee", " \u00a0", "x\x0b"]
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(_PLAIN_LINES, _PLAIN_LINES, _LINES, st.text(max_size=12)),
+                max_size=12),
+       st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+def test_nothing_to_trim_means_trimming_only_normalises(
+    raw: list[str], eol: str, keep: bool
+) -> None:
+    text = eol.join(raw)
+    if trim.nothing_to_trim(text):
+        assert trim.visible_text(text, keep_signature=keep) == "\n".join(
+            trim.normalize_lines(text))
+
+
+def test_nothing_to_trim_finds_what_trimming_would_cut() -> None:
+    assert trim.nothing_to_trim("Hello,\n\nthe printer is broken.  \n")
+    for text in ("Hi\n> quoted", "Hi\n\n-- \nBob", "Hi\nOn Mon, Jan 6, 2025 Ann wrote:\n> x",
+                 "Hi\n-----\n"):
+        assert not trim.nothing_to_trim(text), text
