@@ -13,6 +13,7 @@ import re
 from casebridge_email import quote_patterns as qp
 from casebridge_email import trim, trim_html
 from casebridge_email.trim_html import visible_html
+from casebridge_email.trim_large import visible_large
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
@@ -304,28 +305,38 @@ def test_border_top_block_found_once_a_quote_inside_it_is_gone() -> None:
     assert visible_html(html) == _visible_html_confirming(html)
 
 
-# Mostly lines no rule acts on, with whitespace to normalise; now and then one that matters.
+
+# Mostly lines no rule acts on (short and long, with whitespace to tidy), so that long
+# runs of them far from any other line become placeholders; now and then one that matters.
 _PLAIN_LINES = st.sampled_from(
-    ["printer error firmware update", "  indented line", "trailing spaces   ", "\t", "",
-     "Hello there, this is a reply.", "Ann Lee", " \u00a0", "x\x0b"]
+    ["printer error firmware update", "  indented line", "trailing spaces   ", "\t", "", "",
+     "Hello there, this is a reply.", "Ann Lee", " \u00a0", "x\x0b", "Bob",
+     "retry printer status queue timeout error tray error queue network update update",
+     "   a long indented line that is longer than forty characters in all"]
 )
+_MOSTLY_PLAIN = st.lists(
+    st.one_of(_PLAIN_LINES, _PLAIN_LINES, _PLAIN_LINES, _PLAIN_LINES, _LINES,
+              st.text(max_size=12)), max_size=60)
 
 
-@settings(max_examples=300)
-@given(st.lists(st.one_of(_PLAIN_LINES, _PLAIN_LINES, _LINES, st.text(max_size=12)),
-                max_size=12),
-       st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
-def test_nothing_to_trim_means_trimming_only_normalises(
+@settings(max_examples=400)
+@given(_MOSTLY_PLAIN, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+def test_large_text_trimming_keeps_what_visible_text_keeps(
     raw: list[str], eol: str, keep: bool
 ) -> None:
     text = eol.join(raw)
-    if trim.nothing_to_trim(text):
-        assert trim.visible_text(text, keep_signature=keep) == "\n".join(
-            trim.normalize_lines(text))
+    got = visible_large(text, keep_signature=keep)
+    expected = trim.visible_text(text, keep_signature=keep)
+    if got is text:
+        # Kept as sent: visible_text only tidies it.
+        assert expected == "\n".join(trim.normalize_lines(text))
+    else:
+        assert got == expected
 
 
-def test_nothing_to_trim_finds_what_trimming_would_cut() -> None:
-    assert trim.nothing_to_trim("Hello,\n\nthe printer is broken.  \n")
-    for text in ("Hi\n> quoted", "Hi\n\n-- \nBob", "Hi\nOn Mon, Jan 6, 2025 Ann wrote:\n> x",
-                 "Hi\n-----\n"):
-        assert not trim.nothing_to_trim(text), text
+def test_large_text_trimming_keeps_an_untouched_text_as_it_is() -> None:
+    log = "Here is the log:\r\n\r\n" + "printer error line  \r\n" * 50
+    assert visible_large(log) is log
+    quoted = log + "\r\nOn Mon, Jan 6, 2025 at 9:00 AM Ann <ann@example.com> wrote:\r\n> x"
+    assert visible_large(quoted) == trim.visible_text(quoted) == trim.visible_text(log)
+    assert trim.visible_text(log).endswith("printer error line")

@@ -25,12 +25,14 @@ from casebridge.plugin import html_too_deep as too_deep
 
 from .mime import ParsedEmail
 from .tokens import read_token, token_from_address, token_from_message_id
-from .trim import html_to_text, nothing_to_trim, visible_html, visible_text
+from .trim import html_to_text, visible_html, visible_text
+from .trim_large import visible_large
 
 CHANNEL = "email"
-# A text this long (characters) that trimming would only tidy (whitespace at line ends,
-# blank lines around it) is kept as sent: its text is the original itself, not a second
-# copy of a body that may be tens of MiB.
+# A text this long (characters) is trimmed without a str per line (visible_large), and
+# when trimming would only tidy it (whitespace at line ends, blank lines around it) it is
+# kept as sent: its text is the original itself, not a second copy of a body that may be
+# tens of MiB.
 LARGE_TEXT = 1 << 20
 
 
@@ -77,8 +79,8 @@ def trimmed(original: str, *, keep_signature: bool) -> str:
     """``visible_text(original)``, or ``original`` itself (the same object) when that is
     what it equals, or when ``original`` is large (:data:`LARGE_TEXT`) and trimming would
     only tidy its whitespace."""
-    if len(original) >= LARGE_TEXT and nothing_to_trim(original):
-        return original
+    if len(original) >= LARGE_TEXT:
+        return visible_large(original, keep_signature=keep_signature)
     text = visible_text(original, keep_signature=keep_signature)
     return original if text == original else text
 

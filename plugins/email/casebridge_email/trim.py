@@ -12,15 +12,11 @@ whitespace removed; the last kept line may be cut short where a quote header sta
 
 from __future__ import annotations
 
-import re
-
 from casebridge_email import quote_patterns as qp
 from casebridge_email.trim_html import html_to_text, visible_html
 
-__all__ = ["html_to_text", "normalize_lines", "nothing_to_trim", "visible_html", "visible_text"]
+__all__ = ["html_to_text", "normalize_lines", "visible_html", "visible_text"]
 
-# A line with something on it, for scanning without a list of all lines.
-_LINE = re.compile(r"[^\r\n]+")
 # Joined header candidates: an attribution wraps over at most this many lines.
 _MAX_HEADER_LINES = 4
 _HEADER_WINDOW = 6
@@ -52,28 +48,6 @@ def normalize_lines(text: str) -> list[str]:
     return lines[start:end]
 
 
-def nothing_to_trim(text: str) -> bool:
-    """Whether ``visible_text(text)`` (either ``keep_signature``) only normalises
-    whitespace, i.e. equals ``"\\n".join(normalize_lines(text))``: no line is a ``>`` quote,
-    a rule-only line or anything :func:`qp.may_matter` lets through.
-
-    Reads the lines one at a time, never as a list: a large text costs one line's copy.
-    A pass keeps every line when none of them is tested (the rules below only look at a
-    line ``may_matter`` accepts, and at the lines after a quote), and _tidy only drops
-    blank lines and rule lines."""
-    quote_line = qp.QUOTE_LINE.match
-    for match in _LINE.finditer(text):
-        line = match.group().rstrip()
-        if not line:
-            continue
-        first_char = line[0]
-        if first_char == ">" or (first_char.isspace() and quote_line(line)):
-            return False
-        if qp.may_matter(line) or qp.is_delimiter(line):
-            return False
-    return True
-
-
 def visible_text(text: str, *, keep_signature: bool = False) -> str:
     """Return the new content of a plain-text reply.
 
@@ -103,20 +77,30 @@ def visible_text(text: str, *, keep_signature: bool = False) -> str:
 
 def _trim(lines: list[str], keep_signature: bool) -> list[str]:
     """Trimming passes until stable; ``[]`` when the first pass leaves nothing."""
+    return _trim_tracked(lines, keep_signature)[0]
+
+
+def _trim_tracked(
+    lines: list[str], keep_signature: bool
+) -> tuple[list[str], list[int] | None]:
+    """:func:`_trim`, and for each line it keeps its index in ``lines`` (``-1`` for a line
+    cut short); ``None`` for the indices when every line is kept as it is."""
     current = lines
+    origin: list[int] | None = None
     check: list[int] | None = None
     for _ in range(_MAX_PASSES):
         trimmed, src = _trim_pass(current, keep_signature, check)
         if not any(trimmed):
-            return [] if current is lines else current
+            return ([], []) if current is lines else (current, origin)
         if len(trimmed) == len(current) and src[-1] >= 0:
             # Same length and no line cut short: a subsequence of every line is the input.
             break
         check = _lines_to_recheck(trimmed, src, len(current), keep_signature)
+        origin = src if origin is None else [origin[j] if j >= 0 else -1 for j in src]
         current = trimmed
         if not check:
             break
-    return current
+    return current, origin
 
 
 # A line's decision looks at most this many lines ahead of it (or of the last line a
