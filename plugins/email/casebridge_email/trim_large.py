@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from collections.abc import Sequence
 
 from casebridge_email import quote_patterns as qp
 from casebridge_email import trim
@@ -43,8 +44,10 @@ class _Lines:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.starts = array("q")
-        self.ends = array("q")
+        # Four bytes a position where they fit (any mail the bridge accepts).
+        code = "i" if len(text) < 2**31 else "q"
+        self.starts = array(code)
+        self.ends = array(code)
         self.kinds = bytearray()
         at = 0
         for match in _BREAK.finditer(text):
@@ -86,7 +89,7 @@ class _Lines:
                 out.append(_LONG if len(self.line(i)) > trim._RULE_TAIL_WIDTH else _SHORT)
         return out
 
-    def joined(self, first: int, kept: list[str], origin: list[int]) -> str:
+    def joined(self, first: int, kept: list[str], origin: Sequence[int]) -> str:
         """The kept lines (``origin`` indices from ``first``) joined by ``"\\n"``, read from
         the text a stretch of consecutive lines at a time."""
         pieces: list[str] = []
