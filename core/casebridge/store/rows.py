@@ -29,8 +29,10 @@ from ..model import (
 from .records import CrmWrite, DroppedInbound, Job
 
 __all__ = [
+    "LARGE_TEXT",
     "MAX_ERROR_CHARS",
     "POSTGRES",
+    "SAME_AS_TEXT",
     "SQLITE",
     "Rows",
     "TimeCodec",
@@ -41,6 +43,12 @@ __all__ = [
 ]
 
 MAX_ERROR_CHARS = 4000
+# Body columns at least this long (characters) are written in pieces where the store can
+# (SQLite: casebridge.store.sqlite.large_text); they then read back as UTF-8 bytes.
+LARGE_TEXT = 1 << 20
+# An original_text stored as this (an empty BLOB, which no text column value is) is the
+# message's text; only a store whose text columns can hold a BLOB writes it.
+SAME_AS_TEXT = b""
 
 Row = Mapping[str, Any]
 
@@ -79,6 +87,11 @@ class TimeCodec:
     name: str
     encode: Callable[[datetime], Any]
     decode: Callable[[Any], datetime]
+
+
+def _column_text(value: str | bytes) -> str:
+    """A body column's text: a large one written in pieces reads back as UTF-8 bytes."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _iso_text(value: datetime) -> str:
@@ -148,6 +161,8 @@ class Rows:
         }
 
     def message(self, row: Row) -> Message:
+        text = _column_text(row["text"])
+        original = row["original_text"]
         return Message(
             id=row["id"],
             channel=row["channel"],
@@ -156,9 +171,10 @@ class Rows:
             external_id=row["external_id"] or "",
             sender=row["sender"],
             recipients=tuple(json.loads(row["recipients"])),
-            text=row["text"],
-            original_text=row["original_text"],
-            html=row["html"],
+            text=text,
+            original_text=(text if isinstance(original, bytes) and original == SAME_AS_TEXT
+                           else _column_text(original)),
+            html=_column_text(row["html"]),
             subject=row["subject"],
             sender_name=row["sender_name"],
             attachments=tuple(Attachment(**a) for a in json.loads(row["attachments"])),

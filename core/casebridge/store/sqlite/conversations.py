@@ -13,6 +13,7 @@ from ..records import DroppedInbound, NewJob, RecordNotFound
 from ..rows import SQLITE as rows
 from ..rows import dedupe
 from .db import Database
+from .large_text import insert_with_large_text
 
 __all__ = ["Conversations"]
 
@@ -105,7 +106,7 @@ def _touch_session(conn: sqlite3.Connection, session_id: str, at: str, now: str)
 
 
 def _insert_message(conn: sqlite3.Connection, row: dict[str, Any], now: str) -> bool:
-    if conn.execute(_INSERT_MESSAGE, row).rowcount == 0:
+    if insert_with_large_text(conn, _INSERT_MESSAGE, "messages", row) == 0:
         return False
     if row["session_id"]:
         _touch_session(conn, row["session_id"], row["received_at"], now)
