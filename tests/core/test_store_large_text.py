@@ -1,6 +1,6 @@
-"""Message bodies of at least LARGE_TEXT characters on every backend: they read back as
-written (SQLite writes them in pieces, as BLOBs, and an original_text equal to the text
-once); ordinary rows are untouched."""
+"""Message texts of at least LARGE_TEXT characters on every backend: they read back as
+written (SQLite writes them in pieces to the row's last column, and an original_text equal
+to the text once); ordinary rows are untouched."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ async def test_an_empty_original_text_stays_empty(store: Store) -> None:
     assert await store.get_message("msg-4") == large
 
 
-async def test_sqlite_writes_large_bodies_as_blobs_and_an_equal_original_once(
+async def test_sqlite_writes_a_large_text_last_in_the_row_and_an_equal_original_once(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "casebridge.db"
@@ -53,7 +53,10 @@ async def test_sqlite_writes_large_bodies_as_blobs_and_an_equal_original_once(
         assert await store.add_message(make_message(2, text="short", original_text="short"))
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
-            "SELECT id, typeof(text), typeof(original_text), length(original_text), "
-            "length(CAST(text AS BLOB)) FROM messages ORDER BY id").fetchall()
-    assert rows == [("msg-1", "blob", "blob", 0, len(LOG.encode())),
-                    ("msg-2", "text", "text", 5, 5)]
+            "SELECT id, text, typeof(original_text), length(original_text), typeof(large_text),"
+            " length(large_text) FROM messages ORDER BY id").fetchall()
+        last = conn.execute("SELECT name FROM pragma_table_info('messages') ORDER BY cid DESC"
+                            " LIMIT 1").fetchone()[0]
+    assert last == "large_text"
+    assert rows == [("msg-1", "", "blob", 0, "blob", len(LOG.encode())),
+                    ("msg-2", "short", "text", 5, "null", None)]

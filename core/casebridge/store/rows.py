@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 MAX_ERROR_CHARS = 4000
-# Body columns at least this long (characters) are written in pieces where the store can
-# (SQLite: casebridge.store.sqlite.large_text); they then read back as UTF-8 bytes.
+# A message text at least this long (characters) is written in pieces where the store can
+# (SQLite: casebridge.store.sqlite.large_text, into the large_text column).
 LARGE_TEXT = 1 << 20
 # An original_text stored as this (an empty BLOB, which no text column value is) is the
 # message's text; only a store whose text columns can hold a BLOB writes it.
@@ -89,9 +89,14 @@ class TimeCodec:
     decode: Callable[[Any], datetime]
 
 
-def _column_text(value: str | bytes) -> str:
-    """A body column's text: a large one written in pieces reads back as UTF-8 bytes."""
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+def _large_text(row: Row) -> str | None:
+    """The text of a message row whose text was written to its large_text column (SQLite),
+    else None."""
+    try:
+        value = row["large_text"]
+    except (IndexError, KeyError):  # sqlite3.Row / dict rows without the column
+        return None
+    return None if value is None else bytes(value).decode("utf-8")
 
 
 def _iso_text(value: datetime) -> str:
@@ -161,7 +166,9 @@ class Rows:
         }
 
     def message(self, row: Row) -> Message:
-        text = _column_text(row["text"])
+        text = _large_text(row)
+        if text is None:
+            text = row["text"]
         original = row["original_text"]
         return Message(
             id=row["id"],
@@ -173,8 +180,8 @@ class Rows:
             recipients=tuple(json.loads(row["recipients"])),
             text=text,
             original_text=(text if isinstance(original, bytes) and original == SAME_AS_TEXT
-                           else _column_text(original)),
-            html=_column_text(row["html"]),
+                           else original),
+            html=row["html"],
             subject=row["subject"],
             sender_name=row["sender_name"],
             attachments=tuple(Attachment(**a) for a in json.loads(row["attachments"])),
