@@ -12,7 +12,7 @@ The Creatio sandbox runs as its own process on loopback (``casebridge sandbox cr
 fault settings holding ``latency_ms``. Each row is a fresh, real Bridge (SQLite store, the
 creatio plugin pointed at the sandbox, the loopback test channel) running its outbox with
 ``workers`` workers. Sessions of N customer messages are made through ``Bridge.receive``;
-then one handoff job per session (``Pipeline.handoff_job``) is enqueued at once and the
+then one handoff job per session (``casebridge.jobs.HandoffJob``) is enqueued at once and the
 outbox works them. Two modes, measured in the same run:
 
 * two round trips (``atomic_handoff = true``): one ``$batch`` of reads, one atomic
@@ -151,9 +151,9 @@ def write_config(folder: Path, url: str, run: Run) -> Path:
 async def measure(url: str, folder: Path, run: Run) -> None:
     import anyio
     from casebridge.bridge import Bridge
+    from casebridge.jobs import HandoffJob
     from casebridge.model import HandoffDecision, SessionStatus
     from casebridge.outbox import OutboxEvent
-    from casebridge.pipeline import Pipeline
     from support.plugins import LoopChannel
 
     claimed: dict[str, float] = {}
@@ -184,7 +184,7 @@ async def measure(url: str, folder: Path, run: Run) -> None:
         if run.returning:
             # Each customer's first session is handed off and closed; its case stays open.
             first = await bridge.store.list_sessions(limit=run.handoffs + 1)
-            await bridge.enqueue(*(Pipeline.handoff_job(s.id, decision) for s in first))
+            await bridge.enqueue(*(HandoffJob.deciding(s.id, decision).to_new_job() for s in first))
             await settle(bridge)
             for session in first:
                 await bridge.store.update_session(session.id, status=SessionStatus.CLOSED)
@@ -197,7 +197,7 @@ async def measure(url: str, folder: Path, run: Run) -> None:
         before = (await admin.get("/sandbox/admin/stats")).json()["requests"]
         cpu, start = time.process_time(), time.perf_counter()
         sandbox_cpu = process_cpu(SANDBOX_PID[0])
-        await bridge.enqueue(*(Pipeline.handoff_job(s.id, decision) for s in sessions))
+        await bridge.enqueue(*(HandoffJob.deciding(s.id, decision).to_new_job() for s in sessions))
         await settle(bridge)
         run.cpu = time.process_time() - cpu
         run.sandbox_cpu = process_cpu(SANDBOX_PID[0]) - sandbox_cpu

@@ -22,6 +22,7 @@ from email.message import EmailMessage
 
 import common
 from casebridge.model import RawInbound
+from casebridge_email.envelope import envelope_fields
 from casebridge_email.inbound import to_message
 from casebridge_email.mime import parse_email
 
@@ -54,7 +55,8 @@ def ordinary(size: int) -> bytes:
 
 
 def ingest(data: bytes) -> None:
-    raw = RawInbound(channel="email", payload=data, envelope_to=("support@example.com",))
+    raw = RawInbound(channel="email", payload=data,
+                     fields=envelope_fields("", ("support@example.com",)))
     to_message(raw, parse_email(data), is_ours=lambda a: True, keep_signature=False,
                token_secret=b"bench")
 

@@ -112,6 +112,7 @@ def bridge_config(folder: Path, smtp_port: int) -> Path:
 async def bridge_receive(messages: Sequence[bytes], folder: Path) -> float:
     from casebridge.bridge import Bridge
     from casebridge.model import RawInbound
+    from casebridge_email.envelope import envelope_fields
 
     bridge = Bridge.from_config(bridge_config(folder, common.free_port()))
     await bridge.open()
@@ -119,8 +120,8 @@ async def bridge_receive(messages: Sequence[bytes], folder: Path) -> float:
         start = time.perf_counter()
         for data in messages:
             received = await bridge.receive(RawInbound(
-                channel="email", payload=data, envelope_from="customer@example.org",
-                envelope_to=(mail_mix.SUPPORT,), peer="127.0.0.1"))
+                channel="email", payload=data, peer="127.0.0.1",
+                fields=envelope_fields("customer@example.org", (mail_mix.SUPPORT,))))
             assert received.message_id and not received.duplicate, received
         return time.perf_counter() - start
     finally:

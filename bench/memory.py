@@ -147,6 +147,7 @@ async def sessions(folder: Path, count: int) -> dict[str, Any]:
 async def ingest_email(folder: Path, eml: Path, stage: str, max_mb: int) -> dict[str, Any]:
     import anyio
     from casebridge.model import RawInbound
+    from casebridge_email.envelope import envelope_fields
     from casebridge_email.inbound import bodies
     from casebridge_email.mime import parse_email
 
@@ -162,8 +163,8 @@ async def ingest_email(folder: Path, eml: Path, stage: str, max_mb: int) -> dict
             assert parsed.attachments or len(text) > len(data) // 2, len(text)
         else:
             received = await bridge.receive(RawInbound(
-                channel="email", payload=data, envelope_from="customer@example.org",
-                envelope_to=(SUPPORT,)))
+                channel="email", payload=data,
+                fields=envelope_fields("customer@example.org", (SUPPORT,))))
             # The peak of the ingest itself; reading the message back to check it is not
             # part of it (the store's read holds the text twice, the bytes and the str).
             result["peak"] = common.peak_rss()

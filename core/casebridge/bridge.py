@@ -8,12 +8,14 @@ methods they may use are the public ones below (``receive``, ``report_delivery``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -21,20 +23,23 @@ from typing import Any
 
 import anyio
 import pluggy
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from . import blobs, deliveries
 from . import config as configuration
 from .backoff import BackoffPolicy
 from .contributions import Address
 from .errors import PermanentError
+from .jobs import InboundJob, crm_event_jobs
 from .links import sign_session_link
 from .logs import log_context, new_trace_id
 from .metrics import BridgeMetrics, new_registry
-from .model import Inbound, RawInbound, utcnow
+from .model import CrmEvent, Inbound, RawInbound, utcnow
 from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
 from .plugins import Hooks, LoadReport, load_entry_points, new_manager
+from .replies import undelivered_job
+from .singletons import locks_for, run_singleton
 from .store import NewJob, Store
 from .stores import open_store_for
 from .templates import Templates
@@ -66,6 +71,8 @@ class Bridge:
         self.data_dir = config.data_dir
         self.public_url = config.bridge.public_url.rstrip("/")
         self.store: Store = open_store_for(config)
+        # Where singleton services (Service.singleton) learn whether they run here.
+        self.singletons = locks_for(config)
         override = config.templates.dir
         self.templates = Templates(config.base_dir / override if override else None)
         self._settings: dict[str, Any] = {}
@@ -184,9 +191,16 @@ class Bridge:
         path = self.data_dir / "link.key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
+            # Written aside, then linked into place: runners sharing the folder that make
+            # a key at the same moment agree on the first, and none reads a half-written one.
+            fd, aside = tempfile.mkstemp(prefix=".link.key-", dir=self.data_dir)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, path)
+            finally:
+                os.unlink(aside)
         return path.read_text().strip().encode()
 
     def session_link(self, session_id: str) -> str:
@@ -218,14 +232,9 @@ class Bridge:
                 message = replace(message, trace_id=trace_id)
             if not message.sender_name and inbound.contact_name:
                 message = replace(message, sender_name=inbound.contact_name)
-            job = NewJob(
-                kind="inbound",
-                payload={"message_id": message.id, "trace_id": message.trace_id},
-                key=f"inbound:{message.id}",
-                order_key=f"from:{message.channel}:{message.sender.lower()}",
-                trace_id=message.trace_id,
-            )
-            stored = await self.store.accept_inbound(message, job)
+            job = InboundJob(message.id, message.trace_id, inbound.sender_kind,
+                             message.channel, message.sender)
+            stored = await self.store.accept_inbound(message, job.to_new_job())
             if stored:
                 # Counted here, once per stored inbound, not in the job (which may re-run).
                 self.metrics.messages_in.labels(channel=message.channel).inc()
@@ -240,10 +249,8 @@ class Bridge:
         except PermanentError:
             log.warning("an empty %s inbound was dropped: %s", raw.channel, reason)
             return
-        await self.store.record_dropped(
-            raw.channel, drop_id, raw.envelope_from or raw.fields.get("From", ""),
-            reason, raw.received_at,
-        )
+        await self.store.record_dropped(raw.channel, drop_id, raw.sender, reason,
+                                        raw.received_at)
         self.metrics.messages_dropped.labels(channel=raw.channel, reason=reason[:40]).inc()
 
     async def report_delivery(self, message_id: str, state: str, detail: str = "") -> None:
@@ -257,7 +264,17 @@ class Bridge:
                                          deliveries.ReplyState(state), detail)
         failed = (deliveries.ReplyState.FAILED, deliveries.ReplyState.REFUSED)
         if record is not None and record.state in failed and message.session_id:
-            await self.enqueue(self.pipeline.undelivered_job(message))
+            await self.enqueue(undelivered_job(message))
+
+    async def report_crm_events(
+        self, events: Sequence[CrmEvent], *, trace_id: str = "", event_id: str = ""
+    ) -> int:
+        """Turn what a CRM reported (a rep's reply, a closed case) into durable jobs, the one
+        path for its webhook and its poller alike; returns how many were queued."""
+        jobs = crm_event_jobs(events, trace_id or new_trace_id(), event_id)
+        if jobs:
+            await self.enqueue(*jobs)
+        return len(jobs)
 
     async def enqueue(self, *jobs: NewJob) -> None:
         await self.store.enqueue(list(jobs))
@@ -272,6 +289,16 @@ class Bridge:
     async def close(self) -> None:
         await self.store.close()
 
+    async def start_services(self, tg: TaskGroup) -> None:
+        """Start every enabled plugin's services in ``tg``, each once it reports ready; a
+        singleton under its lock, so it runs here only while this runner holds it."""
+        for service in self.hooks.services(self):
+            log.info("starting %s", service.name)
+            if service.singleton:
+                await tg.start(run_singleton, service, self.singletons)
+            else:
+                await tg.start(service.run)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled: the web app, every plugin service and the outbox."""
         from .web import create_app, serve
@@ -279,9 +306,7 @@ class Bridge:
         await self.open()
         try:
             async with anyio.create_task_group() as tg:
-                for service in self.hooks.services(self):
-                    log.info("starting %s", service.name)
-                    await tg.start(service.run)
+                await self.start_services(tg)
                 await tg.start(serve, create_app(self), self.config.http.host,
                                self.config.http.port)
                 await tg.start(self.outbox.run)
@@ -294,9 +319,8 @@ class Bridge:
 
 
 def _drop_id(raw: RawInbound) -> str:
-    for key in ("MessageSid", "SmsSid", "id"):
-        if raw.fields.get(key):
-            return raw.fields[key]
+    if raw.transport_id:
+        return raw.transport_id
     if raw.payload:
         return "sha256:" + hashlib.sha256(raw.payload).hexdigest()
     raise PermanentError("an inbound with neither an id nor a payload cannot be recorded")

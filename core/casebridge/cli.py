@@ -22,8 +22,9 @@ from .config import load as load_config
 from .contributions import Command
 from .errors import CasebridgeError
 from .idprefix import resolve_prefix
+from .jobs import CloseJob, HandoffJob
 from .logs import configure_logging, new_trace_id
-from .model import HandoffDecision, Session, SessionStatus
+from .model import Session, SessionStatus
 from .plugins import describe, load_entry_points, new_manager
 from .ports import address_in_use, busy, listen_settings, port_in_use_message
 from .starter import starter_config
@@ -184,8 +185,8 @@ async def cmd_handoff(args: argparse.Namespace) -> int:
         session = await _find_session(bridge, args.session)
         if session.status is SessionStatus.CLOSED:
             raise CasebridgeError(f"session {session.id} is closed")
-        await bridge.store.enqueue([bridge.pipeline.handoff_job(
-            session.id, HandoffDecision(args.reason, "cli"), new_trace_id())])
+        await bridge.store.enqueue([
+            HandoffJob(session.id, args.reason, "cli", new_trace_id()).to_new_job()])
         print(f"handoff of {session.id} queued; the running bridge writes the case")
         return 0
 
@@ -197,7 +198,7 @@ async def cmd_sessions_close(args: argparse.Namespace) -> int:
         session = await _find_session(bridge, args.session)
         if session.status is SessionStatus.CLOSED:
             raise CasebridgeError(f"session {session.id} is closed already")
-        await bridge.store.enqueue([bridge.pipeline.close_job(session.id, new_trace_id())])
+        await bridge.store.enqueue([CloseJob(session.id, new_trace_id()).to_new_job()])
         print(f"closing {session.id} queued; the running bridge closes it and tells the CRM")
         return 0
 

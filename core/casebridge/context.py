@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry
 
 from . import blobs
 from .fieldmap import MappedField, mapped_fields
-from .logs import new_trace_id
 from .model import CrmEvent, RawInbound, SessionStatus
 from .store import PluginStateStore
 
@@ -162,12 +161,8 @@ class PluginContext:
         """Turn what the CRM reported (a rep's reply, a closed case) into durable work.
         ``event_id`` tells one report of a closure from another (a webhook call); a poller
         that reports each closure once passes none. Returns how many jobs were queued."""
-        from .pipeline import crm_event_jobs
-
-        jobs = crm_event_jobs(events, trace_id or new_trace_id(), event_id)
-        if jobs:
-            await self._bridge.enqueue(*jobs)
-        return len(jobs)
+        return await self._bridge.report_crm_events(events, trace_id=trace_id,
+                                                    event_id=event_id)
 
     async def report_delivery(self, message_id: str, state: str, detail: str = "") -> None:
         """What became of a reply this channel sent, learned later: ``state`` "delivered",

@@ -30,10 +30,16 @@ class Service:
 
     ``run`` calls ``task_status.started()`` once it is ready (a port bound, a poller
     scheduled): the runner starts the next service, and reports ready, only after that.
+
+    ``singleton`` services run on exactly one runner of those sharing a store (a poller
+    that must not run N times): the runner starts them only while it holds their lock, and
+    another runner takes over when the holder dies (:mod:`casebridge.singletons`). Their
+    ``task_status`` is not waited for, and ``name`` is the lock's name: keep it stable.
     """
 
     name: str
     run: Callable[[TaskStatus[Any]], Awaitable[None]]
+    singleton: bool = False
 
 
 @dataclass(frozen=True, slots=True)

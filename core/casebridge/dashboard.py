@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,8 +29,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import deliveries
+from .jobs import HandoffJob, session_of
 from .logs import new_trace_id
-from .model import CheckResult, HandoffDecision, Session, SessionStatus, utcnow
+from .model import CheckResult, Session, SessionStatus, utcnow
 from .operator_auth import (
     CookieError,
     form_token,
@@ -300,13 +301,9 @@ class Dashboard:
             return self._refusal("There is no such session.", 404)
         if session.status is not SessionStatus.ASSISTANT:
             return self._redirect("not-assistant", access, session=session.id)
-        await self.bridge.enqueue(
-            self.bridge.pipeline.handoff_job(
-                session.id,
-                HandoffDecision("handed off from the dashboard", "dashboard"),
-                new_trace_id(),
-            )
-        )
+        await self.bridge.enqueue(HandoffJob(
+            session.id, "handed off from the dashboard", "dashboard", new_trace_id(),
+        ).to_new_job())
         log.info("dashboard: hand-off of session %s queued", session.id)
         return self._redirect("handoff", access, session=session.id)
 
@@ -425,12 +422,11 @@ def _digits(text: str) -> str:
 
 
 def _job_row(job: Job, now: datetime) -> dict[str, Any]:
-    payload: Mapping[str, Any] = job.payload
     return {
         "id": job.id,
         "kind": job.kind,
         "attempts": job.attempts,
-        "session": str(payload.get("session_id", "")),
+        "session": session_of(job),
         "last_error": job.last_error,
         "updated": since(job.updated_at, now),
         "run_at": job.run_at,

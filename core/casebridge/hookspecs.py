@@ -2,9 +2,10 @@
 
 Three kinds of hook, called in three ways (see ``casebridge.plugins.Hooks``):
 
-* **Routed I/O hooks** (``ingest``, ``deliver_reply``, ``sync_contact``, ``find_open_case``,
-  ``get_case``, ``create_case``, ``append_activity``, ``append_activities``, ``handoff``,
-  ``attach_file``, ``resolve_case``, ``read_webhook``, ``check``) are
+* **Routed I/O hooks** (``ingest``, ``deliver_reply``, ``reconcile_delivery``,
+  ``sync_contact``, ``find_open_case``, ``get_case``, ``create_case``, ``append_activity``,
+  ``append_activities``, ``handoff``, ``attach_file``, ``resolve_case``, ``read_webhook``,
+  ``check``) are
   ``async def`` in the implementation. The core calls only the plugin the TOML names for
   the channel or CRM at hand and awaits its one result.
 * **Transform hooks** (``handoff_policy``, ``assistant_turn``, ``summarize``,
@@ -22,6 +23,7 @@ arguments, by name.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -103,7 +105,8 @@ def services(bridge: Bridge) -> list[Service]:
 
     Called once by ``casebridge run``; every enabled plugin's services start in one task
     group and are cancelled together at shutdown. A service's ``run`` calls
-    ``task_status.started()`` once it is ready (a port bound).
+    ``task_status.started()`` once it is ready (a port bound). A service marked
+    ``singleton=True`` (a poller) runs on one runner of those sharing a store at a time.
 
     :param bridge: The runner the services belong to.
     :returns: A list of :class:`~casebridge.contributions.Service`.
@@ -170,9 +173,13 @@ def ingest(raw: RawInbound) -> Inbound:
     awaits before it acknowledges (SMTP ``250``, webhook ``200``): the result is stored by
     then. Raise ``PermanentError`` for input that cannot be parsed.
 
-    :param raw: What the transport received: email bytes and envelope, or a webhook form.
-    :returns: An :class:`~casebridge.model.Inbound`: a normalized message, or the reason to
-        drop it (an auto-reply, an opt-out keyword).
+    :param raw: What the transport received, in the channel's own terms (``payload`` and
+        ``fields``: email bytes and their envelope, or a webhook form), with the ``sender``
+        and ``transport_id`` the channel set for the record of a dropped inbound.
+    :returns: An :class:`~casebridge.model.Inbound`: a normalized message with
+        ``sender_kind`` saying whether its sender is an e-mail address or a phone number
+        (the core files the contact's address by it), or the reason to drop it (an
+        auto-reply, an opt-out keyword).
     """
 
 
@@ -180,7 +187,10 @@ def ingest(raw: RawInbound) -> Inbound:
 def deliver_reply(session: Session, message: Message, transcript: Sequence[Message]) -> Delivery:
     """Routed, async: send an agent reply or an assistant answer to the customer.
 
-    Must send at most once per ``message.id``, even when called again after a crash.
+    Send it once per call. The core makes delivery at most once per ``message.id``: it
+    records the intent before this call and the outcome after it, and when it finds an
+    intent without an outcome it calls ``reconcile_delivery`` instead of this hook. Raise
+    ``AmbiguousWriteError`` when the message may have gone out (a timeout after sending).
 
     :param session: The session the message belongs to (its channel, contact, addresses).
     :param message: The outbound message: its text, HTML and recipients.
@@ -188,6 +198,28 @@ def deliver_reply(session: Session, message: Message, transcript: Sequence[Messa
     :returns: A :class:`~casebridge.model.Delivery`: SENT, or a final REFUSED (an opted-out
         number) or FAILED with the reason. A transient failure raises ``TransientError``
         instead, to be retried.
+    """
+
+
+@hookspec
+def reconcile_delivery(session: Session, message: Message, since: datetime) -> Delivery | None:
+    """Routed, async, optional: find out whether a reply whose send was interrupted went out.
+
+    The core calls it instead of ``deliver_reply`` when an earlier attempt to deliver
+    ``message`` began but its outcome was never recorded: the runner died mid-send, or
+    ``deliver_reply`` raised ``AmbiguousWriteError`` or an unexpected error. A channel that
+    can ask its transport (an SMS provider's message list) implements it. A channel that
+    cannot (an SMTP relay) leaves it out, and the core marks such a reply FAILED as possibly
+    sent: it is never sent twice (``casebridge.delivery_log``).
+
+    :param session: The session the message belongs to (its channel, contact, addresses).
+    :param message: The outbound message, as it was given to ``deliver_reply``.
+    :param since: When the first attempt to deliver it began (timezone-aware): the message
+        is not older than that, give or take the transport's clock skew.
+    :returns: A :class:`~casebridge.model.Delivery` when the channel finds what became of the
+        message (SENT with its id); None when it is sure the message did not go out, so the
+        core calls ``deliver_reply`` again. Raise ``TransientError`` when the transport cannot
+        be asked now.
     """
 
 

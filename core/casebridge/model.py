@@ -45,6 +45,14 @@ class Author(StrEnum):
     SYSTEM = "system"
 
 
+class AddressKind(StrEnum):
+    """What a customer's address is, as the channel that received it says: the core files
+    it among the contact's e-mail addresses or phone numbers and never looks inside it."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+
+
 class SessionStatus(StrEnum):
     ASSISTANT = "assistant"
     HANDED_OFF = "handed_off"
@@ -122,14 +130,23 @@ class Message:
 class Inbound:
     """What a channel's ``ingest`` makes of one raw inbound.
 
-    Either ``message`` is set, or ``dropped`` says why nothing should reach a session
-    (an auto-reply, a bounce, an opt-out keyword...). ``contact_name`` is the name the
-    channel saw (an e-mail display name), used when a new contact is created.
+    Either ``message`` is set, with ``sender_kind`` saying what its sender's address is, or
+    ``dropped`` says why nothing should reach a session (an auto-reply, a bounce, an opt-out
+    keyword...). ``contact_name`` is the name the channel saw (an e-mail display name), used
+    when a new contact is created.
     """
 
     message: Message | None
     dropped: str = ""
     contact_name: str = ""
+    sender_kind: AddressKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.message is not None and self.sender_kind is None:
+            raise ValueError("an Inbound with a message needs sender_kind (AddressKind.EMAIL "
+                             "or AddressKind.PHONE): the core does not guess it")
+        if self.sender_kind is not None:
+            object.__setattr__(self, "sender_kind", AddressKind(self.sender_kind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,15 +374,20 @@ class CheckResult:
 class RawInbound:
     """An inbound as a channel's transport received it, before ``ingest`` parses it.
 
-    Email: ``payload`` is the RFC 5322 bytes, ``envelope_from`` / ``envelope_to`` the SMTP
-    envelope. SMS: ``fields`` is the provider's webhook form.
+    ``payload`` (bytes) and ``fields`` (strings) hold what the transport delivered, in the
+    channel's own terms: the core never reads them. Email puts the RFC 5322 bytes in
+    ``payload`` and the SMTP envelope in ``fields``; SMS puts the provider's webhook form in
+    ``fields``. Two generic facts the core does use, set by the channel: ``sender``, who it
+    is from as the transport says (listed with a dropped inbound), and ``transport_id``, the
+    transport's own id for it (a dropped inbound is recorded once per id; without one, once
+    per payload).
     """
 
     channel: str
     payload: bytes = b""
     fields: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
-    envelope_from: str = ""
-    envelope_to: tuple[str, ...] = ()
+    sender: str = ""
+    transport_id: str = ""
     peer: str = ""
     received_at: datetime = field(default_factory=utcnow)
 

@@ -49,6 +49,7 @@ from .logs import customer_text
 from .model import (
     ActivityRef,
     ActivityRequest,
+    AddressKind,
     AssistantTurn,
     Attachment,
     AttachmentRequest,
@@ -86,6 +87,7 @@ __all__ = [
     "ActivityRef",
     "ActivityRequest",
     "Address",
+    "AddressKind",
     "AmbiguousWriteError",
     "AssistantTurn",
     "Attachment",

@@ -11,6 +11,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
@@ -215,9 +216,6 @@ class Hooks:
     async def _routed_async(self, hook: str, plugin: str, **kwargs: Any) -> Any:
         return await _resolve(self._routed(hook, plugin, **kwargs))
 
-    async def _each(self, hook: str, **kwargs: Any) -> list[Any]:
-        return [await _resolve(r) for r in getattr(self.pm.hook, hook)(**kwargs)]
-
     def _call_order(self, hook: str) -> list[HookImpl]:
         # pluggy calls the last of get_hookimpls() first: later-registered and tryfirst
         # plugins before the trylast defaults.
@@ -295,6 +293,13 @@ class Hooks:
     ) -> Delivery:
         return await self._routed_async(
             "deliver_reply", channel, session=session, message=message, transcript=transcript
+        )
+
+    async def reconcile_delivery(
+        self, channel: str, session: Session, message: Message, since: datetime
+    ) -> Delivery | None:
+        return await self._routed_async(
+            "reconcile_delivery", channel, session=session, message=message, since=since
         )
 
     # -- CRMs -----------------------------------------------------------------------------

@@ -22,13 +22,13 @@ from . import deliveries
 from .api_json import session_document
 from .dashboard import dashboard_routes
 from .errors import CasebridgeError, WebhookRefused
+from .jobs import CloseJob, HandoffJob
 from .json_input import JsonInputError, loads
 from .links import verify_session_link
 from .logs import log_context, new_trace_id
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render as render_metrics
-from .model import HandoffDecision, Session, SessionStatus, WebhookRequest, utcnow
-from .pipeline import crm_event_jobs
+from .model import Session, SessionStatus, WebhookRequest, utcnow
 
 if TYPE_CHECKING:
     from .bridge import Bridge
@@ -54,25 +54,43 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(bridge: Bridge) -> Starlette:
-    limit = bridge.config.http.max_body_bytes
+class Routes:
+    """The bridge's own routes, each a method on the runner it serves."""
 
-    async def healthz(request: Request) -> Response:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.limit = bridge.config.http.max_body_bytes
+
+    def routes(self) -> list[Any]:
+        return [
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+            Route("/api/sessions/{session_id}", self.session_json),
+            Route("/api/sessions/{session_id}/handoff", self.handoff, methods=["POST"]),
+            Route("/api/sessions/{session_id}/close", self.close, methods=["POST"]),
+            Route("/webhooks/{crm}/{token}", self.webhook, methods=["POST"]),
+            Route("/sessions/{session_id}", self.session_page),
+        ]
+
+    async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    async def readyz(request: Request) -> Response:
+    async def readyz(self, request: Request) -> Response:
         try:
-            await bridge.store.ping()
+            await self.bridge.store.ping()
         except Exception as exc:
             return JSONResponse({"ready": False, "store": str(exc)}, status_code=503)
-        return JSONResponse({"ready": True, "plugins": bridge.plugin_names()})
+        return JSONResponse({"ready": True, "plugins": self.bridge.plugin_names()})
 
-    async def metrics(request: Request) -> Response:
-        return Response(render_metrics(bridge.registry), media_type=METRICS_CONTENT_TYPE)
+    async def metrics(self, request: Request) -> Response:
+        return Response(render_metrics(self.bridge.registry), media_type=METRICS_CONTENT_TYPE)
 
-    def refused(request: Request) -> Response | None:
+    # -- the session API ------------------------------------------------------------------
+
+    def refused(self, request: Request) -> Response | None:
         """The answer to an API call without the bearer token, or None when it has it."""
-        token = bridge.config.http.api_token
+        token = self.bridge.config.http.api_token
         if not token:
             return JSONResponse({"error": "the session API is off: set [http] api_token"}, 403)
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -81,57 +99,59 @@ def create_app(bridge: Bridge) -> Starlette:
             return JSONResponse({"error": "missing or wrong bearer token"}, 401)
         return None
 
-    async def open_session(request: Request) -> Response | Session:
+    async def open_session(self, request: Request) -> Response | Session:
         """The session the path names, or the answer when there is none open."""
         session_id = request.path_params["session_id"]
-        session = await bridge.store.get_session(session_id)
+        session = await self.bridge.store.get_session(session_id)
         if session is None:
             return JSONResponse({"error": f"no session {session_id}"}, 404)
         if session.status is SessionStatus.CLOSED:
             return JSONResponse({"error": f"session {session_id} is closed"}, 409)
         return session
 
-    async def handoff(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+    async def handoff(self, request: Request) -> Response:
+        if (answer := self.refused(request)) is not None:
             return answer
         try:
-            body = await read_body(request, limit)
+            body = await read_body(request, self.limit)
             reason = _reason(body)
         except (BodyTooLarge, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, 400 if isinstance(exc, ValueError) else 413)
-        session = await open_session(request)
+        session = await self.open_session(request)
         if not isinstance(session, Session):
             return session
-        await bridge.enqueue(bridge.pipeline.handoff_job(
-            session.id, HandoffDecision(reason, "api"), new_trace_id()))
+        await self.bridge.enqueue(
+            HandoffJob(session.id, reason, "api", new_trace_id()).to_new_job())
         return JSONResponse({"session": session.id, "handoff": "queued"}, 202)
 
-    async def close(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+    async def close(self, request: Request) -> Response:
+        if (answer := self.refused(request)) is not None:
             return answer
-        session = await open_session(request)
+        session = await self.open_session(request)
         if not isinstance(session, Session):
             return session
-        await bridge.enqueue(bridge.pipeline.close_job(session.id, new_trace_id()))
+        await self.bridge.enqueue(CloseJob(session.id, new_trace_id()).to_new_job())
         return JSONResponse({"session": session.id, "close": "queued"}, 202)
 
-    async def session_json(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+    async def session_json(self, request: Request) -> Response:
+        if (answer := self.refused(request)) is not None:
             return answer
-        session = await bridge.store.get_session(request.path_params["session_id"])
+        session_id = request.path_params["session_id"]
+        session = await self.bridge.store.get_session(session_id)
         if session is None:
-            return JSONResponse({"error": f"no session {request.path_params['session_id']}"},
-                                404)
-        transcript = await bridge.store.transcript(session.id)
-        states = await deliveries.for_transcript(bridge.store, transcript)
+            return JSONResponse({"error": f"no session {session_id}"}, 404)
+        transcript = await self.bridge.store.transcript(session.id)
+        states = await deliveries.for_transcript(self.bridge.store, transcript)
         return JSONResponse(session_document(session, transcript, states))
 
-    async def webhook(request: Request) -> Response:
+    # -- the CRM's webhook and the rep's session page -------------------------------------
+
+    async def webhook(self, request: Request) -> Response:
         crm = request.path_params["crm"]
-        if crm != bridge.config.bridge.crm:
+        if crm != self.bridge.config.bridge.crm:
             return JSONResponse({"error": "not found"}, 404)
         try:
-            body = await read_body(request, limit)
+            body = await read_body(request, self.limit)
         except BodyTooLarge as exc:
             return JSONResponse({"error": str(exc)}, 413)
         trace_id = new_trace_id()
@@ -141,17 +161,18 @@ def create_app(bridge: Bridge) -> Starlette:
                 body=body, remote=request.client.host if request.client else "",
             )
             try:
-                events = await bridge.hooks.read_webhook(crm, call)
+                events = await self.bridge.hooks.read_webhook(crm, call)
             except WebhookRefused as exc:
                 log.warning("%s webhook refused: %s", crm, exc)
                 return JSONResponse({"error": str(exc)}, exc.status)
             # Each call is its own closure event: a case reopened and closed again closes
             # its sessions again.
-            jobs = crm_event_jobs(events, trace_id, event_id=trace_id)
-            await bridge.enqueue(*jobs)
-            return JSONResponse({"accepted": len(jobs)})
+            accepted = await self.bridge.report_crm_events(events, trace_id=trace_id,
+                                                           event_id=trace_id)
+            return JSONResponse({"accepted": accepted})
 
-    async def session_page(request: Request) -> Response:
+    async def session_page(self, request: Request) -> Response:
+        bridge = self.bridge
         session_id = request.path_params["session_id"]
         try:
             verify_session_link(
@@ -171,17 +192,13 @@ def create_app(bridge: Bridge) -> Starlette:
         return HTMLResponse(page, headers={"Cache-Control": "no-store",
                                            "Referrer-Policy": "no-referrer"})
 
+
+def create_app(bridge: Bridge) -> Starlette:
+    """The bridge's web app: plugin routes first (a plugin's /webhooks/<name>/... must not
+    fall to the CRM route), then the bridge's own, then the dashboard."""
     routes: list[Any] = [
-        # Plugin routes first: a plugin's /webhooks/<name>/... must not fall to the CRM route.
         *bridge.hooks.http_routes(bridge),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        Route("/api/sessions/{session_id}", session_json),
-        Route("/api/sessions/{session_id}/handoff", handoff, methods=["POST"]),
-        Route("/api/sessions/{session_id}/close", close, methods=["POST"]),
-        Route("/webhooks/{crm}/{token}", webhook, methods=["POST"]),
-        Route("/sessions/{session_id}", session_page),
+        *Routes(bridge).routes(),
         *dashboard_routes(bridge),
     ]
     app = Starlette(routes=routes)

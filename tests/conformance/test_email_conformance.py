@@ -11,10 +11,16 @@ import aiosmtplib
 import pytest
 from casebridge.model import RawInbound
 from casebridge.testing import ChannelConformance, ChannelUnderTest, Harness
+from casebridge_email.smtp_server import IngestEnvelope, raw_inbound
 from support.bridges import install_jsonl
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "email"))
 from test_email_plugin_support import SUPPORT, Sink, customer_mail, free_port, sink_server
+
+
+def smtp_raw(data: bytes, mail_from: str) -> RawInbound:
+    """What the SMTP server hands the plugin for ``data`` sent to the support address."""
+    return raw_inbound(IngestEnvelope(mail_from, (SUPPORT,), data, "127.0.0.1:2525"), "email")
 
 
 class EmailProbe:
@@ -29,23 +35,19 @@ class EmailProbe:
                              extra=headers or None)
 
     def inbound(self, sender: str, text: str, external_id: str) -> RawInbound:
-        return RawInbound(channel="email", payload=self._mail(sender, text, external_id),
-                          envelope_from=sender, envelope_to=(SUPPORT,))
+        return smtp_raw(self._mail(sender, text, external_id), sender)
 
     def dropped(self, sender: str) -> list[tuple[RawInbound, str]]:
         auto = self._mail(sender, "I am out of office.", "auto-1",
                           **{"Auto-Submitted": "auto-replied"})
         bounce = self._mail("mailer-daemon@customer.example", "Delivery failed.", "bounce-1")
         return [
-            (RawInbound(channel="email", payload=auto, envelope_from=sender,
-                        envelope_to=(SUPPORT,)), "auto"),
-            (RawInbound(channel="email", payload=bounce, envelope_from="",
-                        envelope_to=(SUPPORT,)), "bounce"),
+            (smtp_raw(auto, sender), "auto"),
+            (smtp_raw(bounce, ""), "bounce"),
         ]
 
     def garbage(self) -> list[RawInbound]:
-        return [RawInbound(channel="email", payload=data, envelope_from="x@customer.example",
-                           envelope_to=(SUPPORT,))
+        return [smtp_raw(data, "x@customer.example")
                 for data in (b"", b"\x00\xff" * 50, b"Subject: =?utf-8?q?\r\n\r\n\xff",
                              b"From: <>\r\n\r\nno sender")]
 

@@ -31,7 +31,10 @@ class SmsProbe:
                 "From": sender, "To": OUR, "Body": text, "NumMedia": "0"}
 
     def inbound(self, sender: str, text: str, external_id: str) -> RawInbound:
-        return RawInbound(channel="sms", fields=self._form(sender, text, external_id))
+        # As the webhook builds it.
+        form = self._form(sender, text, external_id)
+        return RawInbound(channel="sms", fields=form, sender=sender,
+                          transport_id=form["MessageSid"])
 
     def dropped(self, sender: str) -> list[tuple[RawInbound, str]]:
         return [(self.inbound(sender, "STOP", "stop-1"), "opt-out"),

@@ -62,10 +62,11 @@ async def test_one_acknowledgement_per_new_session(tmp_path, monkeypatch) -> Non
         # the same acknowledgement, which the store does not queue twice.
         done = await bridge.store.list_jobs("done", limit=100)
         opening = next(j for j in done if j.key == f"inbound:{transcript[0].id}")
-        again = await bridge.pipeline.on_inbound(opening)
+        again = await bridge.pipeline.handlers["inbound"](opening)
         assert [j.key for j in again if j.kind == "ack"] == [f"ack:{first.session_id}"]
         later = next(j for j in done if j.key == f"inbound:{transcript[2].id}")
-        assert [j for j in await bridge.pipeline.on_inbound(later) if j.kind == "ack"] == []
+        assert [j for j in await bridge.pipeline.handlers["inbound"](later)
+                if j.kind == "ack"] == []
         await bridge.enqueue(*again)
         await settle(bridge)
         assert len(loop.sent) == 2

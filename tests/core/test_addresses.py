@@ -85,14 +85,19 @@ def test_a_configured_sms_token_is_not_printed(tmp_path: Path) -> None:
     from casebridge_sms.plugin import SmsPlugin
 
     plugin = SmsPlugin()
+    from casebridge.plugin import PluginContext
     from casebridge.secrets import Secret
     from casebridge_sms.settings import SmsSettings
 
-    plugin.settings = SmsSettings(
+    class NoBridge:
+        registry, store, blob_dir = None, None, tmp_path
+
+    settings = SmsSettings(
         provider="sandbox",
         numbers=["+15005550006"],
         auth_token=Secret("real-looking-token", "test"),
     )
+    plugin.configure(PluginContext(NoBridge(), "sms", settings))  # type: ignore[arg-type]
     plugin.sandbox_url = "http://127.0.0.1:1"
     [address] = plugin.addresses()
     assert "real-looking-token" not in address.note and "token" not in address.note

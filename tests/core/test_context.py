@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from casebridge.bridge import Bridge
 from casebridge.context import PluginContext
+from casebridge.jobs import HandoffJob
 from casebridge.model import CrmEvent, Reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,7 +95,6 @@ def test_local_url_reaches_the_bridge_from_this_machine(host: str, port: int) ->
 
 
 async def test_tracked_cases_are_this_crms_handed_off_cases(bridge: Bridge) -> None:
-    from casebridge.model import HandoffDecision
     from support.bridges import inbound, settle
 
     for n in range(3):
@@ -102,8 +102,7 @@ async def test_tracked_cases_are_this_crms_handed_off_cases(bridge: Bridge) -> N
     await settle(bridge)
     sessions = await bridge.store.list_sessions()
     for session in sessions[:2]:
-        await bridge.enqueue(bridge.pipeline.handoff_job(
-            session.id, HandoffDecision("test", "test"), "t"))
+        await bridge.enqueue(HandoffJob(session.id, "test", "test", "t").to_new_job())
     await settle(bridge)
     handed = [s.case.case_id.lower() for s in await bridge.store.list_sessions() if s.case]
     assert sorted(await PluginContext(bridge, "jsonl", None).tracked_cases()) == sorted(handed)

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from casebridge.bridge import Bridge
 from casebridge.dashboard import COOKIE
-from casebridge.model import HandoffDecision, SessionStatus
+from casebridge.jobs import HandoffJob
+from casebridge.model import SessionStatus
 from casebridge.store import NewJob
 from casebridge.web import create_app, serve
 from support.bridges import (
@@ -187,8 +188,8 @@ async def test_it_shows_sessions_with_working_links_and_dropped_inbounds(world: 
         assert shown.status_code == 200 and "My printer jams" in shown.text
         assert "Hand off" in row.split("</tr>")[0]
         dropped = page[page.index('<section id="dropped">') :]
-        # (The loop channel's raw inbounds carry no envelope sender to show.)
-        assert "<td>loop</td><td></td><td>opt-out keyword</td>" in dropped
+        # Listed by the sender the channel set on its raw inbound.
+        assert "<td>loop</td><td>bob@example.com</td><td>opt-out keyword</td>" in dropped
 
 
 async def test_customer_text_on_the_dashboard_is_escaped(world: Running) -> None:
@@ -395,8 +396,7 @@ async def test_each_session_shows_what_became_of_its_last_reply(world: Running) 
     await settle(bridge)
     world.loop.refused.add("bob@example.com")
     for session in await bridge.store.list_sessions():
-        await bridge.enqueue(bridge.pipeline.handoff_job(
-            session.id, HandoffDecision("test", "test"), "t"))
+        await bridge.enqueue(HandoffJob(session.id, "test", "test", "t").to_new_job())
     await settle(bridge)
     async with world.client() as client:
         for session in await bridge.store.list_sessions():

@@ -13,8 +13,10 @@ from casebridge import deliveries, hookimpl
 from casebridge.bridge import Bridge
 from casebridge.deliveries import DeliveryRecord, ReplyState, advance, describe
 from casebridge.errors import TransientError
+from casebridge.jobs import Run
 from casebridge.links import sign_session_link
 from casebridge.model import Author, Delivery, DeliveryState, Message, utcnow
+from casebridge.replies import outbound_message
 from casebridge.web import create_app
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -173,17 +175,17 @@ async def test_a_retried_reply_is_queued_with_the_reason_then_sent(
         await bridge.receive(inbound("refund", msg_id="q1"))
         await settle(bridge)
         session = await only_session(bridge)
-        message = bridge.pipeline.outbound_message(
-            session, message_id="m-q", author=Author.AGENT, text="hi"
+        message = outbound_message(
+            session, recipient="ann@example.com", message_id="m-q", author=Author.AGENT,
+            text="hi",
         )
-        job = type("J", (), {"attempts": 1, "max_attempts": None})()
+        replies = bridge.pipeline.replies
         with pytest.raises(TransientError):
-            await bridge.pipeline.deliver(session, message, job)  # type: ignore[arg-type]
+            await replies.deliver(session, message, Run(1, None, utcnow()))
         record = await deliveries.get(bridge.store, "m-q")
         assert record is not None and record.state is ReplyState.QUEUED
         assert "attempt 1 failed, will retry" in record.detail and "503" in record.detail
-        job.attempts = 2
-        await bridge.pipeline.deliver(session, message, job)  # type: ignore[arg-type]
+        await replies.deliver(session, message, Run(2, None, utcnow()))
         record = await deliveries.get(bridge.store, "m-q")
         assert record is not None and record.state is ReplyState.SENT
     finally:
@@ -327,7 +329,7 @@ async def test_a_reply_whose_runner_died_on_its_last_attempt_is_failed_on_the_ca
                                            ["reply"])
         assert job is not None
         with anyio.move_on_after(0.1):  # the runner dies mid-send
-            await bridge.pipeline.on_reply(job)
+            await bridge.pipeline.handlers["reply"](job)
         await anyio.sleep(0.3)  # its lease runs out
         await settle(bridge)
         [dead] = await bridge.store.list_jobs("dead")

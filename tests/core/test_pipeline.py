@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from casebridge.bridge import Bridge
+from casebridge.jobs import HandoffJob
 from casebridge.model import Author, SessionStatus
 from casebridge.web import create_app
 from support.bridges import (
@@ -311,7 +312,7 @@ async def test_deeply_nested_json_is_a_400_on_the_webhook_and_the_api(world) -> 
 async def test_handoff_latency_runs_from_the_decision_to_the_activities(world) -> None:
     # The time the session spent with the assistant before the decision is not latency.
     import anyio
-    from casebridge.model import HandoffDecision, utcnow
+    from casebridge.model import utcnow
 
     bridge, _, _ = world
     await bridge.receive(inbound("My printer prints blank pages.", msg_id="lat1"))
@@ -319,7 +320,7 @@ async def test_handoff_latency_runs_from_the_decision_to_the_activities(world) -
     session = await only_session(bridge)
     await anyio.sleep(2.0)
     decided = utcnow()
-    await bridge.enqueue(bridge.pipeline.handoff_job(session.id, HandoffDecision("t", "t"), "t"))
+    await bridge.enqueue(HandoffJob(session.id, "t", "t", "t").to_new_job())
     await settle(bridge)
     done = utcnow()
     registry = bridge.registry

@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 from casebridge import hookimpl
 from casebridge.bridge import Bridge
+from casebridge.jobs import HandoffJob
 from casebridge.model import (
     ActivityRef,
     ActivityRequest,
     CaseRef,
     CaseRequest,
     Contact,
-    HandoffDecision,
     HandoffRequest,
     HandoffResult,
     derived_id,
 )
-from casebridge.pipeline import Pipeline
 from support.bridges import inbound, only_session, settle, write_config
 from support.plugins import LoopChannel
 
@@ -86,7 +85,7 @@ async def world(tmp_path: Path):
 
 
 async def hand_off(bridge: Bridge, session_id: str) -> None:
-    await bridge.enqueue(Pipeline.handoff_job(session_id, HandoffDecision("asked", "test")))
+    await bridge.enqueue(HandoffJob(session_id, "asked", "test").to_new_job())
     await settle(bridge)
 
 

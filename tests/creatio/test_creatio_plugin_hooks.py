@@ -205,10 +205,12 @@ async def test_hook_services_creatio_unreachable_at_start_does_not_stop_the_runn
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     path = creatio_config(tmp_path, {"url": dead, "username": "u", "password": "p",
-                                     "webhook_token": HOOK_TOKEN})
+                                     "webhook_token": HOOK_TOKEN, "reconcile_interval": 60})
     caplog.set_level(logging.ERROR, logger="casebridge.creatio")
     async with running(path) as world:
-        assert [s.name for s in world.plugin.services()] == ["creatio"]
+        services = world.plugin.services()
+        assert [s.name for s in services] == ["creatio", "creatio reconcile"]
+        assert [s.singleton for s in services] == [False, True]
         await wait_until(lambda: any("is unreachable" in r.getMessage() for r in caplog.records))
         ready = await world.http.get(f"{world.bridge_url}/readyz")
         assert ready.status_code == 200 and ready.json()["ready"]

@@ -20,6 +20,7 @@ import pytest
 from casebridge.bridge import Bridge
 from casebridge.errors import PermanentError
 from casebridge.model import RawInbound
+from casebridge_email.envelope import envelope_fields
 from casebridge_email.mime import ParsedEmail, parse_email
 from deployment import SUPPORT, Deployment, free_port, wait_for
 from hypothesis import HealthCheck, given, settings
@@ -221,9 +222,9 @@ async def bridge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
 async def receive(bridge: Bridge, data: bytes) -> None:
     # A clear refusal (PermanentError, SMTP 554) is a proper answer; anything else is not.
     with contextlib.suppress(PermanentError):
-        await bridge.receive(RawInbound(channel="email", payload=data,
-                                        envelope_from="fuzz@customer.example",
-                                        envelope_to=(SUPPORT,)))
+        await bridge.receive(RawInbound(
+            channel="email", payload=data,
+            fields=envelope_fields("fuzz@customer.example", (SUPPORT,))))
 
 
 async def test_ingest_takes_every_corpus_file(bridge: Bridge) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import anyio
 from casebridge import deliveries
 from casebridge.deliveries import ReplyState
-from casebridge.model import Author, RawInbound
+from casebridge.jobs import Run
+from casebridge.model import Author, RawInbound, utcnow
 from casebridge_email.bounces import read_bounce
+from casebridge_email.envelope import envelope_fields
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.bridges import only_session, settle
@@ -89,16 +91,14 @@ async def test_a_bounced_reply_is_failed_and_noted(tmp_path, monkeypatch) -> Non
             await receive(bridge, customer_mail("Hello", msgid="<b1@customer.example>"))
             session = await only_session(bridge)
             message = await agent_message(bridge, session, "Hi Ann", "bounced")
-            await bridge.pipeline.deliver(
-                session, message, type("J", (), {"attempts": 1, "max_attempts": None})()
-            )
+            await bridge.pipeline.replies.deliver(session, message, Run(1, None, utcnow()))
             tg.cancel_scope.cancel()
         sent = await deliveries.get(bridge.store, message.id)
         assert sent is not None and sent.state is ReplyState.SENT
         our_id = sent.external_id
         dropped = await bridge.receive(
             RawInbound(
-                channel="email", payload=dsn(our_id), envelope_from="", envelope_to=(SUPPORT,)
+                channel="email", payload=dsn(our_id), fields=envelope_fields("", (SUPPORT,))
             )
         )
         assert dropped.dropped.startswith("delivery status notification")

@@ -18,7 +18,8 @@ import anyio
 import httpx
 import pytest
 from casebridge.bridge import Bridge
-from casebridge.model import Author, HandoffDecision, SessionStatus
+from casebridge.jobs import HandoffJob
+from casebridge.model import Author, SessionStatus
 from casebridge_email.tokens import make_token, token_from_address, token_from_message_id
 from support.bridges import HOOK_TOKEN, install_jsonl, jsonl_records, only_session, settle
 from support.bridges import write_config as write_bridge_config
@@ -60,9 +61,7 @@ class World:
         await settle(self.bridge)
 
     async def hand_off(self, session_id: str) -> None:
-        await self.bridge.enqueue(
-            self.bridge.pipeline.handoff_job(session_id, HandoffDecision("test handoff", "test"))
-        )
+        await self.bridge.enqueue(HandoffJob(session_id, "test handoff", "test").to_new_job())
         await settle(self.bridge)
 
 

@@ -11,6 +11,8 @@ import pytest
 from casebridge.bridge import Bridge
 from casebridge.model import Author, DeliveryState, RawInbound, derived_id
 from casebridge.plugin import PermanentError
+from casebridge.replies import outbound_message
+from casebridge_email.envelope import envelope_fields
 from casebridge_email.plugin import EmailPlugin
 from support.bridges import install_jsonl, only_session, settle
 from support.bridges import write_config as write_bridge_config
@@ -52,24 +54,24 @@ async def test_a_second_instance_answers_to_its_own_name(
             services = bridge.hooks.services(bridge)
             assert [s.name for s in services] == ["billing-mail SMTP server"]
             await bridge.receive(RawInbound(
-                channel="billing-mail", envelope_from="ann@customer.example",
-                envelope_to=(SUPPORT,),
+                channel="billing-mail", sender="ann@customer.example",
+                fields=envelope_fields("ann@customer.example", (SUPPORT,)),
                 payload=customer_mail("Invoice wrong", msgid="<b1@customer.example>")))
             await settle(bridge)
             session = await only_session(bridge)
             assert session.channel == "billing-mail"
-            message = bridge.pipeline.outbound_message(
-                session, message_id=derived_id("test-reply", "b1"), author=Author.AGENT,
-                text="Fixed.")
+            message = outbound_message(
+                session, recipient=await bridge.pipeline.replies.reply_address(session),
+                message_id=derived_id("test-reply", "b1"), author=Author.AGENT, text="Fixed.")
             await bridge.store.add_message(message)
             transcript = await bridge.store.transcript(session.id)
             delivery = await bridge.hooks.deliver_reply("billing-mail", session, message,
                                                         transcript)
             assert delivery.state is DeliveryState.SENT
             # Its state is under its own name, and the reply threads on the customer's mail.
-            sent = await bridge.store.get_state("billing-mail", f"sent:{message.id}")
-            assert sent == {"message_id": delivery.external_id}
-            assert await bridge.store.get_state("email", f"sent:{message.id}") is None
+            key = f"msgid:{delivery.external_id}"
+            assert await bridge.store.get_state("billing-mail", key) == message.id
+            assert await bridge.store.get_state("email", key) is None
             result = await bridge.hooks.check("billing-mail", bridge)
             assert result.plugin == "billing-mail" and result.ok
         finally:

@@ -1,5 +1,6 @@
-"""The email plugin's hooks called through the core on an opened (not running) bridge: the
-at-most-once protocol of deliver_reply against real relays on loopback, reply-token threading,
+"""The email plugin's hooks called through the core on an opened (not running) bridge:
+deliver_reply under the core's at-most-once delivery log against real relays on loopback,
+reply-token threading,
 the rate limit, attachment limits and the health check."""
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ from typing import Any
 import anyio
 import pytest
 from casebridge.bridge import Bridge
+from casebridge.delivery_log import NAMESPACE, Attempt, Stage
 from casebridge.errors import TransientError
-from casebridge.model import Author, DeliveryState, Message, RawInbound, Session, derived_id
+from casebridge.model import (
+    Author,
+    DeliveryState,
+    Message,
+    RawInbound,
+    Session,
+    derived_id,
+    utcnow,
+)
+from casebridge.replies import outbound_message
+from casebridge_email.envelope import envelope_fields
 from support.bridges import install_jsonl, only_session, settle
 from support.bridges import write_config as write_bridge_config
 from test_email_plugin_support import SUPPORT, customer_mail, free_port, sink_server
@@ -44,22 +56,24 @@ async def opened(
 async def receive(bridge: Bridge, data: bytes, *, to: tuple[str, ...] = (SUPPORT,),
                   mail_from: str = "ann@customer.example") -> Any:
     received = await bridge.receive(RawInbound(channel="email", payload=data,
-                                               envelope_from=mail_from, envelope_to=to))
+                                               fields=envelope_fields(mail_from, to)))
     await settle(bridge)
     return received
 
 
 async def agent_message(bridge: Bridge, session: Session, text: str, key: str) -> Message:
-    message = bridge.pipeline.outbound_message(
-        session, message_id=derived_id("test-reply", key), author=Author.AGENT, text=text
+    message = outbound_message(
+        session, recipient=await bridge.pipeline.replies.reply_address(session),
+        message_id=derived_id("test-reply", key), author=Author.AGENT, text=text,
     )
     await bridge.store.add_message(message)
     return message
 
 
 async def deliver(bridge: Bridge, session: Session, message: Message) -> Any:
+    """Through the core's at-most-once path, as the pipeline delivers."""
     transcript = await bridge.store.transcript(session.id)
-    return await bridge.hooks.deliver_reply("email", session, message, transcript)
+    return await bridge.pipeline.delivery_log.deliver(session, message, transcript)
 
 
 @asynccontextmanager
@@ -139,11 +153,13 @@ async def test_hook_deliver_reply_email_interrupted_attempt_is_not_repeated(
         await receive(bridge, customer_mail("Hello", msgid="<i1@customer.example>"))
         session = await only_session(bridge)
         message = await agent_message(bridge, session, "Hi Ann", "interrupted")
-        # What a runner killed in the middle of a send leaves behind.
-        await bridge.store.put_state("email", f"attempt:{message.id}",
-                                     {"message_id": "x@example.com", "stage": "sending"})
+        # What a runner killed in the middle of a send leaves behind: the core's intent.
+        intent = Attempt(message.id, "email", Stage.SENDING, utcnow())
+        await bridge.store.put_state(NAMESPACE, message.id, intent.as_json())
         delivery = await deliver(bridge, session, message)
+        # A relay cannot be asked whether it took the mail: failed, never sent twice.
         assert delivery.state is DeliveryState.FAILED and "interrupted" in delivery.detail
+        assert "not sent again" in delivery.detail
         assert sink.received == []
 
 
@@ -156,8 +172,8 @@ async def test_hook_deliver_reply_email_relay_down_is_retried_later(tmp_path, mo
         with pytest.raises(TransientError, match=f"relay 127.0.0.1:{down}"):
             await deliver(bridge, session, message)
         # Failed before any data went out: nothing blocks the next attempt.
-        assert await bridge.store.get_state("email", f"attempt:{message.id}") is None
-        assert await bridge.store.get_state("email", f"sent:{message.id}") is None
+        record = await bridge.pipeline.delivery_log.get(message.id)
+        assert record is not None and record.stage is Stage.NOT_SENT
 
 
 async def test_hook_ingest_email_reply_token_beats_the_address_it_was_sent_to(

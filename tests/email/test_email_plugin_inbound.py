@@ -7,6 +7,7 @@ import uuid
 from email.message import EmailMessage
 
 from casebridge.model import Author, Direction, RawInbound, derived_id
+from casebridge_email.envelope import envelope_fields
 from casebridge_email.inbound import (
     LARGE_TEXT,
     base_address,
@@ -111,8 +112,8 @@ def test_to_message_fills_every_field_of_a_customer_mail() -> None:
         In_Reply_To="<m1@customer.example>", References="<m0@customer.example>",
         Date="Tue, 04 Jun 2024 08:30:00 +0200",
     )
-    raw = RawInbound(channel="email", payload=data, envelope_from="ann@customer.example",
-                     envelope_to=("Support+abc@Example.com",))
+    raw = RawInbound(channel="email", payload=data,
+                     fields=envelope_fields("ann@customer.example", ("Support+abc@Example.com",)))
     message = to_message(raw, parse_email(data), is_ours=is_ours, keep_signature=False,
                          token_secret=SECRET)
     assert message.id == derived_id("email", "m2@customer.example")
@@ -129,7 +130,7 @@ def test_to_message_fills_every_field_of_a_customer_mail() -> None:
 
 def test_to_message_keeps_the_signature_when_asked() -> None:
     data = raw_mail("Hello\n\n-- \nAnn Example\nACME Corp\n", Message_ID="<s@c.example>")
-    raw = RawInbound(channel="email", payload=data, envelope_to=(SUPPORT,))
+    raw = RawInbound(channel="email", payload=data, fields=envelope_fields("", (SUPPORT,)))
     kept = to_message(raw, parse_email(data), is_ours=is_ours, keep_signature=True,
                       token_secret=SECRET)
     trimmed = to_message(raw, parse_email(data), is_ours=is_ours, keep_signature=False,
@@ -153,7 +154,7 @@ DEEP_HTML = "<div>" * 30_000 + "Router <b>4711</b> reboots.<script>x()</script>"
 
 def test_too_deeply_nested_html_shows_the_text_part_with_a_note() -> None:
     message = to_message(
-        RawInbound(channel="email", payload=b"x", envelope_to=(SUPPORT,)),
+        RawInbound(channel="email", payload=b"x", fields=envelope_fields("", (SUPPORT,))),
         parsed(text="Router 4711 reboots every night.", html=DEEP_HTML),
         is_ours=is_ours, keep_signature=False, token_secret=SECRET,
     )
@@ -166,7 +167,7 @@ def test_too_deeply_nested_html_shows_the_text_part_with_a_note() -> None:
 
 def test_too_deeply_nested_html_alone_is_shown_as_its_flat_text() -> None:
     message = to_message(
-        RawInbound(channel="email", payload=b"x", envelope_to=(SUPPORT,)),
+        RawInbound(channel="email", payload=b"x", fields=envelope_fields("", (SUPPORT,))),
         parsed(html=DEEP_HTML),
         is_ours=is_ours, keep_signature=False, token_secret=SECRET,
     )
@@ -176,7 +177,7 @@ def test_too_deeply_nested_html_alone_is_shown_as_its_flat_text() -> None:
                for n in message.notes)
     # A shallow HTML part is rendered as before, without a note.
     shallow = to_message(
-        RawInbound(channel="email", payload=b"x", envelope_to=(SUPPORT,)),
+        RawInbound(channel="email", payload=b"x", fields=envelope_fields("", (SUPPORT,))),
         parsed(html="<div><p>Router <b>4711</b> reboots.</p></div>"),
         is_ours=is_ours, keep_signature=False, token_secret=SECRET,
     )

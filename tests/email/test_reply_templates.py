@@ -24,7 +24,9 @@ from casebridge.model import (
     SessionStatus,
     derived_id,
 )
+from casebridge.replies import outbound_message
 from casebridge.templates import TemplateError, Templates
+from casebridge_email.envelope import envelope_fields
 from casebridge_email.reply_bodies import TEMPLATES, author_label, reply_bodies
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -175,11 +177,13 @@ async def test_an_override_in_the_toml_folder_is_what_the_customer_gets(
         try:
             await bridge.receive(RawInbound(
                 channel="email", payload=customer_mail("Hello", msgid="<t1@customer.example>"),
-                envelope_from="ann@customer.example", envelope_to=(SUPPORT,)))
+                sender="ann@customer.example",
+                fields=envelope_fields("ann@customer.example", (SUPPORT,))))
             await settle(bridge)
             session = await only_session(bridge)
-            message = bridge.pipeline.outbound_message(
-                session, message_id=derived_id("test-reply", "t1"), author=Author.AGENT,
+            message = outbound_message(
+                session, recipient=await bridge.pipeline.replies.reply_address(session),
+                message_id=derived_id("test-reply", "t1"), author=Author.AGENT,
                 text="Your printer is fixed.")
             await bridge.store.add_message(message)
             transcript = await bridge.store.transcript(session.id)

@@ -16,10 +16,12 @@ import pytest
 import tomli_w
 from casebridge.bridge import Bridge
 from casebridge.config import build
+from casebridge.delivery_log import NAMESPACE, Attempt, Stage
 from casebridge.errors import ConfigError, PermanentError, TransientError
 from casebridge.model import (
     Author,
     Contact,
+    Delivery,
     DeliveryState,
     Direction,
     Message,
@@ -29,9 +31,11 @@ from casebridge.model import (
     derived_id,
     utcnow,
 )
+from casebridge.plugin import PluginContext
 from casebridge.secrets import Secret
 from casebridge_sms.keyword_answers import keyword_word
-from casebridge_sms.plugin import SmsPlugin, media_fields
+from casebridge_sms.media import media_fields
+from casebridge_sms.plugin import SmsPlugin
 from casebridge_sms.sandbox import SandboxState, create_sandbox_app
 from casebridge_sms.settings import SmsSettings
 from casebridge_sms.webhook import STATUS_RANK, advance_status, form_fields, our_channel
@@ -159,13 +163,18 @@ async def test_hook_ingest_sms_downloads_media_with_credentials_and_a_limit(
     assert len(inbound.message.notes) == 2 and "media1 not kept" in inbound.message.notes[0]
 
 
-# -- deliver_reply ----------------------------------------------------------------------
+# -- deliver_reply, reconcile_delivery ----------------------------------------------------
+
+
+async def delivered(r: Rig, session: Session, message: Message) -> Delivery:
+    """Through the core's at-most-once path, as the pipeline delivers."""
+    return await r.bridge.pipeline.delivery_log.deliver(session, message, [])
 
 
 async def test_hook_deliver_reply_sends_once_per_message(sms: Rig) -> None:
     session, message = reply("m1", "Your parcel left “today” — track it online.")
-    first = await sms.plugin.deliver_reply(session, message, [])
-    again = await sms.plugin.deliver_reply(session, message, [])
+    first = await delivered(sms, session, message)
+    again = await delivered(sms, session, message)
     assert first.state is DeliveryState.SENT and again == first
     [sent] = sms.sandbox.messages
     # Smart encoding turned the typography into GSM-7: one part, not two UCS-2 parts.
@@ -174,65 +183,83 @@ async def test_hook_deliver_reply_sends_once_per_message(sms: Rig) -> None:
     assert (sent["to"], sent["from"]) == (ANN, OUR)
     status = await sms.bridge.store.get_state("sms", f"status:{sent['sid']}")
     assert status["status"] == "queued"
+    assert await sms.bridge.store.get_state("sms", f"sent:{sent['sid']}") == "m1"
 
 
-async def test_hook_deliver_reply_reconciles_an_attempt_left_by_a_crash(sms: Rig) -> None:
-    store, provider = sms.bridge.store, sms.plugin.provider()
-    before = (utcnow() - timedelta(seconds=5)).isoformat()
-    # The first run sent the SMS, then died before recording the result. The sandbox keeps
-    # it queued (no date_sent), as Twilio does until it goes out.
+async def test_hook_reconcile_delivery_finds_a_send_left_by_a_crash(sms: Rig) -> None:
+    provider = sms.plugin.provider()
+    before = utcnow() - timedelta(seconds=5)
+    # The first run sent the SMS, then died before the core recorded the outcome. The
+    # sandbox keeps it queued (no date_sent), as Twilio does until it goes out.
     earlier = await provider.send(ANN, "We called you back.", from_=OUR)
     assert sms.sandbox.messages[0]["date_sent"] is None
-    await store.put_state("sms", "attempt:m2", {"at": before, "to": ANN, "from": OUR,
-                                                "body": "We called you back.", "segments": 1})
     session, message = reply("m2", "We called you back.")
-    delivery = await sms.plugin.deliver_reply(session, message, [])
-    assert (delivery.state, delivery.external_id) == (DeliveryState.SENT, earlier.sid)
+    found = await sms.plugin.reconcile_delivery(session, message, before)
+    assert found is not None
+    assert (found.state, found.external_id, found.segments) == (
+        DeliveryState.SENT, earlier.sid, 1)
+    assert await sms.bridge.store.get_state("sms", f"sent:{earlier.sid}") == "m2"
+    # Another reply with the same words whose run died before sending: the SMS that
+    # belongs to m2 is not taken for it.
+    session, other = reply("m3", "We called you back.")
+    assert await sms.plugin.reconcile_delivery(session, other, before) is None
+    # Nothing that recent: not sent.
+    assert await sms.plugin.reconcile_delivery(session, other, utcnow() + timedelta(days=1)) \
+        is None
     assert len(sms.sandbox.messages) == 1
 
-    # Another message with the same words, whose first run died before sending: the SMS
-    # that belongs to m2 is not taken for it, so it is sent.
-    await store.put_state("sms", "attempt:m3",
-                          {"at": before, "to": ANN, "body": "We called you back.", "segments": 1})
-    session, message = reply("m3", "We called you back.")
-    delivery = await sms.plugin.deliver_reply(session, message, [])
-    assert delivery.state is DeliveryState.SENT and delivery.external_id != earlier.sid
+
+async def test_hook_reconcile_delivery_through_the_core_never_sends_twice(sms: Rig) -> None:
+    # What a runner killed mid-send leaves: the core's intent, no outcome; the SMS went out.
+    earlier = await sms.plugin.provider().send(ANN, "Refund approved.", from_=OUR)
+    intent = Attempt("m4", "sms", Stage.SENDING, utcnow() - timedelta(seconds=5))
+    await sms.bridge.store.put_state(NAMESPACE, "m4", intent.as_json())
+    session, message = reply("m4", "Refund approved.")
+    delivery = await delivered(sms, session, message)
+    assert (delivery.state, delivery.external_id) == (DeliveryState.SENT, earlier.sid)
+    # Its run died before sending: the lookup finds nothing, so it is sent, once.
+    await sms.bridge.store.put_state(NAMESPACE, "m5", {**intent.as_json()})
+    session, message = reply("m5", "Refund approved.")
+    resent = await delivered(sms, session, message)
+    assert resent.state is DeliveryState.SENT and resent.external_id != earlier.sid
+    assert await delivered(sms, session, message) == resent
     assert len(sms.sandbox.messages) == 2
 
 
 async def test_hook_deliver_reply_failures(sms: Rig) -> None:
     # A provider refusal is a final FAILED, remembered without sending again.
     sms.sandbox.fail_next(400)
-    session, message = reply("m4", "Hello")
-    failed = await sms.plugin.deliver_reply(session, message, [])
+    session, message = reply("m6", "Hello")
+    failed = await delivered(sms, session, message)
     assert failed.state is DeliveryState.FAILED and "HTTP 400" in failed.detail
-    assert await sms.plugin.deliver_reply(session, message, []) == failed
+    assert await delivered(sms, session, message) == failed
     assert sms.sandbox.messages == []
 
-    # A transient failure propagates for the outbox; the retry sends once.
+    # A transient failure propagates for the outbox, with the provider's Retry-After; the
+    # retry sends once.
     sms.sandbox.fail_next(429, retry_after=120)
-    session, message = reply("m5", "Hello again")
+    session, message = reply("m7", "Hello again")
     with pytest.raises(TransientError) as caught:
-        await sms.plugin.deliver_reply(session, message, [])
+        await sms.plugin.deliver_reply(session, message)
     assert caught.value.retry_after == 120
     assert TOKEN not in str(caught.value)
-    retried = await sms.plugin.deliver_reply(session, message, [])
+    retried = await delivered(sms, session, message)
     assert retried.state is DeliveryState.SENT and len(sms.sandbox.messages) == 1
 
 
 async def test_hook_deliver_reply_refusals_and_recipient(sms: Rig) -> None:
-    session, message = reply("m6", "x" * 1531)  # 11 GSM-7 parts: over the default 10
-    refused = await sms.plugin.deliver_reply(session, message, [])
+    session, message = reply("m8", "x" * 1531)  # 11 GSM-7 parts: over the default 10
+    refused = await sms.plugin.deliver_reply(session, message)
     assert refused.state is DeliveryState.REFUSED
     assert "11 SMS segments (GSM-7)" in refused.detail and "limit of 10" in refused.detail
-    session, message = reply("m7", "   ")
-    assert (await sms.plugin.deliver_reply(session, message, [])).state is DeliveryState.REFUSED
+    session, message = reply("m9", "   ")
+    assert (await sms.plugin.deliver_reply(session, message)).state is DeliveryState.REFUSED
     # The core may address a contact known by e-mail too at that address: SMS uses the phone.
-    session, message = reply("m8", "By text", recipient="ann@example.com")
-    assert (await sms.plugin.deliver_reply(session, message, [])).state is DeliveryState.SENT
+    session, message = reply("m10", "By text", recipient="ann@example.com")
+    assert (await sms.plugin.deliver_reply(session, message)).state is DeliveryState.SENT
     await sms.bridge.store.put_state("sms", f"optout:{ANN}", {"at": "now"})
-    session, message = reply("m9", "After STOP")
-    opted_out = await sms.plugin.deliver_reply(session, message, [])
+    session, message = reply("m11", "After STOP")
+    opted_out = await sms.plugin.deliver_reply(session, message)
     assert opted_out.state is DeliveryState.REFUSED and "STOP" in opted_out.detail
     assert [m["body"] for m in sms.sandbox.messages] == ["By text"]
 
@@ -241,17 +268,17 @@ async def test_hook_deliver_reply_21610_marks_the_number_opted_out(sms: Rig) -> 
     # The customer opted out with the provider (its own STOP handling, or the carrier's)
     # and the bridge never heard of it: the provider refuses the reply with 21610.
     sms.sandbox.opted_out.add((OUR, ANN))
-    session, message = reply("m10", "Your refund is on its way.")
-    refused = await sms.plugin.deliver_reply(session, message, [])
+    session, message = reply("m12", "Your refund is on its way.")
+    refused = await delivered(sms, session, message)
     assert refused.state is DeliveryState.REFUSED
     assert "opted out of SMS (STOP)" in refused.detail and "21610" in refused.detail
     assert TOKEN not in refused.detail
     assert (await sms.bridge.store.get_state("sms", f"optout:{ANN}"))["provider_code"] == 21610
     # Asked again (an outbox retry), the same answer; a later reply is refused before sending.
-    assert await sms.plugin.deliver_reply(session, message, []) == refused
+    assert await delivered(sms, session, message) == refused
     sms.sandbox.opted_out.clear()
-    session, later = reply("m11", "Anything else?")
-    assert (await sms.plugin.deliver_reply(session, later, [])).state is DeliveryState.REFUSED
+    session, later = reply("m13", "Anything else?")
+    assert (await sms.plugin.deliver_reply(session, later)).state is DeliveryState.REFUSED
     assert sms.sandbox.messages == []
 
 
@@ -285,6 +312,22 @@ async def test_hook_ingest_stop_the_provider_already_blocks_is_left_to_it(
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+async def test_hook_ingest_a_keyword_answer_is_one_request_and_a_retried_webhook_answers(
+    sms: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The customer's webhook is not held while a provider outage is retried: one request,
+    # the failure logged, and nothing claimed, so the provider's retry of the webhook answers.
+    sms.sandbox.fail_next(503, times=3)
+    help_ = raw(Body="HELP")
+    assert (await sms.plugin.ingest(help_)).dropped == "help keyword HELP"
+    assert len(sms.sandbox.failures) == 2 and sms.sandbox.messages == []
+    assert "keyword answer" in caplog.text and "503" in caplog.text
+    sms.sandbox.failures.clear()
+    assert (await sms.plugin.ingest(help_)).dropped == "help keyword HELP"
+    assert (await sms.plugin.ingest(help_)).dropped == "help keyword HELP"
+    assert [m["to"] for m in sms.sandbox.messages] == [ANN]
+
+
 async def test_hook_ingest_answer_keywords_off_sends_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,11 +341,18 @@ async def test_hook_ingest_answer_keywords_off_sends_nothing(
 # -- check, services, commands -----------------------------------------------------------
 
 
+class NoBridge:
+    """Just enough of a runner for a context whose plugin only checks its provider."""
+
+    registry = store = None
+    blob_dir = Path("/nonexistent")
+
+
 def twilio_plugin(base_url: str, token: str) -> SmsPlugin:
     plugin = SmsPlugin()
     settings = SmsSettings(provider="twilio", base_url=base_url, account_sid="AC" + "7" * 32,
                            auth_token=Secret(token), numbers=[OUR])
-    plugin.configure(None, settings)
+    plugin.configure(PluginContext(NoBridge(), "sms", settings))  # type: ignore[arg-type]
     return plugin
 
 
@@ -325,7 +375,7 @@ async def test_hook_check_sandbox_and_services(sms: Rig) -> None:
     assert sms.plugin.sandbox_url.startswith("http://127.0.0.1:")
     assert sms.sandbox.webhook_url == sms.bridge.public_url + "/webhooks/sms/inbound"
     plugin = twilio_plugin("http://127.0.0.1:9", "t")
-    [service] = plugin.services(None)
+    [service] = plugin.services()
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
         assert plugin.provider().base_url == "http://127.0.0.1:9"

@@ -28,18 +28,8 @@ OTHER = "+14155550199"
 FROM = "+15005550006"
 
 
-class Sleeps:
-    """Records the waits a provider asks for instead of waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
-def provider(url: str, sleeps: Sleeps | None = None, **kwargs: object) -> TwilioProvider:
-    return TwilioProvider(url, SID, Secret(TOKEN), sleep=sleeps or Sleeps(), **kwargs)  # type: ignore[arg-type]
+def provider(url: str, **kwargs: object) -> TwilioProvider:
+    return TwilioProvider(url, SID, Secret(TOKEN), **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -109,7 +99,7 @@ async def test_provider_errors_are_permanent_with_the_providers_message(
                 await sms.send("+15005550004", "hi", from_=FROM)
             with pytest.raises(PermanentError, match="20404"):
                 await sms.get_message("SM" + "0" * 32)
-        wrong = TwilioProvider(url, SID, Secret("wrong-token"), sleep=Sleeps())
+        wrong = TwilioProvider(url, SID, Secret("wrong-token"))
         with pytest.raises(PermanentError, match=r"401.*Authenticate") as info:
             await wrong.send(US, "hi", from_=FROM)
         await wrong.aclose()
@@ -120,67 +110,38 @@ async def test_provider_errors_are_permanent_with_the_providers_message(
     assert state.messages == []
 
 
-async def test_retries_429_with_retry_after_then_500_then_succeeds(
-    serve, state: SandboxState
+async def test_each_call_is_one_attempt_and_hands_retry_after_to_the_outbox(
+    serve, state: SandboxState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state.fail_next(429, retry_after=7)
-    state.fail_next(500)
-    sleeps = Sleeps()
+    # The outbox owns retries: a call never waits, whatever the provider answers.
+    async def no_sleep(delay: float) -> None:
+        raise AssertionError(f"the provider slept {delay}s inside a call")
+
+    monkeypatch.setattr(anyio, "sleep", no_sleep)
+    state.fail_next(429, retry_after=120)
+    state.fail_next(503)
     with serve(create_sandbox_app(state)) as url:
-        async with provider(url, sleeps, backoff_base=0.5) as sms:
+        async with provider(url) as sms:
+            with pytest.raises(TransientError, match="429") as limited:
+                await sms.send(US, "hi", from_=FROM)
+            assert len(state.failures) == 1  # one request, not a loop
+            with pytest.raises(TransientError, match="503") as unavailable:
+                await sms.send(US, "hi", from_=FROM)
             sent = await sms.send(US, "third time lucky", from_=FROM)
+    assert limited.value.retry_after == 120
+    assert unavailable.value.retry_after is None
+    for caught in (limited, unavailable):
+        assert not isinstance(caught.value, AmbiguousWriteError)
+        assert TOKEN not in str(caught.value)
     assert [m["sid"] for m in state.messages] == [sent.sid]
-    assert sleeps.delays[0] == 7
-    # Second wait: exponential backoff for try 2 (0.5 * 2) with equal jitter.
-    assert 0.5 <= sleeps.delays[1] <= 1.0
-    assert len(sleeps.delays) == 2
 
 
-async def test_gives_up_after_the_budget_with_retry_after(serve, state: SandboxState) -> None:
-    state.fail_next(429, retry_after=3, times=10)
-    sleeps = Sleeps()
-    with serve(create_sandbox_app(state)) as url:
-        async with provider(url, sleeps, max_attempts=3) as sms:
-            with pytest.raises(TransientError, match="3 attempts") as info:
-                await sms.send(US, "hi", from_=FROM)
-    assert info.value.retry_after == 3
-    assert sleeps.delays == [3, 3]
-    assert len(state.failures) == 7
-
-
-async def test_5xx_budget_then_transient_without_hint(serve, state: SandboxState) -> None:
-    state.fail_next(503, times=4)
-    sleeps = Sleeps()
-    with serve(create_sandbox_app(state)) as url:
-        async with provider(url, sleeps, max_attempts=4, backoff_base=1, backoff_cap=2) as sms:
-            with pytest.raises(TransientError, match="503") as info:
-                await sms.send(US, "hi", from_=FROM)
-    assert info.value.retry_after is None
-    assert not isinstance(info.value, AmbiguousWriteError)
-    # Backoff doubles up to the cap; equal jitter keeps each wait in [ceiling/2, ceiling].
-    for delay, ceiling in zip(sleeps.delays, [1, 2, 2], strict=True):
-        assert ceiling / 2 <= delay <= ceiling
-
-
-async def test_long_retry_after_is_handed_to_the_caller(serve, state: SandboxState) -> None:
-    state.fail_next(429, retry_after=120, times=2)
-    sleeps = Sleeps()
-    with serve(create_sandbox_app(state)) as url:
-        async with provider(url, sleeps, max_retry_after=30) as sms:
-            with pytest.raises(TransientError) as info:
-                await sms.send(US, "hi", from_=FROM)
-    assert info.value.retry_after == 120
-    assert sleeps.delays == []
-    assert len(state.failures) == 1
-
-
-async def test_connection_refused_is_retried_then_transient(closed_port: int) -> None:
-    sleeps = Sleeps()
-    async with provider(f"http://127.0.0.1:{closed_port}", sleeps, max_attempts=3) as sms:
+async def test_connection_refused_is_transient(closed_port: int) -> None:
+    async with provider(f"http://127.0.0.1:{closed_port}") as sms:
         with pytest.raises(TransientError, match="cannot connect") as info:
             await sms.send(US, "hi", from_=FROM)
     assert not isinstance(info.value, AmbiguousWriteError)
-    assert len(sleeps.delays) == 2
+    assert info.value.retry_after is None
     assert TOKEN not in str(info.value)
 
 
@@ -195,17 +156,16 @@ async def test_timeout_after_sending_is_ambiguous_for_writes_only(serve) -> None
 
     path = f"/2010-04-01/Accounts/{SID}/Messages.json"
     app = Starlette(routes=[Route(path, slow, methods=["GET", "POST"])])
-    sleeps = Sleeps()
     try:
         with serve(app) as url:
-            async with provider(url, sleeps, timeout=0.3, max_attempts=2) as sms:
+            async with provider(url, timeout=0.3) as sms:
                 with pytest.raises(AmbiguousWriteError, match="may have been sent"):
                     await sms.send(US, "hi", from_=FROM)
                 assert hits == ["POST"]
                 with pytest.raises(TransientError) as info:
                     await sms.recent_messages(US, datetime.now(UTC))
                 assert not isinstance(info.value, AmbiguousWriteError)
-                assert hits == ["POST", "GET", "GET"]
+                assert hits == ["POST", "GET"]
             release.set()
     finally:
         release.set()

@@ -46,9 +46,9 @@ def inbound(body: str, *, sender: str = "ann@example.com", msg_id: str, to: str 
             **extra: str) -> RawInbound:
     """A loop-channel inbound; ``extra`` fields such as ``attachment`` (its text) and
     ``attachment_name`` come with it."""
-    return RawInbound(channel="loop", fields={"from": sender, "to": to, "body": body,
-                                              "id": msg_id, "name": name, "subject": subject,
-                                              **extra})
+    return RawInbound(channel="loop", sender=sender, transport_id=msg_id,
+                      fields={"from": sender, "to": to, "body": body, "id": msg_id,
+                              "name": name, "subject": subject, **extra})
 
 
 def jsonl_records(bridge: Bridge, kind: str) -> list[dict[str, Any]]:

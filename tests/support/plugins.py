@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from casebridge import hookimpl
 from casebridge.blobs import write_blob
 from casebridge.model import (
+    AddressKind,
     AssistantTurn,
     Attachment,
     Author,
@@ -60,7 +61,9 @@ class LoopChannel:
             subject=fields.get("subject", ""),
             attachments=attachments,
         )
-        return Inbound(message, contact_name=fields.get("name", ""))
+        # The test says what the sender's address is, as a real channel knows it.
+        kind = AddressKind(fields.get("kind", "email"))
+        return Inbound(message, contact_name=fields.get("name", ""), sender_kind=kind)
 
     @hookimpl
     async def deliver_reply(self, message: Message) -> Delivery:

@@ -4,7 +4,8 @@
 the store's unique keys drop a redelivery), drops what must not reach a session (loops,
 opt-outs) with the reason, and never fails on garbage with anything but a permanent error.
 ``deliver_reply`` sends once and answers SENT, or answers a final REFUSED / FAILED with the
-reason instead of raising. And a message sent through the real transport lands in a
+reason instead of raising; a channel with ``reconcile_delivery`` finds a reply it sent, and
+no other. And a message sent through the real transport lands in a
 session.
 """
 
@@ -13,13 +14,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
 from ..errors import PermanentError
-from ..model import Author, DeliveryState, Direction, Message, RawInbound, Session
+from ..model import Author, DeliveryState, Direction, Message, RawInbound, Session, utcnow
+from ..replies import outbound_message
 from .harness import Harness, running_bridge
 
 
@@ -94,8 +97,8 @@ async def _reply(world: World, recipient: str, text: str) -> tuple[Session, Mess
     assert message_row is not None and message_row.session_id
     session = await bridge.store.get_session(message_row.session_id)
     assert session is not None
-    reply = bridge.pipeline.outbound_message(session, message_id=f"reply-{_token()}",
-                                             author=Author.AGENT, text=text)
+    reply = outbound_message(session, recipient=await bridge.pipeline.replies.reply_address(
+        session), message_id=f"reply-{_token()}", author=Author.AGENT, text=text)
     await bridge.store.add_message(reply)
     return session, reply
 
@@ -153,6 +156,21 @@ class ChannelConformance:
             assert word.lower() in inbound.dropped.lower(), (word, inbound.dropped)
 
     @pytest.mark.anyio
+    async def test_a_dropped_inbound_is_listed_once_by_its_sender(self, channel: World) -> None:
+        # The transport sets who it is from and its own id (or the core keys the record
+        # by the payload): a provider's retry of a dropped inbound is not listed twice.
+        bridge = channel.harness.bridge
+        cases = channel.probe.dropped(channel.probe.customer(3))
+        for raw, _ in cases:
+            for _ in range(2):
+                assert (await bridge.receive(raw)).dropped
+        listed = await bridge.store.list_dropped(100)
+        assert len(listed) == len(cases), listed
+        for (raw, word), record in zip(cases, reversed(listed), strict=True):
+            assert (record.channel, record.sender) == (channel.name, raw.sender), record
+            assert word.lower() in record.reason.lower(), (word, record.reason)
+
+    @pytest.mark.anyio
     async def test_garbage_is_dropped_or_refused_never_a_crash(self, channel: World) -> None:
         for raw in channel.probe.garbage():
             try:
@@ -173,6 +191,24 @@ class ChannelConformance:
         sent = (await channel.probe.sent())[before:]
         assert [to for to, _ in sent] == [customer], sent
         assert "A replacement is on its way." in sent[0][1]
+
+    @pytest.mark.anyio
+    async def test_reconcile_delivery_finds_a_sent_reply_and_no_other(
+        self, channel: World
+    ) -> None:
+        if not channel.hooks.implements(channel.name, "reconcile_delivery"):
+            pytest.skip("no reconcile_delivery: the core fails a reply in doubt, never resends")
+        customer, since = channel.probe.customer(5), utcnow() - timedelta(seconds=1)
+        session, reply = await _reply(channel, customer, "We found your parcel.")
+        transcript = await channel.harness.bridge.store.transcript(session.id)
+        delivery = await channel.hooks.deliver_reply(channel.name, session, reply, transcript)
+        assert delivery.state is DeliveryState.SENT, delivery
+        found = await channel.hooks.reconcile_delivery(channel.name, session, reply, since)
+        assert found is not None and found.state is DeliveryState.SENT, found
+        assert found.external_id == delivery.external_id
+        # A reply never sent is not found, even one with the same words to the same customer.
+        _, twin = await _reply(channel, customer, "We found your parcel.")
+        assert await channel.hooks.reconcile_delivery(channel.name, session, twin, since) is None
 
     @pytest.mark.anyio
     async def test_a_refused_delivery_is_final_and_says_why(self, channel: World) -> None:

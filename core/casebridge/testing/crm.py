@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 
 from ..errors import WebhookRefused
+from ..jobs import HandoffJob, SyncJob
 from ..model import (
     ActivityRequest,
     Author,
@@ -25,7 +26,6 @@ from ..model import (
     CaseRequest,
     Contact,
     Direction,
-    HandoffDecision,
     Message,
     Session,
     SessionStatus,
@@ -216,8 +216,8 @@ class CrmConformance:
             await bridge.receive(loop.inbound(sender, text, f"{token}-{n}", name="Ann"))
         await crm.harness.settle()
         [session] = await bridge.store.list_sessions()
-        await bridge.enqueue(bridge.pipeline.handoff_job(
-            session.id, HandoffDecision("conformance", "conformance"), "conformance"))
+        await bridge.enqueue(HandoffJob(
+            session.id, "conformance", "conformance", "conformance").to_new_job())
         await crm.harness.settle()
         session = await _session(crm, session.id)
         assert session.case is not None, "the handoff wrote no case"
@@ -227,7 +227,7 @@ class CrmConformance:
 
         # A new message after handoff is appended at once; a replayed handoff adds nothing.
         await bridge.receive(loop.inbound(sender, "Any news?", f"{token}-2"))
-        await bridge.enqueue(bridge.pipeline.sync_job(session.id, "replayed", "conformance"))
+        await bridge.enqueue(SyncJob(session.id, "conformance", cause="replayed").to_new_job())
         await crm.harness.settle()
         assert len(await crm.probe.activity_ids(case_id)) == 3
 

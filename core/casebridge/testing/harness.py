@@ -20,6 +20,7 @@ import tomli_w
 from ..bridge import Bridge
 from ..hookspecs import hookimpl
 from ..model import (
+    AddressKind,
     Author,
     Delivery,
     DeliveryState,
@@ -101,8 +102,7 @@ async def running_bridge(
     await bridge.open()
     try:
         async with anyio.create_task_group() as tg:
-            for service in bridge.hooks.services(bridge):
-                await tg.start(service.run)
+            await bridge.start_services(tg)
             await tg.start(serve, create_app(bridge), http_config.host, http_config.port)
             base = f"http://{http_config.host}:{http_config.port}"
             async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -132,7 +132,7 @@ class LoopChannel:
     @staticmethod
     def inbound(sender: str, text: str, external_id: str, *, name: str = "",
                 subject: str = "") -> RawInbound:
-        return RawInbound(channel="loop", fields={
+        return RawInbound(channel="loop", sender=sender, transport_id=external_id, fields={
             "from": sender, "body": text, "id": external_id, "name": name, "subject": subject})
 
     @hookimpl
@@ -144,7 +144,8 @@ class LoopChannel:
             sender=fields["from"], recipients=("desk",), text=fields["body"],
             original_text=fields["body"], subject=fields.get("subject", ""),
         )
-        return Inbound(message, contact_name=fields.get("name", ""))
+        return Inbound(message, contact_name=fields.get("name", ""),
+                       sender_kind=AddressKind.EMAIL)
 
     @hookimpl
     async def deliver_reply(self, message: Message) -> Delivery:

@@ -145,6 +145,11 @@ class CreatioPlugin:
         if self.settings.url == SANDBOX_URL:
             found.append(Service(f"{self.name} sandbox", self._run_sandbox))
         found.append(Service(self.name, self._run_connector))
+        if self.settings.reconcile_interval > 0:
+            found.append(Service(f"{self.name} reconcile", self._run_reconciler,
+                                 singleton=True))
+        else:
+            log.info("Creatio reconciliation poll is off (reconcile_interval = 0)")
         return found
 
     @hookimpl
@@ -326,22 +331,28 @@ class CreatioPlugin:
     # -- services -------------------------------------------------------------------------------
 
     async def _run_connector(self, *, task_status: TaskStatus[None]) -> None:
-        """Prepare the operations (retrying while Creatio is unreachable), then poll."""
+        """Prepare the operations (retrying while Creatio is unreachable), then hold the
+        client open until shutdown."""
         settings = self.settings
         self.prepared = anyio.Event()
         task_status.started()
         try:
             await self._prepare()
             self.prepared.set()
-            if settings.reconcile_interval <= 0:
-                log.info("Creatio reconciliation poll is off (reconcile_interval = 0)")
-                await anyio.sleep_forever()
-            while True:
-                await self._poll_logged()
-                await anyio.sleep(settings.reconcile_interval)
+            await anyio.sleep_forever()
         finally:
             if settings.url != SANDBOX_URL:
                 await self._disconnect()
+
+    async def _run_reconciler(self, *, task_status: TaskStatus[None]) -> None:
+        """The reconciliation poll, every ``reconcile_interval``: a singleton, so of several
+        runners on one store only one polls (and another takes over when it dies)."""
+        task_status.started()
+        if self.prepared is not None:
+            await self.prepared.wait()
+        while True:
+            await self._poll_logged()
+            await anyio.sleep(self.settings.reconcile_interval)
 
     async def _prepare(self) -> None:
         wait = PREPARE_RETRY_FIRST

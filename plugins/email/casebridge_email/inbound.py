@@ -23,6 +23,7 @@ from casebridge.plugin import (
 )
 from casebridge.plugin import html_too_deep as too_deep
 
+from .envelope import envelope_recipients, envelope_sender
 from .mime import ParsedEmail
 from .tokens import read_token, token_from_address, token_from_message_id
 from .trim import html_to_text, visible_html, visible_text
@@ -135,12 +136,13 @@ def to_message(
     recipient); ``token_secret`` verifies reply tokens; ``attachments`` and ``notes`` come from
     storing the parts. The sender is the From address (else the envelope sender)."""
     text, original, html = bodies(parsed, keep_signature=keep_signature)
-    ours = [base_address(a) for a in raw.envelope_to if is_ours(a)]
+    envelope_to = envelope_recipients(raw)
+    ours = [base_address(a) for a in envelope_to if is_ours(a)]
     header_recipients = [a.lower() for a in (*parsed.to, *parsed.cc)]
     recipients = list(dict.fromkeys([*ours, *(base_address(a) if is_ours(a) else a
                                               for a in header_recipients)]))
     meta = {}
-    hint = session_hint(raw.envelope_to, parsed, token_secret)
+    hint = session_hint(envelope_to, parsed, token_secret)
     if hint:
         meta["session_hint"] = hint
     sent_at: datetime = parsed.date or raw.received_at
@@ -150,7 +152,7 @@ def to_message(
         direction=Direction.INBOUND,
         author=Author.CUSTOMER,
         external_id=external_id(parsed, raw.payload),
-        sender=(parsed.from_addr or raw.envelope_from).strip().lower(),
+        sender=(parsed.from_addr or envelope_sender(raw)).strip().lower(),
         sender_name=parsed.from_name,
         recipients=tuple(recipients),
         subject=parsed.subject,

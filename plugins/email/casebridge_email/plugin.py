@@ -4,9 +4,10 @@ Inbound: :class:`~casebridge_email.smtp_server.SmtpIngest` takes mail for the su
 addresses and hands it to ``PluginContext.receive`` (250 only once it is durable); ``ingest``
 parses it, drops loops and floods, stores attachments and builds the message, with the session
 named by a verified reply token as a hint. Outbound: ``deliver_reply`` composes a threaded
-reply whose Message-ID and Reply-To carry the reply token, and sends it through the relay at
-most once per message id. Its bodies come from the plugin's own templates
-(``templates/email/reply.*.j2``), which the TOML's ``[templates] dir`` overrides by path.
+reply whose Message-ID and Reply-To carry the reply token, and sends it through the relay
+(the core's delivery log makes that at most once per message id). Its bodies come from the
+plugin's own templates (``templates/email/reply.*.j2``), which the TOML's ``[templates] dir``
+overrides by path.
 
 Everything of the runner the plugin uses comes through the :class:`PluginContext` that
 ``configure`` gives it; its name (state, logs, the channel it answers to) is the one the
@@ -29,7 +30,7 @@ import anyio
 from anyio.abc import TaskStatus
 from casebridge.plugin import (
     Address,
-    AmbiguousWriteError,
+    AddressKind,
     Author,
     CheckResult,
     Command,
@@ -42,11 +43,9 @@ from casebridge.plugin import (
     Message,
     PermanentError,
     PluginContext,
-    PluginState,
     RawInbound,
     Service,
     Session,
-    TransientError,
     hookimpl,
 )
 
@@ -56,6 +55,7 @@ from .catcher import MailCatcher
 from .catcher_pages import PREFIX as CATCHER_PREFIX
 from .catcher_pages import catcher_routes
 from .compose import compose_reply
+from .envelope import envelope_recipients, envelope_sender
 from .guards import SenderRateLimiter, loop_reason
 from .imap import probe
 from .inbound import to_message
@@ -64,7 +64,7 @@ from .mime import parse_email
 from .reply_bodies import TEMPLATES, reply_bodies
 from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
-from .smtp_server import IngestEnvelope, SmtpIngest, password_checker
+from .smtp_server import IngestEnvelope, SmtpIngest, password_checker, raw_inbound
 from .tokens import make_message_id, make_token, plus_address
 from .trim_command import trim_commands
 
@@ -154,7 +154,9 @@ class EmailPlugin:
             max_message_bytes=self._settings.max_message_bytes,
             base_dir=context.base_dir,
         )
-        return Service(f"{context.name} mailbox {mailbox.label}", reader.run)
+        # One reader per mailbox across runners: two would fetch, store and flag the same
+        # mail side by side (harmless, as the store refuses a second copy, but wasted).
+        return Service(f"{context.name} mailbox {mailbox.label}", reader.run, singleton=True)
 
     def _smtp_service(self) -> Service:
         settings = self._settings
@@ -244,15 +246,7 @@ class EmailPlugin:
     # -- inbound --------------------------------------------------------------------------
 
     async def _on_message(self, envelope: IngestEnvelope) -> None:
-        await self._context.receive(
-            RawInbound(
-                channel=self._context.name,
-                payload=envelope.data,
-                envelope_from=envelope.mail_from,
-                envelope_to=envelope.rcpt_tos,
-                peer=envelope.peer,
-            )
-        )
+        await self._context.receive(raw_inbound(envelope, self._context.name))
 
     @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
@@ -267,14 +261,14 @@ class EmailPlugin:
         parsed = await anyio.to_thread.run_sync(parse_email, raw.payload)
         # Only an SMTP envelope (it has recipients) can tell a null sender; a mailbox's
         # recipient is its configured address, with no envelope sender to go with it.
-        smtp = bool(raw.envelope_to) and not raw.peer.startswith(PEER_PREFIX)
-        envelope_from = raw.envelope_from if smtp else None
+        smtp = bool(envelope_recipients(raw)) and not raw.peer.startswith(PEER_PREFIX)
+        envelope_from = envelope_sender(raw) if smtp else None
         reason = loop_reason(parsed, our_domains=self._our_domains(),
                              envelope_from=envelope_from)
         if reason:
             await self._note_bounce(raw.payload)
             return Inbound(None, dropped=reason)
-        sender = (parsed.from_addr or raw.envelope_from).strip().lower()
+        sender = (parsed.from_addr or envelope_sender(raw)).strip().lower()
         if "@" not in sender:
             return Inbound(None, dropped="no sender address (From and envelope are empty)")
         if not self._limiter.allow(sender):
@@ -301,7 +295,8 @@ class EmailPlugin:
             )
         )
         # The channel is this instance's name, so its replies come back to it.
-        return Inbound(replace(message, channel=context.name), contact_name=parsed.from_name)
+        return Inbound(replace(message, channel=context.name), contact_name=parsed.from_name,
+                       sender_kind=AddressKind.EMAIL)
 
     async def _note_bounce(self, payload: bytes) -> None:
         """A bounce of one of our replies: the reply failed, and the rep should know."""
@@ -326,17 +321,12 @@ class EmailPlugin:
     async def deliver_reply(
         self, session: Session, message: Message, transcript: Sequence[Message]
     ) -> Delivery:
-        """Send ``message`` as a threaded reply, at most once per ``message.id``.
+        """Send ``message`` as a threaded reply through the relay, once per call.
 
-        Plugin state ``attempt:<id>`` is claimed before the send and ``sent:<id>`` written
-        after it. A relay's refusal (5xx) or a failure before the data went out clears the
-        claim (FAILED, or TransientError to retry); a send the relay never confirmed, or a
-        claim left by a runner that died mid-send, is reported FAILED and not repeated.
+        At most once per ``message.id`` is the core's (``casebridge.delivery_log``). A relay
+        that took the data but never confirmed raises AmbiguousWriteError: a relay cannot be
+        asked afterwards, so the core marks such a reply failed rather than send it twice.
         """
-        state = self._context.state
-        sent = await state.get(f"sent:{message.id}")
-        if sent is not None:
-            return Delivery(DeliveryState.SENT, external_id=sent["message_id"])
         try:
             email = await self._compose(session, message, transcript)
         except ValueError as exc:
@@ -347,48 +337,16 @@ class EmailPlugin:
         if relay is None:
             # A configuration error, not an outage: retrying cannot help.
             return Delivery(DeliveryState.FAILED, detail=NO_RELAY)
-        attempt_key = f"attempt:{message.id}"
-        claimed = await state.compare_and_put(
-            attempt_key, None, {"message_id": our_id, "stage": "sending"}
-        )
-        if not claimed:
-            earlier = await state.get(attempt_key) or {}
-            return Delivery(
-                DeliveryState.FAILED,
-                external_id=our_id,
-                detail=earlier.get("detail") or (
-                    "an earlier attempt to send this reply was interrupted; the relay may have "
-                    "accepted it, so it is not sent again (check with the customer)"
-                ),
-            )
         # Shielded: a shutdown mid-send waits for the relay's answer (bounded by its
         # timeouts) rather than leave a send whose fate nobody knows.
         with anyio.CancelScope(shield=True):
-            return await self._send(state, email, message.id, our_id, relay, attempt_key)
-
-    async def _send(
-        self, state: PluginState, email: EmailMessage, message_id: str, our_id: str,
-        relay: RelaySettings, attempt_key: str,
-    ) -> Delivery:
-        try:
-            await send_email(email, relay=relay, envelope_from=self._from_address())
-        except AmbiguousWriteError as exc:
-            detail = (f"{exc}; the relay may have accepted it, so it is not sent again "
-                      "(check with the customer)")
-            await state.put(attempt_key,
-                            {"message_id": our_id, "stage": "unconfirmed", "detail": detail})
-            return Delivery(DeliveryState.FAILED, external_id=our_id, detail=detail)
-        except PermanentError as exc:
-            # The relay answered: it did not take the message, a later call may send again.
-            await state.delete(attempt_key)
-            return Delivery(DeliveryState.FAILED, external_id=our_id, detail=str(exc))
-        except TransientError:
-            await state.delete(attempt_key)
-            raise
-        await state.put(f"sent:{message_id}", {"message_id": our_id})
-        # So a bounce quoting our Message-ID finds the reply it returns.
-        await state.put(f"msgid:{our_id}", message_id)
-        await state.delete(attempt_key)
+            try:
+                await send_email(email, relay=relay, envelope_from=self._from_address())
+            except PermanentError as exc:
+                return Delivery(DeliveryState.FAILED, external_id=our_id, detail=str(exc))
+            # So a bounce quoting our Message-ID finds the reply it returns, and later
+            # replies thread under the ones that went out.
+            await self._context.state.put(f"msgid:{our_id}", message.id)
         return Delivery(DeliveryState.SENT, external_id=our_id)
 
     async def _compose(
@@ -437,8 +395,11 @@ class EmailPlugin:
                     ids.extend(m.thread_refs)
                 if not m.external_id.startswith("sha256:"):
                     ids.append(m.external_id)
-            elif await context.state.get(f"sent:{m.id}") is not None:
-                ids.append(make_message_id(token, domain, nonce_for(m.id)).strip("<>"))
+            else:
+                # One of our replies: in the thread when it went out (``msgid:`` recorded).
+                sent_id = make_message_id(token, domain, nonce_for(m.id)).strip("<>")
+                if await context.state.get(f"msgid:{sent_id}") is not None:
+                    ids.append(sent_id)
         return list(dict.fromkeys(ids))
 
     def _from_address(self) -> str:

@@ -24,7 +24,9 @@ from typing import Any
 import anyio
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from anyio.abc import TaskStatus
-from casebridge.plugin import PermanentError, Secret
+from casebridge.plugin import PermanentError, RawInbound, Secret
+
+from .envelope import envelope_fields
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,17 @@ class IngestEnvelope:
     rcpt_tos: tuple[str, ...]
     data: bytes = field(repr=False)
     peer: str = ""
+
+
+def raw_inbound(envelope: IngestEnvelope, channel: str) -> RawInbound:
+    """The core's view of one received message: its bytes, and its envelope as fields."""
+    return RawInbound(
+        channel=channel,
+        payload=envelope.data,
+        fields=envelope_fields(envelope.mail_from, envelope.rcpt_tos),
+        sender=envelope.mail_from,
+        peer=envelope.peer,
+    )
 
 
 def password_checker(username: str, password: Secret) -> Callable[[str, str], bool]:

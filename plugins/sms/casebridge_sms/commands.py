@@ -7,8 +7,7 @@ import json
 import os
 import sys
 
-from casebridge.contributions import Command
-from casebridge.secrets import Secret
+from casebridge.plugin import Command, Secret
 
 from casebridge_sms.segments import segment
 

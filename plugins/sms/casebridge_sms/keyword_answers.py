@@ -1,5 +1,5 @@
 """What the bridge does with an opt-out, opt-in or help keyword received by SMS: record it
-(``optout:<E.164>`` in the store) and answer it once, unless the provider already did.
+(``optout:<E.164>`` in the plugin's state) and answer it once, unless the provider already did.
 
 Twilio's own opt-out handling answers STOP, START and HELP itself. With Advanced Opt-Out the
 webhook says so (``OptOutType``), and the bridge does not answer a second time. Without it,
@@ -13,18 +13,19 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
-from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
-from casebridge.model import Inbound, utcnow
+from casebridge.plugin import (
+    AmbiguousWriteError,
+    Inbound,
+    PermanentError,
+    PluginState,
+    TransientError,
+    utcnow,
+)
 
 from casebridge_sms.keywords import Keyword, classify
 from casebridge_sms.provider import OPTED_OUT_CODE, ProviderRefusal, SmsProvider
 from casebridge_sms.settings import SmsSettings
-from casebridge_sms.webhook import PLUGIN
-
-if TYPE_CHECKING:
-    from casebridge.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +50,17 @@ def inbound_keyword(fields: Mapping[str, str]) -> tuple[Keyword | None, bool]:
 
 
 class KeywordAnswers:
-    """Records keywords in ``store`` and answers them through ``provider()``, sending from
+    """Records keywords in ``state`` and answers them through ``provider()``, sending from
     the number or service ``sender(ours)`` names."""
 
     def __init__(
         self,
-        store: Store,
+        state: PluginState,
         settings: SmsSettings,
         provider: Callable[[], SmsProvider],
         sender: Callable[[str], dict[str, str]],
     ) -> None:
-        self.store = store
+        self.state = state
         self.settings = settings
         self.provider = provider
         self.sender = sender
@@ -76,15 +77,13 @@ class KeywordAnswers:
     ) -> Inbound:
         """Record an opt-out or opt-in and answer the keyword, unless the provider already
         did or ``answer_keywords`` is off. The inbound is dropped, with the reason."""
-        settings, store = self.settings, self.store
+        settings, state = self.settings, self.state
         word = keyword_word(body)
         if keyword is Keyword.OPT_OUT:
-            await store.put_state(
-                PLUGIN, f"optout:{customer}", {"at": utcnow().isoformat(), "message_sid": sid}
-            )
+            await state.put(f"optout:{customer}", {"at": utcnow().isoformat(), "message_sid": sid})
             answer, dropped = settings.opt_out_confirmation, f"opt-out keyword {word}"
         elif keyword is Keyword.OPT_IN:
-            await store.delete_state(PLUGIN, f"optout:{customer}")
+            await state.delete(f"optout:{customer}")
             answer, dropped = settings.opt_in_confirmation, f"opt-in keyword {word}"
         else:
             answer, dropped = settings.help_text, f"help keyword {word}"
@@ -97,11 +96,12 @@ class KeywordAnswers:
     async def _answer_once(self, sid: str, to: str, ours: str, text: str) -> None:
         """Send the keyword answer for inbound ``sid``, once however often the provider
         retries the webhook. A failed answer is logged, not raised: the keyword itself is
-        already recorded, which is what matters."""
-        store = self.store
+        already recorded, which is what matters. One attempt: the customer is not kept
+        waiting on the webhook while a provider outage is retried."""
+        state = self.state
         key = f"keyword:{sid}"
         claim = {"at": utcnow().isoformat()}
-        if not await store.compare_and_put_state(PLUGIN, key, None, claim):
+        if not await state.compare_and_put(key, None, claim):
             return
         try:
             sent = await self.provider().send(to, text, **self.sender(ours))
@@ -110,7 +110,7 @@ class KeywordAnswers:
             return
         except ProviderRefusal as exc:
             if exc.code != OPTED_OUT_CODE:
-                await store.delete_state(PLUGIN, key)
+                await state.delete(key)
                 log.warning("keyword answer for %s not sent: %s", sid, exc)
                 return
             # The provider's own opt-out handling blocks the number and has sent its own
@@ -118,11 +118,11 @@ class KeywordAnswers:
             log.info(
                 "keyword answer for %s left to the provider, which blocks %s as opted out", sid, to
             )
-            await store.put_state(PLUGIN, key, {**claim, "provider_answered": True})
+            await state.put(key, {**claim, "provider_answered": True})
             return
         except (TransientError, PermanentError) as exc:
             # Nothing went out: let a retried webhook try again.
-            await store.delete_state(PLUGIN, key)
+            await state.delete(key)
             log.warning("keyword answer for %s not sent: %s", sid, exc)
             return
-        await store.put_state(PLUGIN, key, {**claim, "sid": sent.sid})
+        await state.put(key, {**claim, "sid": sent.sid})

@@ -3,36 +3,37 @@
 :class:`TwilioProvider` speaks Twilio's Messages API (and so the sandbox's). Failures come
 out as casebridge's error types, so the outbox knows what to do with them:
 
-* 429, 5xx and connection failures are retried here with exponential backoff and jitter
-  (``Retry-After`` honoured), a bounded number of times; then :class:`TransientError`
-  (with ``retry_after`` when the provider gave one).
+Each call makes one attempt; the outbox owns retries and their backoff, so no call sleeps
+while a job holds its lease.
+
+* 429, 5xx and connection failures are :class:`TransientError`, with ``retry_after`` when
+  the provider sent ``Retry-After`` (the outbox waits at least that long).
 * Any other 4xx is :class:`ProviderRefusal` (a :class:`PermanentError`) carrying the
   provider's error code (21610: the recipient opted out) and message.
 * A send that timed out or lost its connection after the request went out is
-  :class:`AmbiguousWriteError`: it is not retried here, since the message may exist. Before
-  sending again, look for it with :meth:`SmsProvider.recent_messages`.
+  :class:`AmbiguousWriteError`: the message may exist. Before sending again, look for it
+  with :meth:`SmsProvider.recent_messages`.
 
 The auth token never appears in an error message, a log line or a repr.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, Self
 
-import anyio
 import httpx
-from casebridge.backoff import retry_after_seconds
-from casebridge.errors import AmbiguousWriteError, PermanentError, TransientError
-from casebridge.json_input import loads
-from casebridge.secrets import Secret
-
-log = logging.getLogger(__name__)
+from casebridge.plugin import (
+    AmbiguousWriteError,
+    PermanentError,
+    Secret,
+    TransientError,
+    retry_after_seconds,
+)
+from casebridge.plugin import read_json as loads
 
 API_VERSION = "2010-04-01"
 # Twilio's "Attempt to send to unsubscribed recipient": the number opted out (STOP) with the
@@ -113,19 +114,12 @@ class SmsProvider(Protocol):
         ...
 
 
-Sleep = Callable[[float], Awaitable[None]]
-
-
 class TwilioProvider:
     """A client for Twilio's Messages API at ``base_url`` (``https://api.twilio.com`` or
     the sandbox's address).
 
     ``client`` is used as given and left open; without one the provider makes its own and
-    :meth:`aclose` closes it. ``max_attempts`` bounds the tries of one call; the wait before
-    try *n+1* is ``Retry-After`` when the provider sent one, else
-    ``min(backoff_cap, backoff_base * 2**(n-1))`` with equal jitter. A ``Retry-After`` longer
-    than ``max_retry_after`` is not waited out here: the call raises TransientError with it
-    at once, for the outbox to schedule. ``sleep`` is for tests.
+    :meth:`aclose` closes it. Every call is one request (see the module docstring).
     """
 
     def __init__(
@@ -136,13 +130,8 @@ class TwilioProvider:
         client: httpx.AsyncClient | None = None,
         *,
         timeout: float = 15.0,
-        max_attempts: int = 4,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 8.0,
-        max_retry_after: float = 30.0,
         page_size: int = 100,
         max_pages: int = 20,
-        sleep: Sleep = anyio.sleep,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -150,22 +139,14 @@ class TwilioProvider:
             raise ValueError("account_sid is empty")
         if not isinstance(auth_token, Secret) or not auth_token:
             raise ValueError("auth_token must be a non-empty Secret")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.base_url = base_url.rstrip("/")
         self.account_sid = account_sid
         self._token = auth_token
         self._own_client = client is None
         self._client = client or httpx.AsyncClient()
         self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
-        self._max_retry_after = max_retry_after
         self._page_size = page_size
         self._max_pages = max_pages
-        self._sleep = sleep
-        self._random = random.Random()
 
     def __repr__(self) -> str:
         return f"TwilioProvider({self.base_url!r}, account_sid={self.account_sid!r})"
@@ -254,60 +235,44 @@ class TwilioProvider:
         data: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        writes = method == "POST"
-        for attempt in range(1, self._max_attempts + 1):
-            retry_after: float | None = None
-            try:
-                response = await self._client.request(
-                    method,
-                    url,
-                    data=data,
-                    params=params,
-                    auth=(self.account_sid, self._token.reveal()),
-                    timeout=self._timeout,
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Nothing reached the provider: always safe to try again.
-                reason = f"cannot connect to {self.base_url}: {type(exc).__name__} {exc}"
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                reason = f"no answer from {self.base_url}: {type(exc).__name__} {exc}"
-                if writes:
-                    raise AmbiguousWriteError(
-                        self._scrub(
-                            f"{what}: {reason} after the request was sent; the message may "
-                            "have been sent, look it up before sending again"
-                        )
-                    ) from None
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status != 429 and status < 500:
-                    raise ProviderRefusal(
-                        self._scrub(f"{what}: {_describe(response)}"),
-                        status=status,
-                        code=_error_code(response),
-                    )
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                reason = _describe(response)
-            if attempt == self._max_attempts:
-                raise TransientError(
-                    self._scrub(f"{what}: {reason} (gave up after {attempt} attempts)"),
-                    retry_after=retry_after,
-                )
-            if retry_after is not None and retry_after > self._max_retry_after:
-                raise TransientError(
-                    self._scrub(f"{what}: {reason}; the provider asks to wait {retry_after:g}s"),
-                    retry_after=retry_after,
-                )
-            delay = retry_after if retry_after is not None else self._backoff(attempt)
-            log.warning("%s", self._scrub(f"{what}: {reason}; retry {attempt} in {delay:.2f}s"))
-            await self._sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
-        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
+        """One request, one attempt: a failure is raised as the error type that tells the
+        outbox what to do (see the module docstring); the outbox owns the retries."""
+        try:
+            response = await self._client.request(
+                method,
+                url,
+                data=data,
+                params=params,
+                auth=(self.account_sid, self._token.reveal()),
+                timeout=self._timeout,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the provider: always safe to try again.
+            raise TransientError(self._scrub(
+                f"{what}: cannot connect to {self.base_url}: {type(exc).__name__} {exc}"
+            )) from None
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            reason = f"no answer from {self.base_url}: {type(exc).__name__} {exc}"
+            if method == "POST":
+                raise AmbiguousWriteError(self._scrub(
+                    f"{what}: {reason} after the request was sent; the message may have "
+                    "been sent, look it up before sending again"
+                )) from None
+            raise TransientError(self._scrub(f"{what}: {reason}")) from None
+        status = response.status_code
+        if status < 400:
+            return response
+        if status != 429 and status < 500:
+            raise ProviderRefusal(
+                self._scrub(f"{what}: {_describe(response)}"),
+                status=status,
+                code=_error_code(response),
+            )
+        # The outbox waits at least this long before the next attempt.
+        raise TransientError(
+            self._scrub(f"{what}: {_describe(response)}"),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
 
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         try:

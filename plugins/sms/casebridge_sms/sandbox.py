@@ -44,8 +44,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from casebridge.json_input import JsonInputError, loads
-from casebridge.secrets import Secret
+from casebridge.plugin import JsonInputError, Secret
+from casebridge.plugin import read_json as loads
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -212,43 +212,47 @@ class SandboxState:
         return response
 
 
-def create_sandbox_app(state: SandboxState) -> Starlette:
-    """The sandbox as a Starlette app over ``state``."""
+class SandboxApi:
+    """The sandbox's request handlers, over one :class:`SandboxState`."""
 
-    def authorized(request: Request) -> Response | None:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    def authorized(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             user, password = "", ""
+        state = self.state
         good_user = hmac.compare_digest(user.encode(), state.account_sid.encode())
         good_password = hmac.compare_digest(password.encode(), state.auth_token.reveal().encode())
         if scheme.lower() != "basic" or not (good_user and good_password):
             return _error(
                 401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'}
             )
-        if request.path_params["account"] != state.account_sid:
+        if request.path_params["account"] != self.state.account_sid:
             return _error(404, 20404, "The requested resource was not found")
         return None
 
-    async def create(request: Request) -> Response:
-        if refusal := authorized(request):
+    async def create(self, request: Request) -> Response:
+        if refusal := self.authorized(request):
             return refusal
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        if state.failures:
-            status, retry_after = state.failures.popleft()
+        if self.state.failures:
+            status, retry_after = self.state.failures.popleft()
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             code = 20429 if status == 429 else 20500
             return _error(status, code, f"Sandbox: injected HTTP {status}", headers)
-        if refusal := refuse_create(fields, state.account()):
+        if refusal := refuse_create(fields, self.state.account()):
             return _refuse(refusal)
         from_ = fields.get("From") or None
         service = fields.get("MessagingServiceSid") or None
         # Through a messaging service alone Twilio answers "accepted" and picks the sender
         # later.
-        resource = state.new_message(
+        resource = self.state.new_message(
             fields["To"],
             from_,
             fields.get("Body", ""),
@@ -259,11 +263,11 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         return JSONResponse(
             resource,
             status_code=201,
-            background=BackgroundTask(_advance, state, resource["sid"], callback),
+            background=BackgroundTask(_advance, self.state, resource["sid"], callback),
         )
 
-    async def list_messages(request: Request) -> Response:
-        if refusal := authorized(request):
+    async def list_messages(self, request: Request) -> Response:
+        if refusal := self.authorized(request):
             return refusal
         query = request.query_params
         try:
@@ -275,7 +279,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         except ValueError as exc:
             return _error(400, 20001, f"Invalid query parameter: {exc}")
         selected = []
-        for message in reversed(state.messages):
+        for message in reversed(self.state.messages):
             if "To" in query and message["to"] != query["To"]:
                 continue
             if "From" in query and message["from"] != query["From"]:
@@ -286,7 +290,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             selected.append(message)
         chunk = selected[page * page_size : (page + 1) * page_size]
         filters = [(k, v) for k, v in query.multi_items() if k not in ("Page", "PageSize")]
-        base = f"{API}/{state.account_sid}/Messages.json"
+        base = f"{API}/{self.state.account_sid}/Messages.json"
 
         def page_uri(number: int) -> str:
             extra = [("PageSize", str(page_size)), ("Page", str(number))]
@@ -307,20 +311,21 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             }
         )
 
-    async def fetch(request: Request) -> Response:
-        if refusal := authorized(request):
+    async def fetch(self, request: Request) -> Response:
+        if refusal := self.authorized(request):
             return refusal
-        message = state.message(request.path_params["sid"])
+        message = self.state.message(request.path_params["sid"])
         if message is None:
             return _error(404, 20404, "The requested resource was not found")
         return JSONResponse(message)
 
-    async def admin_messages(request: Request) -> Response:
+    async def admin_messages(self, request: Request) -> Response:
+        state = self.state
         return JSONResponse(
             {"messages": state.messages, "inbound": state.inbound, "callbacks": state.callbacks}
         )
 
-    async def admin_inbound(request: Request) -> Response:
+    async def admin_inbound(self, request: Request) -> Response:
         try:
             data = loads(await request.body())
         except JsonInputError as exc:
@@ -332,7 +337,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             return JSONResponse(
                 {"error": f"missing or not a string: {', '.join(missing)}"}, status_code=400
             )
-        webhook_url = data.get("webhook_url") or state.webhook_url
+        webhook_url = data.get("webhook_url") or self.state.webhook_url
         if not isinstance(webhook_url, str):
             return JSONResponse(
                 {"error": "no webhook_url given and the sandbox has no default one"},
@@ -350,7 +355,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
                 {"error": "media must be a list of [url, content_type] pairs"}, status_code=400
             )
         try:
-            response = await state.send_inbound(
+            response = await self.state.send_inbound(
                 webhook_url, data["from"], data["to"], data["body"], [(u, t) for u, t in media]
             )
         except httpx.HTTPError as exc:
@@ -360,20 +365,24 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             )
         return JSONResponse(
             {
-                "message_sid": state.inbound[-1]["form"]["MessageSid"],
+                "message_sid": self.state.inbound[-1]["form"]["MessageSid"],
                 "webhook_status": response.status_code,
                 "webhook_body": response.text[:2000],
             }
         )
 
+
+def create_sandbox_app(state: SandboxState) -> Starlette:
+    """The sandbox as a Starlette app over ``state``."""
+    api = SandboxApi(state)
     messages = f"{API}/{{account}}/Messages"
     return Starlette(
         routes=[
-            Route(f"{messages}.json", create, methods=["POST"]),
-            Route(f"{messages}.json", list_messages, methods=["GET"]),
-            Route(f"{messages}/{{sid}}.json", fetch, methods=["GET"]),
-            Route("/sandbox/messages", admin_messages, methods=["GET"]),
-            Route("/sandbox/inbound", admin_inbound, methods=["POST"]),
+            Route(f"{messages}.json", api.create, methods=["POST"]),
+            Route(f"{messages}.json", api.list_messages, methods=["GET"]),
+            Route(f"{messages}/{{sid}}.json", api.fetch, methods=["GET"]),
+            Route("/sandbox/messages", api.admin_messages, methods=["GET"]),
+            Route("/sandbox/inbound", api.admin_inbound, methods=["POST"]),
             *page_routes(state),
         ]
     )

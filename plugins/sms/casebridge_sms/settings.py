@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from casebridge.secrets import Secret
+from casebridge.plugin import Secret
 
 from casebridge_sms.phones import normalize
 from casebridge_sms.sandbox import DEFAULT_ACCOUNT_SID

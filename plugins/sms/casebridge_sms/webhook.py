@@ -2,7 +2,7 @@
 
 Both verify ``X-Twilio-Signature`` over the public URL the provider called (``[plugins.sms]
 public_base_url`` or ``[bridge] public_url``, plus the path and query) and the form fields.
-An inbound is acknowledged (200, empty TwiML) only after ``bridge.receive`` made it durable.
+An inbound is acknowledged (200, empty TwiML) only after ``context.receive`` made it durable.
 A status callback moves the message's recorded delivery state forward, never back.
 """
 
@@ -11,12 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
-from casebridge.errors import PermanentError
-from casebridge.model import RawInbound
-from casebridge.web import BodyTooLarge, read_body
+from casebridge.plugin import (
+    BodyTooLarge,
+    PermanentError,
+    PluginContext,
+    PluginState,
+    RawInbound,
+    read_body,
+)
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -25,13 +30,8 @@ from casebridge_sms.phones import normalize
 from casebridge_sms.settings import INBOUND_PATH, STATUS_PATH, SmsSettings
 from casebridge_sms.signature import verify_signature
 
-if TYPE_CHECKING:
-    from casebridge.bridge import Bridge
-    from casebridge.store import Store
-
 log = logging.getLogger(__name__)
 
-PLUGIN = "sms"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 # Twilio's message statuses, by how far along they are. Final statuses share the top rank
@@ -83,32 +83,32 @@ def advance_status(
 
 
 async def record_status(
-    store: Store, sid: str, status: str, *, error_code: str = "", at: datetime | None = None
+    state: PluginState, sid: str, status: str, *, error_code: str = "", at: datetime | None = None
 ) -> dict[str, Any] | None:
     """Apply one status report for message ``sid`` to the stored record, atomically (two
     callbacks racing do not lose one). Returns the stored record."""
     stamp = (at or datetime.now(UTC)).isoformat()
     key = status_key(sid)
     while True:
-        current = await store.get_state(PLUGIN, key)
+        current = await state.get(key)
         new = advance_status(current, status, at=stamp, error_code=error_code)
         if new is None:
             return current
-        if await store.compare_and_put_state(PLUGIN, key, current, new):
+        if await state.compare_and_put(key, current, new):
             return new
 
 
-async def report_to_bridge(bridge: Bridge, message_id: str, status: str,
-                           error_code: str = "") -> None:
-    """Tell the bridge what became of the reply ``message_id`` once a provider status says it
+async def report_outcome(context: PluginContext, message_id: str, status: str,
+                         error_code: str = "") -> None:
+    """Tell the core what became of the reply ``message_id`` once a provider status says it
     arrived ("delivered") or will not ("failed", "undelivered"); other statuses say nothing
     new. A callback can beat the send's own bookkeeping, so the sender calls this too."""
     if status == "delivered":
-        await bridge.report_delivery(message_id, "delivered")
+        await context.report_delivery(message_id, "delivered")
     elif status in ("failed", "undelivered"):
         code = f" (provider error {error_code})" if error_code else ""
-        await bridge.report_delivery(message_id, "failed",
-                                     f"the SMS provider reported it {status}{code}")
+        await context.report_delivery(message_id, "failed",
+                                      f"the SMS provider reported it {status}{code}")
 
 
 def form_fields(body: bytes) -> list[tuple[str, str]]:
@@ -145,10 +145,10 @@ def our_channel(settings: SmsSettings, fields: Mapping[str, str]) -> str | None:
 
 
 class Webhooks:
-    """The two routes, bound to one bridge and the plugin's settings."""
+    """The two routes, bound to the plugin's context and settings."""
 
-    def __init__(self, bridge: Bridge, settings: SmsSettings) -> None:
-        self.bridge = bridge
+    def __init__(self, context: PluginContext, settings: SmsSettings) -> None:
+        self.context = context
         self.settings = settings
 
     def routes(self) -> list[Route]:
@@ -159,7 +159,7 @@ class Webhooks:
 
     @property
     def public_base(self) -> str:
-        return (self.settings.public_base_url or self.bridge.public_url).rstrip("/")
+        return (self.settings.public_base_url or self.context.public_url).rstrip("/")
 
     def signed_url(self, request: Request, path: str) -> str:
         query = request.url.query
@@ -170,7 +170,7 @@ class Webhooks:
     ) -> Sequence[tuple[str, str]] | Response:
         """The request's form when its signature is right, else the answer to give."""
         try:
-            body = await read_body(request, self.bridge.config.http.max_body_bytes)
+            body = await read_body(request, self.context.max_body_bytes)
         except BodyTooLarge as exc:
             return PlainTextResponse(str(exc), status_code=413)
         try:
@@ -201,10 +201,12 @@ class Webhooks:
             log.warning("SMS inbound refused: %s", refusal)
             return PlainTextResponse(refusal, status_code=400 if not fields.get("To") else 404)
         raw = RawInbound(
-            channel=PLUGIN, fields=fields, peer=request.client.host if request.client else ""
+            channel=self.context.name, fields=fields, sender=fields.get("From", ""),
+            transport_id=fields.get("MessageSid") or fields.get("SmsSid", ""),
+            peer=request.client.host if request.client else "",
         )
         try:
-            await self.bridge.receive(raw)
+            await self.context.receive(raw)
         except PermanentError as exc:
             # Retrying cannot help: the core listed it with the dropped inbounds; tell the
             # provider why.
@@ -225,7 +227,7 @@ class Webhooks:
             )
         try:
             await record_status(
-                self.bridge.store, sid, status, error_code=fields.get("ErrorCode", "")
+                self.context.state, sid, status, error_code=fields.get("ErrorCode", "")
             )
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=400)
@@ -235,6 +237,6 @@ class Webhooks:
         return Response(status_code=204)
 
     async def _report(self, sid: str, status: str, error_code: str) -> None:
-        owner = await self.bridge.store.get_state(PLUGIN, f"sent:{sid}")
+        owner = await self.context.state.get(f"sent:{sid}")
         if isinstance(owner, str):
-            await report_to_bridge(self.bridge, owner, status, error_code)
+            await report_outcome(self.context, owner, status, error_code)
