@@ -136,7 +136,7 @@ async def smtp_ingest(messages: Sequence[bytes], folder: Path, connections: int)
     port = common.free_port()
     bridge = Bridge.from_config(bridge_config(folder, port))
     email_plugin = bridge.pm.get_plugin("email")
-    service = bridge.hooks.services(bridge)
+    service = bridge.hooks.services()
     smtp = next(s for s in service if s.name.startswith("email"))
     assert email_plugin is not None
     payload = folder / "messages.pickle"

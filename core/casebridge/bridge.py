@@ -28,7 +28,9 @@ from anyio.abc import TaskGroup, TaskStatus
 from . import blobs, deliveries
 from . import config as configuration
 from .backoff import BackoffPolicy
+from .context import PluginContext
 from .contributions import Address
+from .defaults import DefaultsPlugin
 from .errors import PermanentError
 from .jobs import InboundJob, crm_event_jobs
 from .links import sign_session_link
@@ -151,7 +153,10 @@ class Bridge:
                     path=self.config.path, where=f"plugins.{name}",
                 )
             self._settings[name] = settings
-            self.hooks.configure(name, self, settings)
+            self.hooks.configure(name, PluginContext(self, name, settings))
+        defaults = self.pm.get_plugin("defaults")
+        if isinstance(defaults, DefaultsPlugin):  # the core's own: it reads the core's TOML
+            defaults.use(self.config.handoff, self.config.fields)
 
     # -- what plugins use -----------------------------------------------------------------
 
@@ -173,7 +178,7 @@ class Bridge:
                         f"http://{http.host}:{http.port}") else ""),
             Address("Dashboard", f"{self.public_url}/"),
         ]
-        return own + self.hooks.addresses(self)
+        return own + self.hooks.addresses()
 
     def plugin_names(self) -> list[str]:
         return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
@@ -292,7 +297,7 @@ class Bridge:
     async def start_services(self, tg: TaskGroup) -> None:
         """Start every enabled plugin's services in ``tg``, each once it reports ready; a
         singleton under its lock, so it runs here only while this runner holds it."""
-        for service in self.hooks.services(self):
+        for service in self.hooks.services():
             log.info("starting %s", service.name)
             if service.singleton:
                 await tg.start(run_singleton, service, self.singletons)

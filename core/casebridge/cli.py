@@ -114,7 +114,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
             print(f"{failure.name}: not loaded: {failure.error}")
             failures += 1
         for name in bridge.plugin_names():
-            result = await bridge.hooks.check(name, bridge)
+            result = await bridge.hooks.check(name)
             print(f"{name}: {result.detail if result.ok else 'FAILED: ' + result.detail}")
             failures += not result.ok
         return 1 if failures else 0

@@ -342,7 +342,7 @@ class Dashboard:
         async def one(name: str) -> None:
             try:
                 with anyio.fail_after(CHECK_TIMEOUT):
-                    results[name] = await self.bridge.hooks.check(name, self.bridge)
+                    results[name] = await self.bridge.hooks.check(name)
             except TimeoutError:
                 results[name] = CheckResult(name, False, f"no answer in {CHECK_TIMEOUT:.0f} s")
             except Exception as exc:

@@ -16,7 +16,7 @@ from .hookspecs import hookimpl
 from .model import Author, FieldValue, HandoffDecision, Message, Session, Summary
 
 if TYPE_CHECKING:
-    from .bridge import Bridge
+    pass
 
 SUBJECT_LIMIT = 120
 REQUEST_LIMIT = 1500
@@ -122,10 +122,11 @@ class DefaultsPlugin:
         self.fields = FieldsSection()
         self._phrases = _phrase_pattern(self.handoff.phrases)
 
-    @hookimpl
-    def configure(self, bridge: Bridge) -> None:
-        self.handoff = bridge.config.handoff
-        self.fields = bridge.config.fields
+    def use(self, handoff: HandoffSection, fields: FieldsSection) -> None:
+        """Take the TOML's ``[handoff]`` and ``[fields]`` (the runner calls this: they are
+        the core's sections, not a plugin's)."""
+        self.handoff = handoff
+        self.fields = fields
         self._phrases = _phrase_pattern(self.handoff.phrases)
 
     @hookimpl(trylast=True)

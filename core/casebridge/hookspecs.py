@@ -24,14 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from .bridge import Bridge
     from .context import PluginContext
     from .contributions import Address, Command, ConfigSection, Service
     from .model import (
@@ -81,26 +80,23 @@ def config_section() -> ConfigSection | None:
 
 
 @hookspec
-def configure(context: PluginContext, bridge: Bridge, settings: Any) -> None:
+def configure(context: PluginContext) -> None:
     """Receive the plugin's context, once, before anything else.
 
     Routed: called once on each enabled plugin, before any hook that does I/O. Keep the
-    context; open no connections here (do that in a service or lazily). Take ``context``
-    only: ``bridge`` and ``settings`` are there while the built-in plugins move onto the
-    context, and will go.
+    context: every other hook reaches the runner through it. Open no connections here (do
+    that in a service or lazily).
 
     :param context: What the plugin may ask of the runner, a
         :class:`~casebridge.plugin.PluginContext`: its name as the TOML gives it, its
         validated settings (an instance of the dataclass ``config_section`` declared, or
         None), its state, blobs, logger and metrics, and the paths into the core.
-    :param bridge: Deprecated: the runner itself.
-    :param settings: Deprecated: the same as ``context.settings``.
     :returns: Nothing.
     """
 
 
 @hookspec
-def services(bridge: Bridge) -> list[Service]:
+def services() -> list[Service]:
     """Long-running tasks to start with the runner (an SMTP server, a poller).
 
     Called once by ``casebridge run``; every enabled plugin's services start in one task
@@ -108,31 +104,28 @@ def services(bridge: Bridge) -> list[Service]:
     ``task_status.started()`` once it is ready (a port bound). A service marked
     ``singleton=True`` (a poller) runs on one runner of those sharing a store at a time.
 
-    :param bridge: The runner the services belong to.
     :returns: A list of :class:`~casebridge.contributions.Service`.
     """
 
 
 @hookspec
-def http_routes(bridge: Bridge) -> list[BaseRoute]:
+def http_routes() -> list[BaseRoute]:
     """Starlette routes to mount on the bridge's HTTP server (an SMS webhook, a status page).
 
     Called once when the web app is built. Paths should start with ``/<plugin name>/`` or
     ``/webhooks/<plugin name>/`` to stay out of each other's way.
 
-    :param bridge: The runner whose web app mounts the routes.
     :returns: A list of Starlette routes.
     """
 
 
 @hookspec
-def addresses(bridge: Bridge) -> list[Address]:
+def addresses() -> list[Address]:
     """The addresses a person uses with this plugin: its pages, its servers, demo logins.
 
     Called once every service has started (so ports the OS picked are known), to print one
     block at start-up, and by pages that link to them. Never put a real secret in a note.
 
-    :param bridge: The running bridge.
     :returns: A list of :class:`~casebridge.contributions.Address` (label, where, note), in
         the order to show them.
     """
@@ -150,13 +143,12 @@ def cli_commands() -> list[Command]:
 
 
 @hookspec
-def check(bridge: Bridge) -> CheckResult:
+def check() -> CheckResult:
     """Routed, async: tell whether the plugin can work with its settings.
 
     Called by ``casebridge check`` on each enabled plugin. Must not raise for an expected
     failure (an unreachable URL, a refused login): say it in the result.
 
-    :param bridge: The runner, opened.
     :returns: A :class:`~casebridge.model.CheckResult`: ``ok`` with "Active", or the precise
         reason it cannot work.
     """

@@ -259,29 +259,26 @@ class Hooks:
                 sections[impl.plugin_name] = section
         return sections
 
-    def configure(self, plugin: str, bridge: Any, settings: Any) -> None:
+    def configure(self, plugin: str, context: Any) -> None:
         if self.implements(plugin, "configure"):
-            from .context import PluginContext
+            self._routed("configure", plugin, context=context)
 
-            context = PluginContext(bridge, plugin, settings)
-            self._routed("configure", plugin, context=context, bridge=bridge, settings=settings)
+    def services(self) -> list[Any]:
+        return [s for group in self.pm.hook.services() for s in group]
 
-    def services(self, bridge: Any) -> list[Any]:
-        return [s for group in self.pm.hook.services(bridge=bridge) for s in group]
+    def http_routes(self) -> list[Any]:
+        return [r for group in self.pm.hook.http_routes() for r in group]
 
-    def http_routes(self, bridge: Any) -> list[Any]:
-        return [r for group in self.pm.hook.http_routes(bridge=bridge) for r in group]
-
-    def addresses(self, bridge: Any) -> list[Any]:
-        return [a for group in self.pm.hook.addresses(bridge=bridge) for a in group]
+    def addresses(self) -> list[Any]:
+        return [a for group in self.pm.hook.addresses() for a in group]
 
     def cli_commands(self) -> list[Any]:
         return [c for group in self.pm.hook.cli_commands() for c in group]
 
-    async def check(self, plugin: str, bridge: Any) -> CheckResult:
+    async def check(self, plugin: str) -> CheckResult:
         if not self.implements(plugin, "check"):
             return CheckResult(plugin, True, "Active (no check offered)")
-        return await self._routed_async("check", plugin, bridge=bridge)
+        return await self._routed_async("check", plugin)
 
     # -- channels -------------------------------------------------------------------------
 

@@ -197,7 +197,7 @@ def create_app(bridge: Bridge) -> Starlette:
     """The bridge's web app: plugin routes first (a plugin's /webhooks/<name>/... must not
     fall to the CRM route), then the bridge's own, then the dashboard."""
     routes: list[Any] = [
-        *bridge.hooks.http_routes(bridge),
+        *bridge.hooks.http_routes(),
         *Routes(bridge).routes(),
         *dashboard_routes(bridge),
     ]

@@ -336,7 +336,7 @@ async def test_hook_map_fields_ai_without_fields_makes_no_call(make_bridge, ai_s
 
 async def test_hook_check_ai_active_when_the_model_is_served(make_bridge, ai_server) -> None:
     async with make_bridge() as (bridge, _):
-        result = await bridge.hooks.check("ai", bridge)
+        result = await bridge.hooks.check("ai")
     assert result.ok and result.detail == "Active"
     assert ai_server.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
 
@@ -344,7 +344,7 @@ async def test_hook_check_ai_active_when_the_model_is_served(make_bridge, ai_ser
 async def test_hook_check_ai_names_a_model_the_server_lacks(make_bridge, ai_server) -> None:
     ai_server.models = ["llama-3.1-8b", "qwen2.5-7b"]
     async with make_bridge() as (bridge, _):
-        result = await bridge.hooks.check("ai", bridge)
+        result = await bridge.hooks.check("ai")
     assert not result.ok
     assert "does not serve the model 'test-model' (it lists: llama-3.1-8b, qwen2.5-7b)" in (
         result.detail)
@@ -355,7 +355,7 @@ async def test_hook_check_ai_falls_back_to_a_completion_without_a_model_list(
     ai_server.models_status = 404
     ai_server.script(content("OK"))
     async with make_bridge() as (bridge, _):
-        result = await bridge.hooks.check("ai", bridge)
+        result = await bridge.hooks.check("ai")
         assert tokens(bridge, "check") == 27
     assert result.ok
     assert ai_server.completions()[0].body["max_tokens"] == 1
@@ -369,7 +369,7 @@ async def test_hook_check_ai_unreachable_server(make_bridge, ai_server) -> None:
     port = sock.getsockname()[1]
     sock.close()  # nothing listens here now
     async with make_bridge(base_url=f"http://127.0.0.1:{port}/v1", retries=0) as (bridge, _):
-        result = await bridge.hooks.check("ai", bridge)
+        result = await bridge.hooks.check("ai")
     assert not result.ok and result.detail == (
         f"cannot reach http://127.0.0.1:{port}/v1/models (ConnectError)")
 
@@ -378,6 +378,6 @@ async def test_hook_check_ai_reads_the_key_from_a_file(make_bridge, ai_server,
                                                        tmp_path: Path) -> None:
     (tmp_path / "ai.key").write_text("sk-from-a-file\n")
     async with make_bridge(api_key={"file": "ai.key"}) as (bridge, _):
-        assert (await bridge.hooks.check("ai", bridge)).ok
+        assert (await bridge.hooks.check("ai")).ok
         assert "sk-from-a-file" not in repr(bridge.settings("ai"))
     assert ai_server.requests[0].headers["authorization"] == "Bearer sk-from-a-file"

@@ -89,11 +89,11 @@ async def test_hook_check_reports_each_plugin(tmp_path, monkeypatch, capsys) -> 
 
     path = write_config(tmp_path)
     bridge = Bridge.from_config(path, plugins={"loop": LoopChannel()})
-    result = await bridge.hooks.check("jsonl", bridge)
+    result = await bridge.hooks.check("jsonl")
     assert result.ok and result.detail == "Active"
     bridge.pm.get_plugin("jsonl").path = tmp_path / "no-such-dir" / "x" / "c.jsonl"
     (tmp_path / "no-such-dir").write_text("a file where a folder should be")
-    result = await bridge.hooks.check("jsonl", bridge)
+    result = await bridge.hooks.check("jsonl")
     assert not result.ok and "cannot write" in result.detail
 
 

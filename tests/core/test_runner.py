@@ -26,7 +26,11 @@ class Extras:
         self.events: list[str] = []
 
     @hookimpl
-    def services(self, bridge):
+    def configure(self, context):
+        self.context = context
+
+    @hookimpl
+    def services(self):
         async def ticker(task_status) -> None:
             self.events.append("started")
             task_status.started()
@@ -38,9 +42,9 @@ class Extras:
         return [Service("ticker", ticker)]
 
     @hookimpl
-    def http_routes(self, bridge):
+    def http_routes(self):
         async def hello(request):
-            return PlainTextResponse(f"hello from {bridge.config.bridge.crm}")
+            return PlainTextResponse(f"hello from {self.context.name}")
 
         return [Route("/extras/hello", hello)]
 
@@ -58,7 +62,7 @@ async def test_hook_services_and_test_hook_http_routes_run_in_the_runner(
         await tg.start(bridge.run)
         assert extras.events == ["started"]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            assert (await client.get("/extras/hello")).text == "hello from jsonl"
+            assert (await client.get("/extras/hello")).text == "hello from extras"
             assert (await client.get("/healthz")).text == "ok"
         tg.cancel_scope.cancel()
     assert extras.events == ["started", "stopped"]
@@ -68,5 +72,5 @@ def test_hook_http_routes_and_services_of_disabled_plugins_stay_off(tmp_path, mo
     install_jsonl(monkeypatch, tmp_path)
     path = write_config(tmp_path)
     bridge = Bridge.from_config(path, plugins={"loop": LoopChannel()})
-    assert bridge.hooks.services(bridge) == []
-    assert bridge.hooks.http_routes(bridge) == []
+    assert bridge.hooks.services() == []
+    assert bridge.hooks.http_routes() == []

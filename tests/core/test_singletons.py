@@ -140,7 +140,7 @@ class Poller:
         self.who = who
 
     @hookimpl
-    def services(self, bridge: Bridge) -> list[Service]:
+    def services(self) -> list[Service]:
         return [self.tracker.service(self.who)]
 
 

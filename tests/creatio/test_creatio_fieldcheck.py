@@ -173,7 +173,7 @@ def test_mapped_fields_come_from_the_rules_and_the_plugins_fields(tmp_path) -> N
 
 async def test_check_names_every_bad_mapped_field_in_process(tmp_path) -> None:
     bridge = bridge_with_fields(tmp_path, {"url": "sandbox"})
-    result = await bridge.hooks.check("creatio", bridge)
+    result = await bridge.hooks.check("creatio")
     assert not result.ok
     assert result.detail.split("; ") == EXPECTED
 
@@ -182,7 +182,7 @@ async def test_check_reads_metadata_from_a_served_creatio(tmp_path) -> None:
     async with served_sandbox() as url:
         settings = {"url": url, "username": "Supervisor", "password": "Supervisor"}
         bridge = bridge_with_fields(tmp_path / "bad", settings)
-        result = await bridge.hooks.check("creatio", bridge)
+        result = await bridge.hooks.check("creatio")
         assert not result.ok and result.detail.split("; ") == EXPECTED
         clean = Bridge.from_config(
             creatio_config(
@@ -197,7 +197,7 @@ async def test_check_reads_metadata_from_a_served_creatio(tmp_path) -> None:
             ),
             plugins={"loop": LoopChannel()},
         )
-        assert (await clean.hooks.check("creatio", clean)).detail == "Active"
+        assert (await clean.hooks.check("creatio")).detail == "Active"
 
 
 def test_sandbox_metadata_describes_exactly_what_the_sandbox_holds() -> None:

@@ -57,7 +57,7 @@ def configured(tmp_path: Path, **creatio) -> Bridge:
 
 
 async def check(bridge: Bridge):
-    return await bridge.hooks.check("creatio", bridge)
+    return await bridge.hooks.check("creatio")
 
 
 async def hand_off(world: World) -> str:

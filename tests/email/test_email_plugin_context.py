@@ -51,7 +51,7 @@ async def test_a_second_instance_answers_to_its_own_name(
         await bridge.open()
         try:
             assert bridge.plugin_names().count("email") == 0
-            services = bridge.hooks.services(bridge)
+            services = bridge.hooks.services()
             assert [s.name for s in services] == ["billing-mail SMTP server"]
             await bridge.receive(RawInbound(
                 channel="billing-mail", sender="ann@customer.example",
@@ -72,7 +72,7 @@ async def test_a_second_instance_answers_to_its_own_name(
             key = f"msgid:{delivery.external_id}"
             assert await bridge.store.get_state("billing-mail", key) == message.id
             assert await bridge.store.get_state("email", key) is None
-            result = await bridge.hooks.check("billing-mail", bridge)
+            result = await bridge.hooks.check("billing-mail")
             assert result.plugin == "billing-mail" and result.ok
         finally:
             await bridge.close()

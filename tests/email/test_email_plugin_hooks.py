@@ -230,18 +230,18 @@ async def test_hook_ingest_email_rate_limit_and_attachment_limits(tmp_path, monk
 
 async def test_hook_check_email_reports_the_relay(tmp_path, monkeypatch):
     async with sink_server() as sink, opened(tmp_path / "up", monkeypatch, sink.port) as bridge:
-        result = await bridge.hooks.check("email", bridge)
+        result = await bridge.hooks.check("email")
         assert (result.ok, result.detail) == (True, "Active")
     down = free_port()
     async with opened(tmp_path / "down", monkeypatch, down) as bridge:
-        result = await bridge.hooks.check("email", bridge)
+        result = await bridge.hooks.check("email")
         assert not result.ok and f"relay 127.0.0.1:{down} is unreachable" in result.detail
 
 
 async def test_hook_check_email_without_support_addresses_says_so(tmp_path, monkeypatch):
     async with sink_server() as sink, opened(tmp_path, monkeypatch, sink.port,
                                              support_addresses=[]) as bridge:
-        result = await bridge.hooks.check("email", bridge)
+        result = await bridge.hooks.check("email")
         assert not result.ok and "no support_addresses" in result.detail
 
 
@@ -249,7 +249,7 @@ async def test_hook_check_email_without_a_relay_is_a_configuration_error(
     tmp_path, monkeypatch
 ):
     async with opened(tmp_path, monkeypatch, None) as bridge:
-        result = await bridge.hooks.check("email", bridge)
+        result = await bridge.hooks.check("email")
         assert not result.ok
         assert "no relay configured" in result.detail and "[plugins.email.relay]" in result.detail
         await receive(bridge, customer_mail("Hello", msgid="<n1@customer.example>"))

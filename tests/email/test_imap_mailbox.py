@@ -192,7 +192,7 @@ async def test_a_server_without_idle_is_polled(
     server = Dovecot(idle=False).start()
     try:
         async with running(tmp_path, monkeypatch, mailbox(server, poll_seconds=0.3)) as bridge:
-            detail = (await bridge.hooks.check("email", bridge)).detail
+            detail = (await bridge.hooks.check("email")).detail
             assert "no IDLE: polling every 0.3s" in detail
             server.append(mail(1))
             await wait_stored(bridge, [1])
@@ -297,7 +297,7 @@ async def test_check_reports_login_folder_and_idle(
     wrong = mailbox(dovecot, password="not-the-password")
     missing = mailbox(dovecot, folder="Nowhere")
     async with running(tmp_path, monkeypatch, good) as bridge:
-        result = await bridge.hooks.check("email", bridge)
+        result = await bridge.hooks.check("email")
     assert result.ok, result.detail
     assert (
         f"mailbox {USER}@127.0.0.1:{dovecot.port}/INBOX: logged in, folder exists, "
@@ -306,7 +306,7 @@ async def test_check_reports_login_folder_and_idle(
     # The refused login last: Dovecot slows down logins after a failed one.
     for box, expected in ((missing, "'Nowhere' does not exist"), (wrong, "login refused")):
         async with running(tmp_path, monkeypatch, box) as bridge:
-            result = await bridge.hooks.check("email", bridge)
+            result = await bridge.hooks.check("email")
         assert not result.ok
         assert expected in result.detail
         assert PASSWORD not in result.detail and "not-the-password" not in result.detail
@@ -332,7 +332,7 @@ async def test_tls_and_starttls_verify_the_server_against_ca_file(
     box = mailbox(tls_dovecot, tls=tls, port=port, ca_file="imap-cert.pem")
     tls_dovecot.append(mail(1))
     async with running(tmp_path, monkeypatch, box) as bridge:
-        result = await bridge.hooks.check("email", bridge)
+        result = await bridge.hooks.check("email")
         assert result.ok, result.detail
         await wait_stored(bridge, [1])
 
@@ -344,7 +344,7 @@ async def test_an_unverifiable_certificate_is_refused(
     box = mailbox(tls_dovecot, tls="tls", port=tls_dovecot.tls_port)
     tls_dovecot.append(mail(1))
     async with running(tmp_path, monkeypatch, box) as bridge:
-        result = await bridge.hooks.check("email", bridge)
+        result = await bridge.hooks.check("email")
         await anyio.sleep(1.0)
         assert not await stored(bridge, 1)
     assert not result.ok
@@ -440,7 +440,7 @@ async def test_xoauth2_reads_a_fresh_token_at_every_login(
         refused = mailbox(server, oauth2_token_command=command)
         del refused["password"]
         async with running(tmp_path, monkeypatch, refused) as bridge:
-            result = await bridge.hooks.check("email", bridge)
+            result = await bridge.hooks.check("email")
         assert not result.ok and "login refused" in result.detail
         assert "stale-token" not in result.detail
     finally:

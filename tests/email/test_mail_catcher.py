@@ -159,7 +159,7 @@ def test_catcher_settings_refuse_bad_values(change: dict[str, object], message: 
 async def test_replies_go_to_the_catcher_when_no_relay_is_set(tmp_path, monkeypatch) -> None:
     port = free_port()
     async with opened(tmp_path, monkeypatch, None, catcher={"port": port}) as bridge:
-        check = await bridge.hooks.check("email", bridge)
+        check = await bridge.hooks.check("email")
         assert check.ok and f"mail catcher on 127.0.0.1:{port}" in check.detail
         plugin = bridge.pm.get_plugin("email")
         async with anyio.create_task_group() as tg:

@@ -92,7 +92,7 @@ def plugin_routes_first(bridge: Bridge) -> Starlette:
     # core/casebridge/web.py lists plugin routes after its own /webhooks/{crm}/{token}, which
     # shadows /webhooks/sms/...: serve the plugin's routes ahead of the core app (see
     # test_the_core_app_reaches_the_sms_webhooks below).
-    return Starlette(routes=[*bridge.hooks.http_routes(bridge), Mount("", create_app(bridge))])
+    return Starlette(routes=[*bridge.hooks.http_routes(), Mount("", create_app(bridge))])
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ async def running(path: Path, port: int) -> AsyncIterator[World]:
     await bridge.open()
     try:
         async with anyio.create_task_group() as tg:
-            for service in bridge.hooks.services(bridge):
+            for service in bridge.hooks.services():
                 await tg.start(service.run)
             await tg.start(serve, plugin_routes_first(bridge), "127.0.0.1", port)
             assert plugin.sandbox is not None

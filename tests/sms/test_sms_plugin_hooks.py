@@ -70,7 +70,7 @@ async def rig(root: Path, monkeypatch: pytest.MonkeyPatch, **sms: object) -> Asy
     await bridge.open()
     try:
         async with anyio.create_task_group() as tg:
-            [service] = bridge.hooks.services(bridge)
+            [service] = bridge.hooks.services()
             await tg.start(service.run)
             plugin.sandbox.callback_statuses = ()  # nothing listens for status callbacks here
             yield Rig(bridge, plugin, plugin.sandbox)

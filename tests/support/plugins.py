@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 from casebridge import hookimpl
-from casebridge.blobs import write_blob
+from casebridge.context import PluginContext
 from casebridge.model import (
     AddressKind,
     AssistantTurn,
@@ -32,8 +32,8 @@ class LoopChannel:
         self.calls: list[str] = []
 
     @hookimpl
-    def configure(self, bridge) -> None:
-        self.bridge = bridge
+    def configure(self, context: PluginContext) -> None:
+        self.context = context
 
     @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
@@ -43,7 +43,7 @@ class LoopChannel:
         if "attachment" in fields:
             data = fields["attachment"].encode()
             digest = hashlib.sha256(data).hexdigest()
-            location = write_blob(self.bridge.blob_dir, data, digest)
+            location = self.context.blobs.write_sync(data, digest)
             attachments = (Attachment(fields.get("attachment_name", "file.txt"), "text/plain",
                                       len(data), digest, location),)
         if fields.get("body", "").strip().upper() == "STOP":
