@@ -340,3 +340,26 @@ def test_large_text_trimming_keeps_an_untouched_text_as_it_is() -> None:
     quoted = log + "\r\nOn Mon, Jan 6, 2025 at 9:00 AM Ann <ann@example.com> wrote:\r\n> x"
     assert visible_large(quoted) == trim.visible_text(quoted) == trim.visible_text(log)
     assert trim.visible_text(log).endswith("printer error line")
+
+
+def test_large_text_trimming_holds_a_fraction_of_what_visible_text_holds() -> None:
+    """A large log trimmed on placeholders holds less than the text's size beside it, and
+    under a quarter of what visible_text's list of lines and join hold."""
+    import tracemalloc
+
+    from casebridge_email.trim_large import _LONG, _SHORT, _Lines
+
+    log = "Here is the log:\n\n" + "retry printer status queue timeout error tray\n" * 40_000
+    lines = _Lines(log)
+    compact = lines.compact(0, len(lines.kinds))
+    assert sum(1 for line in compact if line is _SHORT or line is _LONG) > 39_000
+    del lines, compact
+    peaks = []
+    for trimmer in (visible_large, trim.visible_text):
+        tracemalloc.start()
+        try:
+            trimmer(log)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[0] < len(log) and peaks[0] * 4 < peaks[1], peaks
