@@ -7,6 +7,8 @@ Usage::
     .venv/bin/python bench/handoff.py                  # 50 ms per Creatio request
     .venv/bin/python bench/handoff.py --latency-ms 20
     .venv/bin/python bench/handoff.py --quick          # the smoke test: small and fast
+    .venv/bin/python bench/handoff.py --modes atomic --contacts new --messages 5 \
+        --workers 32 --profile /tmp/handoff.prof         # one row, profiled (cProfile)
 
 The Creatio sandbox runs as its own process on loopback (``casebridge sandbox creatio``), its
 fault settings holding ``latency_ms``. Each row is a fresh, real Bridge (SQLite store, the
@@ -55,6 +57,7 @@ DESK = "desk"
 
 
 ATOMIC, STEPS = "two round trips", "per step (baseline)"
+ATOMIC_MODE, STEPS_MODE = "atomic", "steps"
 # The sandbox process, whose CPU time is read from /proc around each measurement.
 SANDBOX_PID = [0]
 
@@ -148,10 +151,10 @@ def write_config(folder: Path, url: str, run: Run) -> Path:
     return path
 
 
-async def measure(url: str, folder: Path, run: Run) -> None:
+async def measure(url: str, folder: Path, run: Run, profile: Path | None = None) -> None:
     import anyio
     from casebridge.bridge import Bridge
-    from casebridge.jobs import HandoffJob
+    from casebridge.jobs import HandoffJob, session_of
     from casebridge.model import HandoffDecision, SessionStatus
     from casebridge.outbox import OutboxEvent
     from support.plugins import LoopChannel
@@ -164,7 +167,7 @@ async def measure(url: str, folder: Path, run: Run) -> None:
         # sync job it enqueues bracket one handoff.
         def _job_event(self, event: OutboxEvent) -> None:
             super()._job_event(event)
-            session_id = event.job.payload.get("session_id", "")
+            session_id = session_of(event.job)
             if event.kind == "claimed" and event.job.kind == "handoff":
                 claimed.setdefault(session_id, time.perf_counter())
             elif event.kind == "done" and event.job.key == f"sync:{session_id}:handoff":
@@ -197,8 +200,10 @@ async def measure(url: str, folder: Path, run: Run) -> None:
         before = (await admin.get("/sandbox/admin/stats")).json()["requests"]
         cpu, start = time.process_time(), time.perf_counter()
         sandbox_cpu = process_cpu(SANDBOX_PID[0])
-        await bridge.enqueue(*(HandoffJob.deciding(s.id, decision).to_new_job() for s in sessions))
-        await settle(bridge)
+        with profiled(profile):
+            await bridge.enqueue(*(HandoffJob.deciding(s.id, decision).to_new_job()
+                                   for s in sessions))
+            await settle(bridge)
         run.cpu = time.process_time() - cpu
         run.sandbox_cpu = process_cpu(SANDBOX_PID[0]) - sandbox_cpu
         run.seconds = max(finished.values()) - start
@@ -206,6 +211,42 @@ async def measure(url: str, folder: Path, run: Run) -> None:
         run.latencies = [finished[s.id] - claimed[s.id] for s in sessions]
         await check_cases(bridge, admin, run, [s.id for s in sessions])
         tg.cancel_scope.cancel()
+
+
+@contextmanager
+def profiled(path: Path | None) -> Iterator[None]:
+    """cProfile the bridge process (every thread that runs Python: the event loop and the
+    store's worker threads) over the block, written to ``path``; nothing when None."""
+    if path is None:
+        yield
+        return
+    import cProfile
+    import threading
+
+    # CPU time, not wall time: the figures hold on a machine busy with other work.
+    profiles = [cProfile.Profile(time.thread_time)]
+
+    def start_thread_profile(*_: Any) -> None:
+        profile = cProfile.Profile(time.thread_time)
+        profiles.append(profile)
+        profile.enable()  # replaces this hook for the rest of the thread
+
+    threading.setprofile(start_thread_profile)
+    profiles[0].enable()
+    try:
+        yield
+    finally:
+        profiles[0].disable()
+        threading.setprofile(None)
+        for profile in profiles[1:]:
+            profile.create_stats()  # snapshot threads still running (the store's pool)
+        import pstats
+
+        stats = pstats.Stats(profiles[0])
+        for profile in profiles[1:]:
+            if getattr(profile, "stats", None):
+                stats.add(profile)
+        stats.dump_stats(path)
 
 
 async def receive(bridge: Any, tag: str, run: Run, round_: str) -> None:
@@ -262,7 +303,7 @@ def rows(runs: Sequence[Run]) -> list[list[object]]:
     baseline = {(r.contact, r.messages, r.workers): r for r in runs if not r.atomic}
     out: list[list[object]] = []
     for r in runs:
-        base = baseline[(r.contact, r.messages, r.workers)]
+        base = baseline.get((r.contact, r.messages, r.workers), r)
         per = r.requests / r.handoffs
         base_per = base.requests / base.handoffs
         out.append([
@@ -279,14 +320,15 @@ def rows(runs: Sequence[Run]) -> list[list[object]]:
 
 
 def plan(args: argparse.Namespace) -> list[Run]:
-    """New customers for every N and worker count; returning ones for every N at the first
-    worker count; each in both modes."""
+    """Every chosen contact kind, N and worker count, in each chosen mode."""
     runs = []
     for atomic in (False, True):
+        if (ATOMIC_MODE if atomic else STEPS_MODE) not in args.modes:
+            continue
         for workers in args.workers:
             for messages in args.messages:
                 for returning in (False, True):
-                    if returning and workers != args.workers[0]:
+                    if ("returning" if returning else "new") not in args.contacts:
                         continue
                     handoffs = max(workers * args.per_worker, 2 if args.quick else 8)
                     runs.append(Run(atomic, returning, messages, workers, handoffs,
@@ -300,12 +342,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="latency the sandbox adds to every API request (50)")
     parser.add_argument("--messages", type=int, nargs="+", default=[1, 5, 20],
                         help="messages per session, N (1 5 20)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[4, 16, 64],
-                        help="outbox workers (4 16 64)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[4, 32],
+                        help="outbox workers (4 32): 32 keeps over 20 handoffs in flight")
     parser.add_argument("--per-worker", type=int, default=4,
                         help="handoffs per row: this many per worker, at least 8 (4)")
     parser.add_argument("--max-concurrency", type=int, default=32,
                         help="the creatio plugin's max_concurrency (32)")
+    parser.add_argument("--modes", nargs="+", choices=[ATOMIC_MODE, STEPS_MODE],
+                        default=[STEPS_MODE, ATOMIC_MODE],
+                        help="atomic: two round trips; steps: the per-step baseline (both)")
+    parser.add_argument("--contacts", nargs="+", choices=["new", "returning"],
+                        default=["new", "returning"], help="contact kinds (both)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="cProfile the bridge over the measured span of the (last) row "
+                             "into FILE (read it with python -m pstats)")
     parser.add_argument("--quick", action="store_true",
                         help="N 1 and 5, workers 1 and 4, 2 handoffs per worker, 10 ms")
     args = parser.parse_args(argv)
@@ -326,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    timeout=10).raise_for_status()
         for n, run in enumerate(runs):
             folder = Path(tmp) / f"r{n}a{int(run.atomic)}w{run.workers}n{run.messages}"
-            anyio.run(measure, url, folder, run)
+            anyio.run(measure, url, folder, run, args.profile)
     runs.sort(key=lambda r: (r.returning, r.workers, r.messages, r.atomic))
     common.report(
         "Handoff: contact, case and N activities against the Creatio sandbox",

@@ -78,6 +78,7 @@ class Bridge:
         override = config.templates.dir
         self.templates = Templates(config.base_dir / override if override else None)
         self._settings: dict[str, Any] = {}
+        self._link_key: bytes | None = None
         self.pipeline = Pipeline(self)
         out = config.outbox
         self.outbox = Outbox(
@@ -192,7 +193,10 @@ class Bridge:
 
     def _generated_secret(self) -> bytes:
         # With no secret configured, one is made on first use and kept beside the data, so
-        # links stay valid across restarts.
+        # links stay valid across restarts. Read once: every activity's link is signed with
+        # it, and a file read per handoff showed in the profile.
+        if self._link_key is not None:
+            return self._link_key
         path = self.data_dir / "link.key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +210,8 @@ class Bridge:
                     os.link(aside, path)
             finally:
                 os.unlink(aside)
-        return path.read_text().strip().encode()
+        self._link_key = path.read_text().strip().encode()
+        return self._link_key
 
     def session_link(self, session_id: str) -> str:
         expires = utcnow() + timedelta(days=self.config.bridge.link_ttl_days)

@@ -100,9 +100,13 @@ class CaseSync(Stage):
                     (utcnow() - job.decided_at).total_seconds())
             return self.attach_jobs(session, [r.message for r in pending])
 
-    async def pending_activities(self, session: Session, case: CaseRef) -> list[ActivityRequest]:
-        """The session's messages the case lacks, oldest first, their intents recorded."""
-        transcript = await self.store.transcript(session.id)
+    async def pending_activities(
+        self, session: Session, case: CaseRef, transcript: Sequence[Message] | None = None
+    ) -> list[ActivityRequest]:
+        """The session's messages the case lacks, oldest first, their intents recorded
+        (``transcript`` read from the store when not given)."""
+        if transcript is None:
+            transcript = await self.store.transcript(session.id)
         link = self.bridge.session_link(session.id)
         return [
             request
@@ -117,8 +121,13 @@ class CaseSync(Stage):
         """The request for a message the case lacks, its intent recorded; None when the case
         has it already."""
         key = derived_id("activity", session.id, message.id)
-        # One store call: the intent is recorded, or the existing write returned (its
-        # attempts counted, so ``maybe_written`` tells whether an earlier try got this far).
+        # A message the case has already (every one, in the sync job after a handoff at
+        # once) costs a read, not a write transaction.
+        done = await self.store.get_write(key)
+        if done is not None and done.crm_id:
+            return None
+        # The intent is recorded, or the existing write returned (its attempts counted, so
+        # ``maybe_written`` tells whether an earlier try got this far).
         write = await self.store.record_intent(session.id, message.id, "activity", self.crm,
                                                key)
         if write.crm_id:

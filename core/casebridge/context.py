@@ -226,6 +226,8 @@ class PluginContext:
 
         return httpx.AsyncClient(
             base_url=base_url, timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections),
+            # Keep every connection alive: httpcore closes idle ones above 20 by default.
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
             headers={"User-Agent": f"casebridge/{__version__} ({self.name})"}, **kwargs,
         )

@@ -10,7 +10,7 @@ one call; otherwise the case is written here and a ``sync`` job writes the activ
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -101,12 +101,15 @@ class Handoffs(Stage):
         write = await self.store.record_intent(session.id, "", "case", self.crm, key)
         maybe_written = write.maybe_written or run.attempts > 1
         pending: list[ActivityRequest] = []
+        # One read for the case and its activities; what arrives meanwhile is the sync job's.
+        transcript = await self.store.transcript(session.id)
 
         async def describe(contact: Contact) -> CaseRequest:
-            return await self.case_request(session, contact, decision, key, maybe_written)
+            return await self.case_request(session, contact, decision, key, maybe_written,
+                                           transcript)
 
         async def activities(case: CaseRef) -> list[ActivityRequest]:
-            pending[:] = await self.case_sync.pending_activities(session, case)
+            pending[:] = await self.case_sync.pending_activities(session, case, transcript)
             return list(pending)
 
         result = await self.hooks.handoff(self.crm, HandoffRequest(
@@ -159,11 +162,13 @@ class Handoffs(Stage):
 
     async def case_request(
         self, session: Session, contact: Contact, decision: HandoffDecision, key: str,
-        maybe_written: bool,
+        maybe_written: bool, transcript: Sequence[Message] | None = None,
     ) -> CaseRequest:
-        """The new case for a handoff: summary, mapped fields, subject and description."""
+        """The new case for a handoff: summary, mapped fields, subject and description
+        (``transcript`` read from the store when not given)."""
         session = replace(session, contact=contact)
-        transcript = await self.store.transcript(session.id)
+        if transcript is None:
+            transcript = await self.store.transcript(session.id)
         summary = await self.hooks.summarize(session, transcript, decision)
         mapped = await self.hooks.map_fields(session, transcript, summary)
         fields, summary = filled_fields(summary, mapped)

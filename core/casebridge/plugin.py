@@ -43,6 +43,7 @@ from .fieldmap import MappedField
 from .hookspecs import hookimpl
 from .html_depth import flat_text as html_flat_text
 from .html_depth import too_deep as html_too_deep
+from .http_pool import ShardedTransport
 from .json_input import JsonInputError
 from .json_input import loads as read_json
 from .logs import customer_text
@@ -126,6 +127,7 @@ __all__ = [
     "Service",
     "Session",
     "SessionStatus",
+    "ShardedTransport",
     "Summary",
     "TransientError",
     "WebhookRefused",

@@ -159,6 +159,10 @@ class Templates:
             lstrip_blocks=True,
         )
         self.env.filters.update(nl2br=_nl2br, when=_when, safe_url=_safe_url, sanitize=_sanitize)
+        # Which name of a fallback chain exists, remembered: jinja caches the templates it
+        # finds but looks again (a file check per loader) for every name it does not, on
+        # every render. Edits to a found template are still seen (jinja's auto-reload).
+        self._chosen: dict[tuple[str, ...], str] = {}
 
     def _chain(self) -> jinja2.ChoiceLoader:
         # The one lookup order: the operator's folder, the plugins' folders, the core's.
@@ -188,6 +192,16 @@ class Templates:
         return ", ".join([*places, "the packaged templates"])
 
     def _load(self, names: Sequence[str]) -> jinja2.Template:
+        chain = tuple(names)
+        chosen = self._chosen.get(chain)
+        if chosen is not None:
+            return self.env.get_template(chosen)
+        template = self._select(chain)
+        if template.name is not None:
+            self._chosen[chain] = template.name
+        return template
+
+    def _select(self, names: Sequence[str]) -> jinja2.Template:
         try:
             return self.env.select_template(list(names))
         except jinja2.TemplatesNotFound:

@@ -39,8 +39,8 @@ def test_ingest_bench_prints_every_row() -> None:
 @pytest.mark.slow
 def test_handoff_bench_two_round_trips_against_the_per_step_baseline() -> None:
     rows = table_rows(run_bench("handoff.py", "--quick"))
-    # 2 modes x (new: N in {1, 5} x workers in {1, 4}; returning: N in {1, 5} x 1 worker)
-    assert len(rows) == 12
+    # 2 modes x contact in {new, returning} x N in {1, 5} x workers in {1, 4}
+    assert len(rows) == 16
     requests = {(r[0], r[1], r[2], r[3]): float(r[10]) for r in rows}
     for (mode, contact, n, workers), per in requests.items():
         if mode == "two round trips":

@@ -306,7 +306,15 @@ async def test_run_wakes_on_demand_and_releases_on_shutdown(
             await anyio.sleep_forever()
         finished.set()
 
-    events: list[OutboxEvent] = []
+    completed = anyio.Event()
+
+    class Events(list[OutboxEvent]):
+        def append(self, event: OutboxEvent) -> None:
+            super().append(event)
+            if event.kind == "done":
+                completed.set()
+
+    events = Events()
     box = outbox(store, clock, {"work": handle}, events, poll_interval=3600)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -314,6 +322,9 @@ async def test_run_wakes_on_demand_and_releases_on_shutdown(
             await store.enqueue([NewJob("work", {}, key="quick")])
             box.wake()
             await finished.wait()
+            # The handler has returned; its completion is recorded right after (store calls
+            # may finish without yielding, so do not assume it happened first).
+            await completed.wait()
             await store.enqueue([NewJob("work", {}, key="forever")])
             box.wake()
             await started.wait()

@@ -18,8 +18,8 @@ from casebridge_creatio.health import check_operations
 from casebridge_creatio.lookups import CASE_LOOKUPS
 from casebridge_creatio.metadata import parse_metadata
 from casebridge_creatio.operations import CreatioOperations
-from casebridge_creatio.sandbox.engine import metadata_xml
 from casebridge_creatio.sandbox.schema import ENTITIES
+from casebridge_creatio.sandbox.wire import metadata_xml
 from casebridge_creatio.settings import CreatioSettings
 from hypothesis import given
 from hypothesis import strategies as st

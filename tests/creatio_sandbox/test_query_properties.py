@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from casebridge_creatio.sandbox.evaluate import bind_filter, evaluate
 from casebridge_creatio.sandbox.query import (
     Call,
     Compare,
@@ -15,8 +16,6 @@ from casebridge_creatio.sandbox.query import (
     OrderKey,
     Prop,
     QueryError,
-    bind_filter,
-    evaluate,
     format_filter,
     parse_expand,
     parse_filter,

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode
 
 import anyio
 import httpx
-from casebridge.plugin import AmbiguousWriteError, CheckResult, TransientError
+from casebridge.plugin import AmbiguousWriteError, CheckResult, ShardedTransport, TransientError
 
 from . import odata
 from .answers import CreatioError, CreatioHtmlError, answer_json, answer_message, error_message
@@ -82,9 +82,10 @@ class CreatioClient:
     ) -> None:
         self.settings = settings
         self._http = httpx.AsyncClient(
-            transport=transport,
+            # Keep-alive connections for max_concurrency requests, in small pools (see
+            # ShardedTransport: one large httpcore pool costs CPU on every request).
+            transport=transport or ShardedTransport(settings.max_concurrency),
             timeout=httpx.Timeout(settings.timeout),
-            limits=httpx.Limits(max_connections=settings.max_concurrency),
             headers={"Accept": _JSON, "User-Agent": "casebridge"},
             follow_redirects=False,
         )

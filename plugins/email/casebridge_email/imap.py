@@ -13,6 +13,7 @@ must survive.
 from __future__ import annotations
 
 import contextlib
+import io
 import select
 import socket
 import ssl
@@ -20,10 +21,12 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from casebridge.plugin import ConfigError
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import LoginError
+from imapclient.imapclient import _parse_untagged_response
 
 from .settings import MailboxSettings
 
@@ -240,19 +243,45 @@ class ImapConnection:
         ``idle_check`` alone returns nothing then, the same as a quiet timeout)."""
         client = self.client
         sock = client.socket()
-        pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-        if not pending:
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            if not poller.poll(max(0.0, seconds) * 1000):
-                return False
-        responses = client.idle_check(timeout=0)
+        responses = self._buffered_responses()
+        if not responses:
+            pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            if not pending:
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
+                if not poller.poll(max(0.0, seconds) * 1000):
+                    return False
+            responses = client.idle_check(timeout=0)
         if not responses:
             raise ConnectionLost("the server closed the connection while idling")
         if any(r[:1] == (b"BYE",) or (len(r) > 1 and r[1] == b"BYE") for r in responses):
             raise ConnectionLost("the server said BYE while idling")
         # "* OK Still here" keep-alives are no change; EXISTS, RECENT, EXPUNGE, FETCH are.
         return any(r[:1] != (b"OK",) for r in responses)
+
+    def _buffered_responses(self) -> list[Any]:
+        """Whole lines imaplib already read off the socket but nobody has parsed: reading
+        "+ idling" can pull a "* 3 EXISTS" sent right after it into the same buffer, and a
+        poll of the socket then waits for data that already came (seen with Dovecot)."""
+        buffer = getattr(getattr(self.client, "_imap", None), "file", None)
+        if not isinstance(buffer, io.BufferedReader):
+            return []
+        sock = self.client.socket()
+        timeout = sock.gettimeout()
+        sock.setblocking(False)  # so peek reads only what is buffered or already arrived
+        try:
+            responses = []
+            while True:
+                try:
+                    whole_line = b"\n" in buffer.peek(1)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    whole_line = False  # nothing buffered and nothing arrived
+                if not whole_line:
+                    return responses
+                line = self.client._imap._get_line()
+                responses.append(_parse_untagged_response(line))
+        finally:
+            sock.settimeout(timeout)
 
     def idle_done(self) -> None:
         if self._idling:

@@ -65,6 +65,26 @@ class ReaderPool:
         finally:
             self._idle.put(conn)
 
+    def try_run(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
+        """``fn`` as :meth:`run` does, on this thread, when a connection is free now:
+        (True, its result); (False, None) without running it when all are taken."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            with self._guard:
+                if self._closed or len(self._all) >= self._size:
+                    return False, None
+                conn = self._open()
+                self._all.append(conn)
+        try:
+            conn.execute("BEGIN")
+            try:
+                return True, fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._idle.put(conn)
+
     def close(self) -> None:
         with self._guard:
             self._closed = True

@@ -8,50 +8,38 @@ is committed.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
-from xml.sax.saxutils import quoteattr
-
-from casebridge.plugin import JsonInputError
-from casebridge.plugin import read_json as loads
 
 from . import seed
+from .candidates import candidate_ids
 from .defaults import fill_defaults
 from .errors import ODataError
-from .query import (
-    QueryError,
-    bind_filter,
-    bind_orderby,
-    evaluate,
-    parse_expand,
-    parse_filter,
-    parse_orderby,
-    parse_select,
-    sort_rows,
-)
+from .evaluate import bind_filter, bind_orderby, evaluate, sort_rows
+from .query import QueryError, parse_expand, parse_filter, parse_orderby, parse_select
 from .schema import (
     BINARY,
     BOOL,
-    DATETIME,
     DECIMAL,
-    EMPTY_DATE,
-    EMPTY_GUID,
     ENTITIES,
-    GUID,
     INT,
     TEXT,
     Entity,
-    format_datetime,
-    is_guid,
     now_text,
-    parse_datetime,
 )
 from .store import Store
+from .wire import (
+    coerce_value,
+    context_url,
+    json_object,
+    metadata_xml,
+    non_negative,
+    parse_key,
+    wire_value,
+)
 
 _RESOURCE_RE = re.compile(
     r"(?P<entity>[A-Za-z_]\w*)(?:\((?P<key>[^)]*)\))?(?:/(?P<prop>\$?[A-Za-z_]\w*))?"
@@ -129,16 +117,16 @@ class ODataEngine:
             if method == "GET":
                 return self._get_collection(entity, query, root)
             if method == "POST":
-                return self._post(entity, _json_object(body), actor, root)
+                return self._post(entity, json_object(body), actor, root)
             raise ODataError(405, f"The HTTP method '{method}' is not allowed on the entity set "
                              f"'{entity.name}'.")
-        key = _parse_key(raw_key)
+        key = parse_key(raw_key)
         if method == "GET":
             return self._get_one(entity, key, prop, query, root)
         if prop is not None:
             raise ODataError(405, f"The HTTP method '{method}' is not allowed on a property.")
         if method == "PATCH":
-            return self._patch(entity, key, _json_object(body), actor)
+            return self._patch(entity, key, json_object(body), actor)
         if method == "DELETE":
             return self._delete(entity, key)
         raise ODataError(405, f"The HTTP method '{method}' is not allowed on an entity.")
@@ -149,13 +137,15 @@ class ODataEngine:
         return self.store.get(entity, row_id) if entity in ENTITIES else None
 
     def _filtered(self, entity: Entity, query: Mapping[str, str]) -> list[dict[str, Any]]:
-        rows = self.store.rows(entity.name)
         text = query.get("$filter")
-        if text is not None:
-            expr = parse_filter(text)
-            bind_filter(expr, entity)
-            rows = [r for r in rows if evaluate(expr, r, entity, self._resolve) is True]
-        return rows
+        if text is None:
+            return self.store.rows(entity.name)
+        expr = parse_filter(text)
+        bind_filter(expr, entity)
+        ids = candidate_ids(expr, entity, self.store)
+        rows = (self.store.rows(entity.name) if ids is None
+                else self.store.rows_by_ids(entity.name, ids))
+        return [r for r in rows if evaluate(expr, r, entity, self._resolve) is True]
 
     def _get_collection(self, entity: Entity, query: Mapping[str, str], root: str) -> Reply:
         rows = self._filtered(entity, query)
@@ -164,14 +154,14 @@ class ODataEngine:
             keys = parse_orderby(query["$orderby"])
             bind_orderby(keys, entity)
             rows = sort_rows(rows, keys, entity, self._resolve)
-        skip = _non_negative(query, "$skip")
-        top = _non_negative(query, "$top")
+        skip = non_negative(query, "$skip")
+        top = non_negative(query, "$top")
         if skip:
             rows = rows[skip:]
         if top is not None:
             rows = rows[:top]
         select, expand = self._shape(entity, query)
-        body: dict[str, Any] = {"@odata.context": _context(root, entity, select)}
+        body: dict[str, Any] = {"@odata.context": context_url(root, entity, select)}
         count = query.get("$count", "false").lower()
         if count not in ("true", "false"):
             raise ODataError(400, f"'{query['$count']}' is not a valid value for $count: use "
@@ -194,7 +184,7 @@ class ODataEngine:
             return Reply(200, {"@odata.context": f"{root}/$metadata#{entity.name}({key})/{prop}",
                                "value": self.render(entity, row, [prop], {})[prop]})
         select, expand = self._shape(entity, query)
-        body = {"@odata.context": _context(root, entity, select, single=True)}
+        body = {"@odata.context": context_url(root, entity, select, single=True)}
         body.update(self.render(entity, row, select, expand))
         return Reply(200, body)
 
@@ -225,7 +215,7 @@ class ODataEngine:
         for name, column in entity.columns.items():
             if column.type == BINARY or (select is not None and name not in select):
                 continue
-            out[name] = _wire_value(column.type, row.get(name))
+            out[name] = wire_value(column.type, row.get(name))
         for nav, nav_select in (expand or {}).items():
             column = entity.navs[nav]
             assert column.ref is not None
@@ -266,7 +256,7 @@ class ODataEngine:
         self._check_references(entity, full, "INSERT")
         self.store.put(entity.name, full)
         self._after_write(entity, full, None, actor)
-        body = {"@odata.context": _context(root, entity, None, single=True)}
+        body = {"@odata.context": context_url(root, entity, None, single=True)}
         body.update(self.render(entity, full))
         return Reply(201, body, {"Location": f"{root}/{entity.name}({row_id})"})
 
@@ -323,7 +313,7 @@ class ODataEngine:
                                  "that are defined by the type.")
             if name in _SYSTEM_COLUMNS:
                 continue
-            row[name] = _coerce_value(entity, name, column.type, value)
+            row[name] = coerce_value(entity, name, column.type, value)
         return row
 
     def _fill_new(self, entity: Entity, row: dict[str, Any], given: set[str], now: str,
@@ -397,8 +387,9 @@ class ODataEngine:
     def _sync_communications(self, row: dict[str, Any], old: dict[str, Any] | None,
                              actor: str) -> None:
         # Creatio keeps a Contact's Email and phones mirrored in ContactCommunication.
+        mine = self.store.ids_where("ContactCommunication", "ContactId", row["Id"])
         existing = {(c["CommunicationTypeId"], c["Number"])
-                    for c in self.store.rows("ContactCommunication")
+                    for c in self.store.rows_by_ids("ContactCommunication", mine)
                     if c["ContactId"] == row["Id"]}
         for column, type_id in _COMMUNICATION_COLUMNS.items():
             number = row.get(column) or ""
@@ -430,122 +421,3 @@ class ODataEngine:
                 self._fill_new(entity, full, set(item), now, actor)
                 self.store.put(name, full)
         self.store.forget_journal()
-
-
-def _json_object(body: bytes | None) -> dict[str, Any]:
-    try:
-        value = loads(body or b"", what="The request body")
-    except JsonInputError as exc:
-        raise ODataError(400, f"{exc}.") from None
-    if not isinstance(value, dict):
-        raise ODataError(400, "The request body must be a JSON object of column values.")
-    return value
-
-
-def _parse_key(raw: str) -> str:
-    key = raw.strip()
-    if key.startswith("Id="):
-        key = key[3:]
-    if not is_guid(key):
-        raise ODataError(400, f"The key value '{raw}' was not valid for property 'Id' of type "
-                         "'Edm.Guid'.")
-    return key.lower()
-
-
-def _non_negative(query: Mapping[str, str], name: str) -> int | None:
-    if name not in query:
-        return None
-    text = query[name]
-    if not text.isdigit():
-        raise ODataError(400, f"Invalid value '{text}' for {name} query option found. The "
-                         f"{name} query option requires a non-negative integer value.")
-    return int(text)
-
-
-def _context(root: str, entity: Entity, select: list[str] | None, *,
-             single: bool = False) -> str:
-    text = f"{root}/$metadata#{entity.name}"
-    if select is not None:
-        text += f"({','.join(select)})"
-    return text + ("/$entity" if single else "")
-
-
-def _wire_value(kind: str, value: Any) -> Any:
-    if value is None:
-        return {GUID: EMPTY_GUID, DATETIME: EMPTY_DATE, TEXT: "", BOOL: False, INT: 0,
-                DECIMAL: 0}.get(kind)
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
-
-
-def _coerce_value(entity: Entity, name: str, kind: str, value: Any) -> Any:
-    def bad() -> ODataError:
-        shown = json.dumps(value)[:60]
-        return ODataError(400, f"Cannot convert the literal {shown} to the expected type "
-                          f"'{kind}' of property '{name}' on type '{entity.type_name}'.")
-
-    if kind == BINARY:
-        raise ODataError(400, f"The property '{name}' is a stream: upload its content with "
-                         "FileApiService.")
-    if value is None:
-        return None
-    if kind == GUID:
-        if not isinstance(value, str) or not is_guid(value):
-            raise bad()
-        lowered = value.lower()
-        return None if lowered == EMPTY_GUID else lowered
-    if kind == TEXT:
-        if not isinstance(value, str):
-            raise bad()
-        return value
-    if kind == BOOL:
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if kind == DATETIME:
-        if not isinstance(value, str):
-            raise bad()
-        parsed = parse_datetime(value)
-        if parsed is None:
-            raise bad()
-        if parsed.year == 1:
-            return None
-        return format_datetime(parsed)
-    if kind == INT:
-        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**31 - 1:
-            raise bad()
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad()
-    return value
-
-
-def metadata_xml() -> str:
-    """A CSDL document describing the served entities (enough for tools that read it)."""
-    lines = ['<?xml version="1.0" encoding="utf-8"?>',
-             '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
-             "<edmx:DataServices>",
-             '<Schema Namespace="Terrasoft.Configuration" '
-             'xmlns="http://docs.oasis-open.org/odata/ns/edm">']
-    for entity in ENTITIES.values():
-        lines.append(f"<EntityType Name={quoteattr(entity.name)}>")
-        lines.append('<Key><PropertyRef Name="Id"/></Key>')
-        for column in entity.columns.values():
-            nullable = "false" if column.name == "Id" else "true"
-            lines.append(f"<Property Name={quoteattr(column.name)} Type={quoteattr(column.type)} "
-                         f'Nullable="{nullable}"/>')
-        for nav, column in entity.navs.items():
-            # The constraint names the lookup column behind the navigation property, so a
-            # client can tell which entity a column such as PriorityId points at.
-            lines.append(f"<NavigationProperty Name={quoteattr(nav)} "
-                         f"Type={quoteattr('Terrasoft.Configuration.' + (column.ref or ''))}>"
-                         f"<ReferentialConstraint Property={quoteattr(column.name)} "
-                         'ReferencedProperty="Id"/></NavigationProperty>')
-        lines.append("</EntityType>")
-    lines.append('<EntityContainer Name="Default">')
-    lines += [f"<EntitySet Name={quoteattr(n)} EntityType="
-              f"{quoteattr('Terrasoft.Configuration.' + n)}/>" for n in ENTITIES]
-    lines += ["</EntityContainer>", "</Schema>", "</edmx:DataServices>", "</edmx:Edmx>"]
-    return "\n".join(lines)
-
