@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from casebridge.model import Author, Direction, RawInbound, derived_id
 from casebridge_email.envelope import envelope_fields
 from casebridge_email.inbound import (
+    LARGE_TEXT,
     base_address,
     bodies,
     external_id,
@@ -181,3 +182,19 @@ def test_too_deeply_nested_html_alone_is_shown_as_its_flat_text() -> None:
         is_ours=is_ours, keep_signature=False, token_secret=SECRET,
     )
     assert "<b>4711</b>" in shallow.html and not shallow.notes
+
+
+def test_an_untrimmed_text_is_the_original_itself_not_a_copy() -> None:
+    text, original, _ = bodies(parsed(text="The printer is broken."), keep_signature=False)
+    assert text is original and text == "The printer is broken."
+    small, _, _ = bodies(parsed(text="The printer is broken.\n"), keep_signature=False)
+    assert small == "The printer is broken."  # small texts are tidied as always
+
+
+def test_a_large_text_with_nothing_to_trim_is_kept_as_sent() -> None:
+    log = "printer error line\n" * (LARGE_TEXT // 19 + 1)
+    text, original, _ = bodies(parsed(text=log), keep_signature=False)
+    assert text is original and text.endswith("line\n")
+    quoted = log + "\nOn Mon, Jan 6, 2025 at 9:00 AM Ann <ann@example.com> wrote:\n> old\n"
+    text, original, _ = bodies(parsed(text=quoted), keep_signature=False)
+    assert original == quoted and text == log.rstrip()

@@ -203,6 +203,18 @@ def test_a_part_read_from_the_message_is_not_copied_until_asked() -> None:
     assert isinstance(view, memoryview) and view.obj is data and bytes(view) == b"body bytes"
 
 
+@given(st.binary(max_size=300).map(lambda b: b.replace(b"=", b"").replace(b"\r", b"")))
+def test_quoted_printable_without_equals_signs_is_read_in_place(raw: bytes) -> None:
+    data = b"header\r\n\r\n" + raw
+    body = PartBody.of_span(data, 10, len(data), "quoted-printable")
+    assert body is not None
+    view = body.view()
+    expected = encoded_part("quoted-printable", raw).get_payload(decode=True)
+    assert bytes(view) == expected == binascii.a2b_qp(raw)
+    if raw:
+        assert isinstance(view, memoryview) and view.obj is data
+
+
 def test_a_body_in_place_decodes_with_any_declared_charset() -> None:
     for charset in (b"utf-8", b"latin-1", b"windows-1252", b"punycode", b"utf-8-sig",
                     b"idna", b"utf-16", b"x-bogus"):

@@ -13,6 +13,7 @@ import re
 from casebridge_email import quote_patterns as qp
 from casebridge_email import trim, trim_html
 from casebridge_email.trim_html import visible_html
+from casebridge_email.trim_large import visible_large
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
@@ -302,3 +303,63 @@ def test_border_top_block_found_once_a_quote_inside_it_is_gone() -> None:
     )
     assert trim_html.html_to_text(visible_html(html)) == "Hi"
     assert visible_html(html) == _visible_html_confirming(html)
+
+
+
+# Mostly lines no rule acts on (short and long, with whitespace to tidy), so that long
+# runs of them far from any other line become placeholders; now and then one that matters.
+_PLAIN_LINES = st.sampled_from(
+    ["printer error firmware update", "  indented line", "trailing spaces   ", "\t", "", "",
+     "Hello there, this is a reply.", "Ann Lee", " \u00a0", "x\x0b", "Bob",
+     "retry printer status queue timeout error tray error queue network update update",
+     "   a long indented line that is longer than forty characters in all"]
+)
+_MOSTLY_PLAIN = st.lists(
+    st.one_of(_PLAIN_LINES, _PLAIN_LINES, _PLAIN_LINES, _PLAIN_LINES, _LINES,
+              st.text(max_size=12)), max_size=60)
+
+
+@settings(max_examples=400)
+@given(_MOSTLY_PLAIN, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+def test_large_text_trimming_keeps_what_visible_text_keeps(
+    raw: list[str], eol: str, keep: bool
+) -> None:
+    text = eol.join(raw)
+    got = visible_large(text, keep_signature=keep)
+    expected = trim.visible_text(text, keep_signature=keep)
+    if got is text:
+        # Kept as sent: visible_text only tidies it.
+        assert expected == "\n".join(trim.normalize_lines(text))
+    else:
+        assert got == expected
+
+
+def test_large_text_trimming_keeps_an_untouched_text_as_it_is() -> None:
+    log = "Here is the log:\r\n\r\n" + "printer error line  \r\n" * 50
+    assert visible_large(log) is log
+    quoted = log + "\r\nOn Mon, Jan 6, 2025 at 9:00 AM Ann <ann@example.com> wrote:\r\n> x"
+    assert visible_large(quoted) == trim.visible_text(quoted) == trim.visible_text(log)
+    assert trim.visible_text(log).endswith("printer error line")
+
+
+def test_large_text_trimming_holds_a_fraction_of_what_visible_text_holds() -> None:
+    """A large log trimmed on placeholders holds less than the text's size beside it, and
+    under a quarter of what visible_text's list of lines and join hold."""
+    import tracemalloc
+
+    from casebridge_email.trim_large import _LONG, _SHORT, _Lines
+
+    log = "Here is the log:\n\n" + "retry printer status queue timeout error tray\n" * 40_000
+    lines = _Lines(log)
+    compact = lines.compact(0, len(lines.kinds))
+    assert sum(1 for line in compact if line is _SHORT or line is _LONG) > 39_000
+    del lines, compact
+    peaks = []
+    for trimmer in (visible_large, trim.visible_text):
+        tracemalloc.start()
+        try:
+            trimmer(log)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[0] < len(log) and peaks[0] * 4 < peaks[1], peaks

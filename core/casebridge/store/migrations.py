@@ -251,11 +251,19 @@ _SESSION_ID_PREFIX_POSTGRES = """
 CREATE INDEX sessions_by_id_c ON sessions (id COLLATE "C");
 """
 
+# A large message text in the row's last column: only there can SQLite insert it as a
+# zeroblob without building the whole value in memory (store/sqlite/large_text.py). NULL
+# otherwise; PostgreSQL keeps every text in its text column.
+_LARGE_TEXT_SQLITE = """
+ALTER TABLE messages ADD COLUMN large_text BLOB;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _INITIAL, sqlite=_INITIAL_SQLITE, postgres=_INITIAL_POSTGRES),
     Migration(2, "job_heads", sqlite=_JOB_HEADS_SQLITE),
     Migration(3, "drop_crm_events", _DROP_CRM_EVENTS),
     Migration(4, "session_id_prefix", postgres=_SESSION_ID_PREFIX_POSTGRES),
+    Migration(5, "large_text", sqlite=_LARGE_TEXT_SQLITE),
 )
 
 

@@ -29,8 +29,10 @@ from ..model import (
 from .records import CrmWrite, DroppedInbound, Job
 
 __all__ = [
+    "LARGE_TEXT",
     "MAX_ERROR_CHARS",
     "POSTGRES",
+    "SAME_AS_TEXT",
     "SQLITE",
     "Rows",
     "TimeCodec",
@@ -41,6 +43,12 @@ __all__ = [
 ]
 
 MAX_ERROR_CHARS = 4000
+# A message text at least this long (characters) is written in pieces where the store can
+# (SQLite: casebridge.store.sqlite.large_text, into the large_text column).
+LARGE_TEXT = 1 << 20
+# An original_text stored as this (an empty BLOB, which no text column value is) is the
+# message's text; only a store whose text columns can hold a BLOB writes it.
+SAME_AS_TEXT = b""
 
 Row = Mapping[str, Any]
 
@@ -79,6 +87,16 @@ class TimeCodec:
     name: str
     encode: Callable[[datetime], Any]
     decode: Callable[[Any], datetime]
+
+
+def _large_text(row: Row) -> str | None:
+    """The text of a message row whose text was written to its large_text column (SQLite),
+    else None."""
+    try:
+        value = row["large_text"]
+    except (IndexError, KeyError):  # sqlite3.Row / dict rows without the column
+        return None
+    return None if value is None else bytes(value).decode("utf-8")
 
 
 def _iso_text(value: datetime) -> str:
@@ -148,6 +166,10 @@ class Rows:
         }
 
     def message(self, row: Row) -> Message:
+        text = _large_text(row)
+        if text is None:
+            text = row["text"]
+        original = row["original_text"]
         return Message(
             id=row["id"],
             channel=row["channel"],
@@ -156,8 +178,9 @@ class Rows:
             external_id=row["external_id"] or "",
             sender=row["sender"],
             recipients=tuple(json.loads(row["recipients"])),
-            text=row["text"],
-            original_text=row["original_text"],
+            text=text,
+            original_text=(text if isinstance(original, bytes) and original == SAME_AS_TEXT
+                           else original),
             html=row["html"],
             subject=row["subject"],
             sender_name=row["sender_name"],

@@ -27,8 +27,14 @@ from .envelope import envelope_recipients, envelope_sender
 from .mime import ParsedEmail
 from .tokens import read_token, token_from_address, token_from_message_id
 from .trim import html_to_text, visible_html, visible_text
+from .trim_large import visible_large
 
 CHANNEL = "email"
+# A text this long (characters) is trimmed without a str per line (visible_large), and
+# when trimming would only tidy it (whitespace at line ends, blank lines around it) it is
+# kept as sent: its text is the original itself, not a second copy of a body that may be
+# tens of MiB.
+LARGE_TEXT = 1 << 20
 
 
 def external_id(parsed: ParsedEmail, payload: bytes) -> str:
@@ -70,29 +76,39 @@ def session_hint(
     return ""
 
 
+def trimmed(original: str, *, keep_signature: bool) -> str:
+    """``visible_text(original)``, or ``original`` itself (the same object) when that is
+    what it equals, or when ``original`` is large (:data:`LARGE_TEXT`) and trimming would
+    only tidy its whitespace."""
+    if len(original) >= LARGE_TEXT:
+        return visible_large(original, keep_signature=keep_signature)
+    text = visible_text(original, keep_signature=keep_signature)
+    return original if text == original else text
+
+
 def bodies(parsed: ParsedEmail, *, keep_signature: bool) -> tuple[str, str, str]:
     """``(text, original_text, html)`` of a message.
 
     ``original_text`` is the text part (or the HTML rendered as text), ``text`` its new content
-    with quotes (and signatures unless ``keep_signature``) trimmed, ``html`` the HTML part
-    trimmed the same way and sanitized: never raw customer HTML. An HTML part too deeply
-    nested to render (:func:`html_note` says so) gives no ``html``: the text is shown.
+    with quotes (and signatures unless ``keep_signature``) trimmed (see :func:`trimmed`),
+    ``html`` the HTML part trimmed the same way and sanitized: never raw customer HTML. An HTML
+    part too deeply nested to render (:func:`html_note` says so) gives no ``html``: the text
+    is shown.
     """
     html = ""
     if parsed.html and too_deep(parsed.html):
-        if parsed.text:
-            return visible_text(parsed.text, keep_signature=keep_signature), parsed.text, ""
-        original = html_to_text(parsed.html)  # read flat, not parsed
-        return visible_text(original, keep_signature=keep_signature), original, ""
+        original = parsed.text or html_to_text(parsed.html)  # read flat, not parsed
+        return trimmed(original, keep_signature=keep_signature), original, ""
     if parsed.html:
         trimmed_html = visible_html(parsed.html)
         html = sanitize_html(trimmed_html)
     if parsed.text:
         original = parsed.text
-        text = visible_text(original, keep_signature=keep_signature)
+        text = trimmed(original, keep_signature=keep_signature)
     elif parsed.html:
         original = html_to_text(parsed.html)
         text = visible_text(html_to_text(trimmed_html), keep_signature=keep_signature)
+        text = original if text == original else text
     else:
         original, text = "", ""
     return text, original, html

@@ -50,6 +50,11 @@ class PartBody:
                 return None  # a partial last quantum: the stdlib repairs it and says so
             return cls(data, start, end, _BASE64)
         if cte == _QP:
+            # Without "=" quoted-printable decodes to itself (binascii.a2b_qp changes nothing
+            # else): read in place, so a large text body is decoded to str without first
+            # being copied whole as bytes.
+            if data.find(b"=", start, end) < 0:
+                return cls(data, start, end, _IDENTITY)
             return cls(data, start, end, _QP)
         if cte in _DECODED_BY_STDLIB:
             return None

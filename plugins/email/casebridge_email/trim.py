@@ -12,6 +12,9 @@ whitespace removed; the last kept line may be cut short where a quote header sta
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
+
 from casebridge_email import quote_patterns as qp
 from casebridge_email.trim_html import html_to_text, visible_html
 
@@ -77,20 +80,32 @@ def visible_text(text: str, *, keep_signature: bool = False) -> str:
 
 def _trim(lines: list[str], keep_signature: bool) -> list[str]:
     """Trimming passes until stable; ``[]`` when the first pass leaves nothing."""
+    return _trim_tracked(lines, keep_signature)[0]
+
+
+def _trim_tracked(
+    lines: list[str], keep_signature: bool
+) -> tuple[list[str], Sequence[int] | None]:
+    """:func:`_trim`, and for each line it keeps its index in ``lines`` (``-1`` for a line
+    cut short); ``None`` for the indices when every line is kept as it is."""
     current = lines
+    origin: Sequence[int] | None = None
     check: list[int] | None = None
     for _ in range(_MAX_PASSES):
         trimmed, src = _trim_pass(current, keep_signature, check)
         if not any(trimmed):
-            return [] if current is lines else current
+            return ([], []) if current is lines else (current, origin)
         if len(trimmed) == len(current) and src[-1] >= 0:
             # Same length and no line cut short: a subsequence of every line is the input.
             break
         check = _lines_to_recheck(trimmed, src, len(current), keep_signature)
+        if origin is not None:
+            src = array("q", [origin[j] if j >= 0 else -1 for j in src])
+        origin = src
         current = trimmed
         if not check:
             break
-    return current
+    return current, origin
 
 
 # A line's decision looks at most this many lines ahead of it (or of the last line a
@@ -103,7 +118,7 @@ _SIGNATURE_REACH = _RULE_TAIL_LINES + 1
 
 
 def _lines_to_recheck(
-    out: list[str], src: list[int], n_before: int, keep_signature: bool
+    out: list[str], src: Sequence[int], n_before: int, keep_signature: bool
 ) -> list[int]:
     """The lines of ``out`` (one pass's output; ``src[j]`` is the input index of ``out[j]``,
     ``-1`` for a line cut short) that the next pass might not keep; ``[]`` when ``out`` is
@@ -332,7 +347,7 @@ def _split_prefix(line: str) -> str:
 
 def _trim_pass(
     lines: list[str], keep_signature: bool, check: list[int] | None = None
-) -> tuple[list[str], list[int]]:
+) -> tuple[list[str], array[int]]:
     """One trimming pass over ``lines``. Returns the kept lines and, for each, its index in
     ``lines`` (``-1`` for a line cut short).
 
@@ -342,7 +357,8 @@ def _trim_pass(
     scan = _Scan(lines)
     n = scan.n
     out: list[str] = []
-    src: list[int] = []
+    # Indices as machine integers: a large text's pass holds no int object per line.
+    src = array("q")
     # Whether a kept line holds text: a signature needs some above it. A rule line is not
     # text (_tidy drops it at the end), or "==" above "--" would trim a message to nothing.
     has_text = False
@@ -429,6 +445,8 @@ def _trim_pass(
         after_removed = False
         i += 1
     first, end = _tidy(out)
+    if first == 0 and end == len(out):
+        return out, src  # nothing to tidy: no copies of a large text's lists
     return out[first:end], src[first:end]
 
 

@@ -13,6 +13,7 @@ from ..records import DroppedInbound, NewJob, RecordNotFound
 from ..rows import SQLITE as rows
 from ..rows import dedupe
 from .db import Database
+from .large_text import large_text_params, write_large_text
 
 __all__ = ["Conversations"]
 
@@ -25,6 +26,11 @@ VALUES (:id, :channel, :external_id, :session_id, :direction, :author, :sender,
     :thread_refs, :sent_at, :received_at, :trace_id, :notes, :meta)
 ON CONFLICT DO NOTHING
 """
+# A large text goes last in the record, as a zeroblob filled afterwards (large_text.py).
+_INSERT_LARGE_MESSAGE = _INSERT_MESSAGE.replace(
+    "notes, meta)", "notes, meta, large_text)").replace(
+    ":notes, :meta)", ":notes, :meta, zeroblob(:large_text))")
+assert _INSERT_LARGE_MESSAGE.count("large_text") == 2
 
 
 def _placeholders(values: Sequence[object]) -> str:
@@ -105,8 +111,16 @@ def _touch_session(conn: sqlite3.Connection, session_id: str, at: str, now: str)
 
 
 def _insert_message(conn: sqlite3.Connection, row: dict[str, Any], now: str) -> bool:
-    if conn.execute(_INSERT_MESSAGE, row).rowcount == 0:
-        return False
+    large = large_text_params(row)
+    if large is None:
+        if conn.execute(_INSERT_MESSAGE, row).rowcount == 0:
+            return False
+    else:
+        cursor = conn.execute(_INSERT_LARGE_MESSAGE, large)
+        if cursor.rowcount == 0:
+            return False
+        assert cursor.lastrowid is not None
+        write_large_text(conn, cursor.lastrowid, row["text"])
     if row["session_id"]:
         _touch_session(conn, row["session_id"], row["received_at"], now)
     return True
