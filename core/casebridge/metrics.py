@@ -7,12 +7,6 @@ A plugin registers its own metrics on the same registry (the AI plugin's token c
 
 from __future__ import annotations
 
-import os
-
-# Counters and histograms would each add a ``_created`` series that no dashboard reads;
-# prometheus_client reads this once, at import.
-os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +15,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import disable_created_metrics
+
+# Counters and histograms would each add a ``_created`` series that no dashboard reads.
+# (The environment switch for this is read once, when prometheus_client is first imported,
+# which another module may do first; this call works whenever it runs.)
+disable_created_metrics()
 
 __all__ = [
     "CONTENT_TYPE",

@@ -34,7 +34,7 @@ def write_all(folder: str) -> list[str]:
 
 
 def make_key(folder: str) -> bytes:
-    return Bridge._generated_secret(SimpleNamespace(data_dir=Path(folder)))  # type: ignore[arg-type]
+    return Bridge._generated_secret(SimpleNamespace(data_dir=Path(folder), _link_key=None))  # type: ignore[arg-type]
 
 
 def processes() -> ProcessPoolExecutor:
