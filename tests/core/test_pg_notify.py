@@ -40,6 +40,28 @@ async def test_enqueue_elsewhere_wakes_an_idle_outbox(postgres_server: PostgresS
     assert handled_at[0] - sent < 10
 
 
+async def test_a_notification_says_how_many_workers_to_wake(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.new_database("notify_count")
+    woken: list[int | None] = []
+    arrived = [anyio.Event(), anyio.Event()]
+
+    def wake(count: int | None) -> None:
+        woken.append(count)
+        arrived[min(len(woken), 2) - 1].set()
+
+    async with PgStore(url) as listener, PgStore(url) as other, anyio.create_task_group() as tg:
+        tg.start_soon(listener.listen_jobs, wake)
+        with anyio.fail_after(20):
+            await arrived[0].wait()  # connected: the first wake-up is for all (None)
+            await other.enqueue([NewJob("work", {}, key=f"j{n}") for n in range(3)])
+            await arrived[1].wait()
+        tg.cancel_scope.cancel()
+    # Three jobs wake three workers in each runner, not every idle one.
+    assert woken == [None, 3]
+
+
 async def test_concurrent_claimers_take_each_job_once_in_order(
     postgres_server: PostgresServer,
 ) -> None:

@@ -55,8 +55,9 @@ class PgStore(Conversations, WriteLog, PluginState, JobQueue):
         """The highest migration applied."""
         return await self.db.schema_version()
 
-    async def listen_jobs(self, wake: Callable[[], None]) -> None:
-        """Call ``wake`` whenever any process enqueues or frees jobs (until cancelled)."""
+    async def listen_jobs(self, wake: Callable[[int | None], None]) -> None:
+        """Call ``wake`` whenever any process enqueues or frees jobs (until cancelled), with
+        how many became runnable (None: unknown)."""
         await listen_for_jobs(self.db.url, wake)
 
     async def __aenter__(self) -> PgStore:

@@ -109,7 +109,9 @@ class JobQueue:
         await lock_order_keys(conn, (job.order_key for job in jobs))
         async with conn.cursor() as cur:
             await cur.executemany(_INSERT, params)
-        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+        # The payload is how many jobs became runnable: each runner wakes that many idle
+        # workers, not all of them (N runners x W workers claims for one job).
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(len(jobs))))
 
     async def enqueue(self, jobs: Sequence[NewJob]) -> None:
         if not jobs:
@@ -178,7 +180,7 @@ class JobQueue:
         if follow_ups:
             await self._insert_jobs_in(conn, follow_ups)
         elif found["order_key"]:
-            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            await conn.execute("SELECT pg_notify(%s, '1')", (CHANNEL,))  # the key's next job
         return True
 
     async def complete_job(
@@ -237,7 +239,7 @@ class JobQueue:
                 " WHERE state = 'dead' AND id = ANY(%s)",
                 (now, now, [row["id"] for row in dead]))
             await refresh_heads(conn, keys)
-            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(cur.rowcount)))
             return cur.rowcount
 
     async def job_counts(self) -> dict[str, int]:

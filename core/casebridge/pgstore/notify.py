@@ -18,16 +18,17 @@ log = logging.getLogger(__name__)
 _RECONNECT_SECONDS = 1.0
 
 
-async def listen_for_jobs(url: str, wake: Callable[[], None]) -> None:
-    """Call ``wake`` on every job notification until cancelled; reconnects after a lost
-    connection (workers still poll meanwhile, so a gap only delays them)."""
+async def listen_for_jobs(url: str, wake: Callable[[int | None], None]) -> None:
+    """Call ``wake`` on every job notification until cancelled, with how many jobs it
+    announced (None: unknown, wake every idle worker); reconnects after a lost connection
+    (workers still poll meanwhile, so a gap only delays them)."""
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
-                wake()  # anything enqueued before LISTEN took effect
-                async for _ in conn.notifies():
-                    wake()
+                wake(None)  # anything enqueued before LISTEN took effect
+                async for notice in conn.notifies():
+                    wake(int(notice.payload) if notice.payload.isdigit() else None)
         except psycopg.Error as exc:
             log.warning("job notifications from %s lost (%s); reconnecting",
                         redact(url), type(exc).__name__)
