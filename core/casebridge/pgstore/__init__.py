@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
 
 from ..model import utcnow
+from ..store.lifecycle import OnDatabase
 from .conversations import Conversations
 from .db import Database, redact
 from .jobs import JobQueue
@@ -23,7 +23,7 @@ from .writes import PluginState, WriteLog
 __all__ = ["PgStore", "redact"]
 
 
-class PgStore(Conversations, WriteLog, PluginState, JobQueue):
+class PgStore(OnDatabase, Conversations, WriteLog, PluginState, JobQueue):
     """A :class:`~casebridge.store.Store` on PostgreSQL at ``url``.
 
     ``clock`` gives every time the store writes and compares (inject one in tests); all
@@ -39,35 +39,7 @@ class PgStore(Conversations, WriteLog, PluginState, JobQueue):
     ) -> None:
         self.db = Database(url, clock=clock, max_connections=max_connections)
 
-    def __repr__(self) -> str:
-        return repr(self.db)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
-
-    async def schema_version(self) -> int:
-        """The highest migration applied."""
-        return await self.db.schema_version()
-
     async def listen_jobs(self, wake: Callable[[int | None], None]) -> None:
         """Call ``wake`` whenever any process enqueues or frees jobs (until cancelled), with
         how many became runnable (None: unknown)."""
         await listen_for_jobs(self.db.url, wake)
-
-    async def __aenter__(self) -> PgStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -10,9 +10,9 @@ does: the conversation store (:mod:`.conversations`), the write log and plugin s
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 
 from ...model import utcnow
+from ..lifecycle import OnDatabase
 from .conversations import Conversations
 from .db import Clock, Database
 from .jobs import JobQueue
@@ -21,7 +21,7 @@ from .writes import PluginState, WriteLog
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(Conversations, WriteLog, PluginState, JobQueue):
+class SqliteStore(OnDatabase, Conversations, WriteLog, PluginState, JobQueue):
     """A :class:`~casebridge.store.Store` in one SQLite file.
 
     ``clock`` gives every time the store writes and compares (leases, due jobs); inject one
@@ -40,34 +40,7 @@ class SqliteStore(Conversations, WriteLog, PluginState, JobQueue):
         self.db = Database(path, clock=clock, busy_timeout=busy_timeout)
         self._durable_accept = durable_accept
 
-    def __repr__(self) -> str:
-        return repr(self.db)
-
     @property
     def path(self) -> Path:
         return self.db.path
 
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def ping(self) -> None:
-        await self.db.ping()
-
-    async def schema_version(self) -> int:
-        """The highest migration applied."""
-        return await self.db.schema_version()
-
-    async def __aenter__(self) -> SqliteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
