@@ -73,7 +73,6 @@ class Pipeline:
     def __init__(self, bridge: Bridge) -> None:
         self.intake = Intake(bridge)
         self.replies = Replies(bridge)
-        self.delivery_log = self.replies.delivery_log
         self.case_sync = CaseSync(bridge)
         self.handoffs = Handoffs(bridge, self.case_sync)
         self.closing = Closing(bridge)

@@ -73,7 +73,7 @@ async def agent_message(bridge: Bridge, session: Session, text: str, key: str) -
 async def deliver(bridge: Bridge, session: Session, message: Message) -> Any:
     """Through the core's at-most-once path, as the pipeline delivers."""
     transcript = await bridge.store.transcript(session.id)
-    return await bridge.pipeline.delivery_log.deliver(session, message, transcript)
+    return await bridge.pipeline.replies.delivery_log.deliver(session, message, transcript)
 
 
 @asynccontextmanager
@@ -172,7 +172,7 @@ async def test_hook_deliver_reply_email_relay_down_is_retried_later(tmp_path, mo
         with pytest.raises(TransientError, match=f"relay 127.0.0.1:{down}"):
             await deliver(bridge, session, message)
         # Failed before any data went out: nothing blocks the next attempt.
-        record = await bridge.pipeline.delivery_log.get(message.id)
+        record = await bridge.pipeline.replies.delivery_log.get(message.id)
         assert record is not None and record.stage is Stage.NOT_SENT
 
 

@@ -248,7 +248,7 @@ async def test_a_rep_reply_goes_out_as_sms_with_its_segment_count(world: World) 
     assert sent["num_segments"] == "3"
     transcript = await world.bridge.store.transcript(session.id)
     assert transcript[-1].author is Author.AGENT and transcript[-1].text == reply.strip()
-    attempt = await world.bridge.pipeline.delivery_log.get(transcript[-1].id)
+    attempt = await world.bridge.pipeline.replies.delivery_log.get(transcript[-1].id)
     assert attempt is not None and attempt.delivery is not None
     assert (attempt.delivery.external_id, attempt.delivery.segments) == (sent["sid"], 3)
     assert await world.state(f"sent:{sent['sid']}") == transcript[-1].id

@@ -168,7 +168,7 @@ async def test_hook_ingest_sms_downloads_media_with_credentials_and_a_limit(
 
 async def delivered(r: Rig, session: Session, message: Message) -> Delivery:
     """Through the core's at-most-once path, as the pipeline delivers."""
-    return await r.bridge.pipeline.delivery_log.deliver(session, message, [])
+    return await r.bridge.pipeline.replies.delivery_log.deliver(session, message, [])
 
 
 async def test_hook_deliver_reply_sends_once_per_message(sms: Rig) -> None:
