@@ -71,10 +71,16 @@ def test_three_runners_killed_at_random_lose_and_duplicate_nothing(cluster: Clus
     with ThreadPoolExecutor(8) as pool:
         futures = []
         for round_ in range(KILLS):
+            accepted = sum(sender.accepted_by.values())
             futures += [pool.submit(sender.send_all, n, load[n])
                         for n in range(round_ * per_round, (round_ + 1) * per_round)]
-            # Somewhere in this batch's ingest, threading, handoffs or Creatio writes.
-            time.sleep(rng.uniform(0.2, 1.5))
+            # While this batch is being sent (a fixed pause could outlast the whole batch on
+            # an idle machine, and cut no sender off), and so amid the earlier batches'
+            # threading, handoffs and Creatio writes.
+            mid_batch = accepted + rng.randint(per_round // 4, 3 * per_round // 4)
+            deadline = time.monotonic() + 30
+            while sum(sender.accepted_by.values()) < mid_batch and time.monotonic() < deadline:
+                time.sleep(0.01)
             victim = cluster.runners[rng.randrange(RUNNERS)]
             if round_ == HOLDER_ROUND:
                 victim = holder_of_the_poll(cluster)
