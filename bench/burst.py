@@ -125,6 +125,12 @@ def ceiling_server(port: int, db: Path) -> None:
 
 # -- the runs ------------------------------------------------------------------------------
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (every thread), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     import socket
 
@@ -140,13 +146,17 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
-def measure_ceiling(folder: Path, payload: Path, connections: int) -> tuple[float, list[float]]:
+def measure_ceiling(folder: Path, payload: Path, connections: int
+                    ) -> tuple[float, list[float], float]:
+    """(client start, 250 times, the server's CPU seconds over the burst)."""
     port = common.free_port()
     server = subprocess.Popen([sys.executable, __file__, "--ceiling", str(port),
                                str(folder / "ceiling.db")])
     try:
         wait_for_port(port, server)
-        return run_client(port, payload, connections)
+        before = cpu_seconds(server.pid)
+        start, accepted = run_client(port, payload, connections)
+        return start, accepted, cpu_seconds(server.pid) - before
     finally:
         server.terminate()
         server.wait()
@@ -190,18 +200,21 @@ def threaded(db: Path) -> int:
 
 
 def measure_bridge(folder: Path, payload: Path, connections: int, count: int,
-                   profile: Path | None = None) -> tuple[float, list[float], float]:
-    """(client start, 250 times, time the last message was threaded)."""
+                   profile: Path | None = None) -> tuple[float, list[float], float, float]:
+    """(client start, 250 times, time the last message was threaded, the bridge's CPU
+    seconds from the first send until then; NaN under py-spy, whose process it is not)."""
     config, port = bridge_config(folder)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [str(Path(sys.executable).with_name("casebridge")), "run", "--config", str(config)]
     if profile is not None:  # py-spy samples every thread of the bridge, in collapsed stacks
-        command = ["py-spy", "record", "--threads", "--nonblocking", "--format", "raw",
+        command = ["py-spy", "record", "--threads", "--gil", "--nonblocking", "--format", "raw",
                    "-o", str(profile), "--", *command]
     bridge = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "bridge.log", "wb"))  # noqa: SIM115
     try:
         wait_for_port(port, bridge)
+        cpu = (lambda: float("nan")) if profile else (lambda: cpu_seconds(bridge.pid))
+        before = cpu()
         start, accepted = run_client(port, payload, connections)
         burst_seconds = accepted[-1] - start
         db = folder / "data" / "casebridge.db"
@@ -212,7 +225,7 @@ def measure_bridge(folder: Path, payload: Path, connections: int, count: int,
             if bridge.poll() is not None:
                 raise RuntimeError(f"the bridge exited with {bridge.returncode}")
             time.sleep(0.2)
-        return start, accepted, time.monotonic()
+        return start, accepted, time.monotonic(), cpu() - before
     finally:
         bridge.send_signal(signal.SIGINT)  # the bridge stops on it; py-spy writes its profile
         bridge.wait(timeout=60)
@@ -246,8 +259,8 @@ def main() -> None:
         payload = folder / "messages.pickle"
         messages = burst(args.count)
         payload.write_bytes(pickle.dumps(messages))
-        c_start, c_accepted = measure_ceiling(folder, payload, args.connections)
-        b_start, b_accepted, b_threaded = measure_bridge(folder, payload, args.connections,
+        c_start, c_accepted, c_cpu = measure_ceiling(folder, payload, args.connections)
+        b_start, b_accepted, b_threaded, b_cpu = measure_bridge(folder, payload, args.connections,
                                                           args.count, args.profile)
     ceiling, c_first, c_second = rates(c_start, c_accepted)
     whole, first, second = rates(b_start, b_accepted)
@@ -259,11 +272,13 @@ def main() -> None:
         [f"Messages: distinct senders, mean {size / 1024:.1f} KiB. The bridge: casebridge run "
          "on config.example.toml, handoff off, outbox running."],
         ["server", "msg/s (first half / second half)", "vs ceiling",
-         "last threaded after the last 250", "burst duration"],
+         "last threaded after the last 250", "burst duration", "server CPU per message"],
         [["aiosmtpd + SQLite commit (ceiling)", f"{ceiling:,.0f} ({c_first:,.0f} / "
-          f"{c_second:,.0f})", "1.00×", "—", f"{c_accepted[-1] - c_start:.1f} s"],
+          f"{c_second:,.0f})", "1.00×", "—", f"{c_accepted[-1] - c_start:.1f} s",
+          f"{c_cpu / args.count * 1000:.2f} ms"],
          ["casebridge run", f"{whole:,.0f} ({first:,.0f} / {second:,.0f})",
-          f"{whole / ceiling:.2f}×", f"{drain:.1f} s", f"{burst_seconds:.1f} s"]],
+          f"{whole / ceiling:.2f}×", f"{drain:.1f} s", f"{burst_seconds:.1f} s",
+          f"{b_cpu / args.count * 1000:.2f} ms"]],
     )
     print(f"\ngoal: >= 0.45× the ceiling ({'met' if whole >= 0.45 * ceiling else 'NOT met'}); "
           f"drain <= burst ({'met' if drain <= burst_seconds else 'NOT met'})")
