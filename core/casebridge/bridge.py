@@ -9,14 +9,12 @@ methods they may use are the public ones below (``receive``, ``report_delivery``
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
 import socket
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,15 +29,16 @@ from .backoff import BackoffPolicy
 from .context import PluginContext
 from .contributions import Address
 from .defaults import DefaultsPlugin
-from .errors import PermanentError
-from .jobs import InboundJob, crm_event_jobs
+from .jobs import crm_event_jobs
 from .links import sign_session_link
-from .logs import log_context, new_trace_id
+from .logs import new_trace_id
 from .metrics import BridgeMetrics, new_registry
-from .model import CrmEvent, Inbound, RawInbound, utcnow
+from .model import CrmEvent, RawInbound, utcnow
 from .outbox import Outbox, OutboxEvent
 from .pipeline import Pipeline
 from .plugins import Hooks, LoadReport, load_entry_points, new_manager
+from .processes import Processes, default_processes
+from .receiving import Received
 from .replies import undelivered_job
 from .singletons import locks_for, run_singleton
 from .store import NewJob, Store
@@ -47,15 +46,6 @@ from .stores import open_store_for
 from .templates import Templates
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """What became of one raw inbound: stored (``message_id``), a duplicate, or dropped."""
-
-    message_id: str = ""
-    duplicate: bool = False
-    dropped: str = ""
 
 
 class Bridge:
@@ -79,6 +69,8 @@ class Bridge:
         self.templates = Templates(config.base_dir / override if override else None)
         self._settings: dict[str, Any] = {}
         self._link_key: bytes | None = None
+        configured = config.bridge.parse_processes
+        self.processes = Processes(default_processes() if configured is None else configured)
         self.pipeline = Pipeline(self)
         out = config.outbox
         self.outbox = Outbox(
@@ -224,44 +216,12 @@ class Bridge:
         Returns once the message (or the reason it was dropped) is committed: the channel
         may acknowledge its transport after this and not before.
         """
-        trace_id = new_trace_id()
-        with log_context(trace_id=trace_id):
-            try:
-                inbound: Inbound = await self.hooks.ingest(raw.channel, raw)
-            except PermanentError as exc:
-                # Unparseable for good: the transport refuses it, and the operator sees why
-                # beside every other dropped inbound, whatever the channel.
-                await self._record_dropped(raw, f"refused: {exc}")
-                raise
-            if inbound.message is None:
-                await self._record_dropped(raw, inbound.dropped or "dropped")
-                log.info("inbound dropped: %s", inbound.dropped)
-                return Received(dropped=inbound.dropped or "dropped")
-            message = inbound.message
-            if not message.trace_id:
-                message = replace(message, trace_id=trace_id)
-            if not message.sender_name and inbound.contact_name:
-                message = replace(message, sender_name=inbound.contact_name)
-            job = InboundJob(message.id, message.trace_id, inbound.sender_kind,
-                             message.channel, message.sender)
-            stored = await self.store.accept_inbound(message, job.to_new_job())
-            if stored:
-                # Counted here, once per stored inbound, not in the job (which may re-run).
-                self.metrics.messages_in.labels(channel=message.channel).inc()
-                self.outbox.wake()
-            else:
-                log.info("duplicate inbound %s dropped", message.external_id)
-            return Received(message_id=message.id, duplicate=not stored)
+        return await self.pipeline.receiving.receive(raw)
 
-    async def _record_dropped(self, raw: RawInbound, reason: str) -> None:
-        try:
-            drop_id = _drop_id(raw)
-        except PermanentError:
-            log.warning("an empty %s inbound was dropped: %s", raw.channel, reason)
-            return
-        await self.store.record_dropped(raw.channel, drop_id, raw.sender, reason,
-                                        raw.received_at)
-        self.metrics.messages_dropped.labels(channel=raw.channel, reason=reason[:40]).inc()
+    async def receive_later(self, raw: RawInbound) -> None:
+        """Make a raw inbound durable now and parse it in the outbox (see
+        :mod:`casebridge.receiving`); the channel may acknowledge once this returns."""
+        await self.pipeline.receiving.receive_later(raw)
 
     async def report_delivery(self, message_id: str, state: str, detail: str = "") -> None:
         """A channel learned later what became of a reply it sent: ``state`` "delivered", or
@@ -297,7 +257,10 @@ class Bridge:
         await self.store.open()
 
     async def close(self) -> None:
-        await self.store.close()
+        try:
+            await anyio.to_thread.run_sync(self.processes.close)
+        finally:
+            await self.store.close()
 
     async def start_services(self, tg: TaskGroup) -> None:
         """Start every enabled plugin's services in ``tg``, each once it reports ready; a
@@ -327,10 +290,3 @@ class Bridge:
             with anyio.CancelScope(shield=True):
                 await self.close()
 
-
-def _drop_id(raw: RawInbound) -> str:
-    if raw.transport_id:
-        return raw.transport_id
-    if raw.payload:
-        return "sha256:" + hashlib.sha256(raw.payload).hexdigest()
-    raise PermanentError("an inbound with neither an id nor a payload cannot be recorded")

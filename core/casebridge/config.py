@@ -38,8 +38,13 @@ class BridgeSection:
     # Off by default: the first message of a new session gets an acknowledgement
     # (template acknowledge/<channel>.txt.j2, else acknowledge/default.txt.j2).
     acknowledge: bool = False
+    # Worker processes for CPU-bound parsing (casebridge.processes): unset, one per usable
+    # core beyond the first (at most 4); 0 parses in threads, on the event loop's core.
+    parse_processes: int | None = None
 
     def __post_init__(self) -> None:
+        if self.parse_processes is not None and self.parse_processes < 0:
+            raise ValueError("parse_processes must be 0 or more")
         if self.link_ttl_days < 1:
             raise ValueError("link_ttl_days must be at least 1")
         if self.session_idle_hours <= 0:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import httpx
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .bridge import Bridge, Received
 
 __all__ = ["Blobs", "PluginContext", "PluginState"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class PluginState:
@@ -155,6 +158,15 @@ class PluginContext:
         inbound and raised, so the transport refuses it for good."""
         return await self._bridge.receive(raw)
 
+    async def receive_later(self, raw: RawInbound) -> None:
+        """Make ``raw`` durable now (one commit) and parse it with the channel's ``ingest`` in
+        the outbox, as a mail server queues before it delivers: for a transport that must
+        acknowledge quickly under bursts. Acknowledge the transport after this returns.
+        ``ingest`` then runs as in :meth:`receive`, except that a ``PermanentError`` can no
+        longer refuse the transport: it is recorded as a dropped inbound. A raw inbound
+        with neither payload nor fields raises ``PermanentError`` here."""
+        await self._bridge.receive_later(raw)
+
     async def report_crm_events(
         self, events: Sequence[CrmEvent], *, trace_id: str = "", event_id: str = ""
     ) -> int:
@@ -217,6 +229,14 @@ class PluginContext:
         return hmac.new(self._bridge.link_secret, purpose, hashlib.sha256).digest()
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def run_cpu(self, fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        """``fn(*args)``, CPU-bound work that touches no plugin state (parsing a message),
+        in one of the runner's worker processes, so it runs on another core than the event
+        loop (``[bridge] parse_processes``; with none, in a worker thread). ``fn`` must be a
+        module-level function and its arguments and result picklable; its exception is
+        raised here, as is ``BrokenProcessPool`` when the process died."""
+        return await self._bridge.processes.run(fn, *args)
 
     def http_client(self, base_url: str = "", *, timeout: float = 30.0,
                     max_connections: int = 16, **kwargs: Any) -> httpx.AsyncClient:

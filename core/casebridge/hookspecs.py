@@ -161,9 +161,12 @@ def check() -> CheckResult:
 def ingest(raw: RawInbound) -> Inbound:
     """Routed, async: parse one raw inbound of this plugin's channel.
 
-    The core calls it from ``bridge.receive(raw)``, which the channel's transport calls and
+    The core calls it from ``context.receive(raw)``, which the channel's transport calls and
     awaits before it acknowledges (SMTP ``250``, webhook ``200``): the result is stored by
-    then. Raise ``PermanentError`` for input that cannot be parsed.
+    then. A transport that takes bursts calls ``context.receive_later(raw)`` instead: the raw
+    inbound is stored before the acknowledgement and ``ingest`` runs in the outbox (retried
+    on failure). Raise ``PermanentError`` for input that cannot be parsed: ``receive``
+    refuses the transport with it, and either path records the inbound as dropped.
 
     :param raw: What the transport received, in the channel's own terms (``payload`` and
         ``fields``: email bytes and their envelope, or a webhook form), with the ``sender``

@@ -34,6 +34,7 @@ __all__ = [
     "ClosedJob",
     "HandoffJob",
     "InboundJob",
+    "IngestJob",
     "ReplyJob",
     "Run",
     "SyncJob",
@@ -146,6 +147,23 @@ class InboundJob(TypedJob):
     def to_new_job(self) -> NewJob:
         return self._new(f"inbound:{self.message_id}",
                          f"from:{self.channel}:{self.sender.lower()}", self.trace_id)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestJob(TypedJob):
+    """Parse a raw inbound kept by ``receive_later`` (``raw_id`` names it in the store).
+    ``channel`` and ``sender`` (the transport's sender) make the order key, so one sender's
+    messages are parsed, and so threaded, in the order they came."""
+
+    kind: ClassVar[str] = "ingest"
+    raw_id: str
+    trace_id: str = ""
+    channel: str = ""
+    sender: str = ""
+
+    def to_new_job(self) -> NewJob:
+        return self._new(f"ingest:{self.raw_id}",
+                         f"raw:{self.channel}:{self.sender.lower()}", self.trace_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +339,8 @@ class UndeliveredJob(TypedJob):
 
 JOB_TYPES: Mapping[str, type[TypedJob]] = {
     cls.kind: cls
-    for cls in (InboundJob, AckJob, AnswerJob, HandoffJob, SyncJob, AttachJob, ReplyJob,
-                ClosedJob, CloseJob, UndeliveredJob)
+    for cls in (IngestJob, InboundJob, AckJob, AnswerJob, HandoffJob, SyncJob, AttachJob,
+                ReplyJob, ClosedJob, CloseJob, UndeliveredJob)
 }
 
 

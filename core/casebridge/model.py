@@ -7,6 +7,7 @@ are lower-cased.
 
 from __future__ import annotations
 
+import copyreg
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ def utcnow() -> datetime:
 
 def _frozen(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(mapping or {}))
+
+
+def _pickle_frozen(mapping: MappingProxyType[str, str]) -> tuple[object, ...]:
+    return _frozen, (dict(mapping),)
+
+
+# The values here freeze their mappings in read-only proxies, which pickle cannot copy; a
+# proxy pickles as a copy of its dict, so a message can cross to and from a worker process
+# (casebridge.processes). Both ends import this module to unpickle these types.
+copyreg.pickle(MappingProxyType, _pickle_frozen)  # type: ignore[arg-type]
 
 
 class Direction(StrEnum):

@@ -3,6 +3,8 @@
 Every step is an outbox job (typed in :mod:`casebridge.jobs`), so each one survives a crash
 and is retried on failure. The handlers live in modules named for what they do:
 
+* ``ingest``      parse a raw inbound a transport kept with ``receive_later``, store the
+                  message (or why it was dropped) and its ``inbound`` job (:mod:`.receiving`);
 * ``inbound``     thread a stored message into a session, then hand off, let the assistant
                   answer, or (after handoff) sync it to the case (:mod:`.intake`);
 * ``ack``         with ``[bridge] acknowledge``, tell a new session's customer we have it;
@@ -41,6 +43,7 @@ from .jobs import (
     CloseJob,
     HandoffJob,
     InboundJob,
+    IngestJob,
     ReplyJob,
     Run,
     SyncJob,
@@ -48,6 +51,7 @@ from .jobs import (
     UndeliveredJob,
     decode,
 )
+from .receiving import Receiving
 from .replies import Replies
 from .store import Job, NewJob
 
@@ -71,6 +75,7 @@ class Pipeline:
     """Every job handler of one runner, by job kind."""
 
     def __init__(self, bridge: Bridge) -> None:
+        self.receiving = Receiving(bridge)
         self.intake = Intake(bridge)
         self.replies = Replies(bridge)
         self.case_sync = CaseSync(bridge)
@@ -80,6 +85,7 @@ class Pipeline:
     @property
     def handlers(self) -> Mapping[str, Handler]:
         return {
+            "ingest": typed(IngestJob, self.receiving.on_ingest),
             "inbound": typed(InboundJob, self.intake.on_inbound),
             "ack": typed(AckJob, self.replies.on_ack),
             "answer": typed(AnswerJob, self.replies.on_answer),

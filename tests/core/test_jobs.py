@@ -19,6 +19,7 @@ from casebridge.jobs import (
     CloseJob,
     HandoffJob,
     InboundJob,
+    IngestJob,
     ReplyJob,
     SyncJob,
     TypedJob,
@@ -55,6 +56,7 @@ times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1,
                      timezones=st.just(UTC))
 kinds = st.sampled_from(list(AddressKind))
 JOBS = st.one_of(
+    st.builds(IngestJob, text, text, text, text),
     st.builds(InboundJob, text, text, st.none() | kinds, text, text),
     st.builds(AckJob, text, text, text),
     st.builds(AnswerJob, text, text, text, text),
@@ -77,7 +79,7 @@ def test_every_job_survives_its_outbox_record(job: TypedJob) -> None:
 
 
 def test_every_kind_the_pipeline_handles_is_typed() -> None:
-    assert set(JOB_TYPES) == {"inbound", "ack", "answer", "handoff", "sync", "attach",
+    assert set(JOB_TYPES) == {"ingest", "inbound", "ack", "answer", "handoff", "sync", "attach",
                               "reply", "closed", "close", "undelivered"}
     for cls in JOB_TYPES.values():
         assert dataclasses.is_dataclass(cls)

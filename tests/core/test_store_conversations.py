@@ -16,6 +16,7 @@ from casebridge.model import (
     Contact,
     Direction,
     Message,
+    RawInbound,
     Session,
     SessionStatus,
 )
@@ -425,3 +426,50 @@ async def test_session_ids_with_prefix_in_id_order(store: Store) -> None:
     assert await store.session_ids_with_prefix("ab_") == ["ab_x"]
     assert await store.session_ids_with_prefix("c") == []
     assert await store.session_ids_with_prefix("") == sorted(ids)[:10]
+
+
+# -- raw inbounds, parsed later ----------------------------------------------------------
+
+
+def _raw(n: int, payload: bytes = b"") -> RawInbound:
+    return RawInbound(
+        channel="email",
+        payload=payload or f"Subject: hello {n}\r\n\r\nbody {n}\r\n".encode(),
+        fields={"envelope_from": f"ann{n}@example.com", "rcpt": "support@example.com"},
+        sender=f"ann{n}@example.com",
+        transport_id="",
+        peer="127.0.0.1:40000",
+        received_at=T0 + timedelta(seconds=n),
+    )
+
+
+async def test_a_kept_raw_inbound_round_trips_with_its_job(store: Store) -> None:
+    binary = bytes(range(256)) * 3  # every byte value, NUL included
+    raw = _raw(1, binary)
+    await store.accept_raw("raw-1", raw, job_for(1))
+    assert await store.get_raw("raw-1") == raw
+    assert await store.get_raw("raw-2") is None
+    assert await store.count_raw() == 1
+    assert [j.key for j in await store.list_jobs()] == ["thread:1"]
+    with pytest.raises(ValueError, match="raw-1"):
+        await store.accept_raw("raw-1", _raw(2), job_for(2))
+    assert [j.key for j in await store.list_jobs()] == ["thread:1"]  # nothing half-written
+    await store.delete_raw("raw-1")
+    await store.delete_raw("raw-1")  # already gone: nothing happens
+    assert await store.get_raw("raw-1") is None
+    assert await store.count_raw() == 0
+
+
+async def test_accepting_a_parsed_raw_inbound_lets_it_go_in_the_same_transaction(
+    store: Store,
+) -> None:
+    await store.accept_raw("raw-1", _raw(1), job_for(1))
+    await store.accept_raw("raw-2", _raw(2), job_for(2))
+    assert await store.accept_inbound(make_message(1), job_for(11), parsed_raw="raw-1")
+    assert await store.get_raw("raw-1") is None
+    # A second copy of a stored message (a re-sent mail) is a duplicate, and its raw inbound
+    # is let go all the same.
+    assert not await store.accept_inbound(make_message(1), job_for(12), parsed_raw="raw-2")
+    assert await store.count_raw() == 0
+    assert sorted(j.key for j in await store.list_jobs()) == ["thread:1", "thread:11",
+                                                              "thread:2"]

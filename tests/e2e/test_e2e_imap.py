@@ -55,6 +55,13 @@ def stored_ids(deployment: Deployment) -> list[str]:
     return [r[0] for r in rows]
 
 
+def kept_raw(deployment: Deployment) -> int:
+    """Mail the bridge acknowledged and has not parsed yet."""
+    path = deployment.root / "var" / "casebridge.db"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+        return int(db.execute("SELECT COUNT(*) FROM raw_inbounds").fetchone()[0])
+
+
 def test_burst_with_dovecot_restart_and_bridge_sigkill_stores_each_message_once(
     dovecot: Dovecot, tmp_path: Path
 ) -> None:
@@ -97,6 +104,9 @@ def test_burst_with_dovecot_restart_and_bridge_sigkill_stores_each_message_once(
             timeout=120,
             what=f"all {BURST} messages to be flagged (killed at {killed_at})",
         )
+        # Flagged once durable; kept mail is then parsed by the outbox.
+        wait_for(lambda: kept_raw(deployment) == 0, timeout=120,
+                 what="every kept message to be parsed")
         ids = stored_ids(deployment)
         print(f"{BURST} messages read in {time.monotonic() - began:.1f}s, killed at {killed_at}")
     finally:

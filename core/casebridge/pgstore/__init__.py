@@ -18,12 +18,13 @@ from .conversations import Conversations
 from .db import Database, redact
 from .jobs import JobQueue
 from .notify import listen_for_jobs
+from .raw_inbounds import RawInbounds
 from .writes import PluginState, WriteLog
 
 __all__ = ["PgStore", "redact"]
 
 
-class PgStore(OnDatabase, Conversations, WriteLog, PluginState, JobQueue):
+class PgStore(OnDatabase, Conversations, RawInbounds, WriteLog, PluginState, JobQueue):
     """A :class:`~casebridge.store.Store` on PostgreSQL at ``url``.
 
     ``clock`` gives every time the store writes and compares (inject one in tests); all

@@ -279,11 +279,14 @@ class Conversations:
         if changed.rowcount == 0:
             raise RecordNotFound(f"no session with id {session_id!r}")
 
-    async def accept_inbound(self, message: Message, job: NewJob) -> bool:
+    async def accept_inbound(self, message: Message, job: NewJob, *, parsed_raw: str = ""
+                             ) -> bool:
         row = rows.message_row(message)
         # PostgreSQL commits with a WAL flush (synchronous_commit on), so the caller may
         # acknowledge once this returns.
         async with self.db.tx() as conn:
+            if parsed_raw:
+                await conn.execute("DELETE FROM raw_inbounds WHERE id = %s", (parsed_raw,))
             if not await self._insert_message(conn, row):
                 return False
             await self._insert_jobs_in(conn, [job])

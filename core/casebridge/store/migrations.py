@@ -2,10 +2,10 @@
 
 Each :class:`Migration` holds SQL shared by the dialects, written with a few placeholders
 (:data:`DIALECTS` fills them: ``{time}`` a time column, ``{serial}`` an auto-numbered primary
-key, ``{bool}``, ``{true}``, ``{false}``), plus SQL only one dialect runs, for what differs
-in kind rather than in spelling. A backend applies, in version order, those it has not
-recorded in its ``schema_version`` table (:mod:`casebridge.store.sqlite.migrate`,
-:mod:`casebridge.pgstore.migrate`).
+key, ``{bool}``, ``{true}``, ``{false}``, ``{bytes}`` a binary column), plus SQL only one
+dialect runs, for what differs in kind rather than in spelling. A backend applies, in
+version order, those it has not recorded in its ``schema_version`` table
+(:mod:`casebridge.store.sqlite.migrate`, :mod:`casebridge.pgstore.migrate`).
 
 Versions never change once released: a database records the numbers it applied, and a
 new change is a new version at the end. History the dialects do not share is kept as it
@@ -34,6 +34,7 @@ DIALECTS: dict[Dialect, dict[str, str]] = {
         "bool": "INTEGER",
         "true": "1",
         "false": "0",
+        "bytes": "BLOB",
     },
     "postgres": {
         "time": "TIMESTAMPTZ",
@@ -41,6 +42,7 @@ DIALECTS: dict[Dialect, dict[str, str]] = {
         "bool": "BOOLEAN",
         "true": "TRUE",
         "false": "FALSE",
+        "bytes": "BYTEA",
     },
 }
 
@@ -258,12 +260,28 @@ _LARGE_TEXT_SQLITE = """
 ALTER TABLE messages ADD COLUMN large_text BLOB;
 """
 
+# Raw inbounds a transport kept with receive_later, each until its ingest job has parsed it
+# (the job names the row; one sender's rows are parsed in order by the job's order key).
+_RAW_INBOUNDS = """
+CREATE TABLE raw_inbounds (
+    id            TEXT PRIMARY KEY,
+    channel       TEXT NOT NULL,
+    payload       {bytes} NOT NULL,
+    fields        TEXT NOT NULL,
+    sender        TEXT NOT NULL,
+    transport_id  TEXT NOT NULL,
+    peer          TEXT NOT NULL,
+    received_at   {time} NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _INITIAL, sqlite=_INITIAL_SQLITE, postgres=_INITIAL_POSTGRES),
     Migration(2, "job_heads", sqlite=_JOB_HEADS_SQLITE),
     Migration(3, "drop_crm_events", _DROP_CRM_EVENTS),
     Migration(4, "session_id_prefix", postgres=_SESSION_ID_PREFIX_POSTGRES),
     Migration(5, "large_text", sqlite=_LARGE_TEXT_SQLITE),
+    Migration(6, "raw_inbounds", _RAW_INBOUNDS),
 )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from ..model import CaseLink, Contact, Message, Session, SessionStatus
+from ..model import CaseLink, Contact, Message, RawInbound, Session, SessionStatus
 from .records import CrmWrite, CrmWriteKind, DroppedInbound, Job, JobState, NewJob
 
 __all__ = ["ConversationStore", "JobQueue", "PluginStateStore", "Store", "WriteLog"]
@@ -148,10 +148,15 @@ class ConversationStore(Protocol):
 
     # -- messages ----------------------------------------------------------------------
 
-    async def accept_inbound(self, message: Message, job: NewJob) -> bool:
+    async def accept_inbound(self, message: Message, job: NewJob, *, parsed_raw: str = ""
+                             ) -> bool:
         """Durably accept an inbound before it is acknowledged: store the message and
-        enqueue ``job`` in one transaction. False (nothing written) when the message's
-        ``(channel, external_id)`` or id is already stored. Commits with a full fsync."""
+        enqueue ``job`` in one transaction. False (nothing else written) when the message's
+        ``(channel, external_id)`` or id is already stored. Commits with a full fsync.
+
+        With ``parsed_raw``, the message was parsed from that kept raw inbound, which the
+        same transaction lets go of (duplicate or not). No full fsync is needed then: until
+        this commit is on disk the raw inbound is too, and is parsed again."""
 
     async def add_message(self, message: Message) -> bool:
         """Store a message; False when its ``(channel, external_id)`` or id exists. A message
@@ -166,6 +171,23 @@ class ConversationStore(Protocol):
 
     async def transcript(self, session_id: str) -> list[Message]:
         """The session's messages in the order they were stored."""
+
+    # -- raw inbounds, parsed later ------------------------------------------------------
+
+    async def accept_raw(self, raw_id: str, raw: RawInbound, job: NewJob) -> None:
+        """Durably keep a raw inbound under ``raw_id`` and enqueue ``job`` (the one that will
+        parse it) in one transaction, committed with a full fsync: the transport may
+        acknowledge once this returns. ValueError when ``raw_id`` is already kept."""
+
+    async def get_raw(self, raw_id: str) -> RawInbound | None:
+        """The raw inbound kept under ``raw_id``; None when there is none (parsed and let
+        go, or never kept)."""
+
+    async def delete_raw(self, raw_id: str) -> None:
+        """Let go of a parsed raw inbound; nothing happens when it is already gone."""
+
+    async def count_raw(self) -> int:
+        """Raw inbounds kept and not yet parsed (the intake backlog)."""
 
     # -- dropped inbounds --------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from ..model import (
     Contact,
     Direction,
     Message,
+    RawInbound,
     Session,
     SessionStatus,
 )
@@ -164,6 +165,30 @@ class Rows:
             "notes": to_json(list(m.notes)),
             "meta": to_json(dict(m.meta)),
         }
+
+    def raw_row(self, raw_id: str, raw: RawInbound) -> dict[str, Any]:
+        """The ``raw_inbounds`` columns of ``raw`` kept under ``raw_id``."""
+        return {
+            "id": raw_id,
+            "channel": raw.channel,
+            "payload": raw.payload,
+            "fields": to_json(dict(raw.fields)),
+            "sender": raw.sender,
+            "transport_id": raw.transport_id,
+            "peer": raw.peer,
+            "received_at": self.ts(raw.received_at, "RawInbound.received_at"),
+        }
+
+    def raw(self, row: Row) -> RawInbound:
+        return RawInbound(
+            channel=row["channel"],
+            payload=bytes(row["payload"]),
+            fields=json.loads(row["fields"]),
+            sender=row["sender"],
+            transport_id=row["transport_id"],
+            peer=row["peer"],
+            received_at=self.dt(row["received_at"]),
+        )
 
     def message(self, row: Row) -> Message:
         text = _large_text(row)

@@ -16,7 +16,6 @@ TOML gives it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import ssl
@@ -49,18 +48,15 @@ from casebridge.plugin import (
     hookimpl,
 )
 
-from .attachments import store_attachments
-from .bounces import read_bounce
+from .bounces import Bounce
 from .catcher import MailCatcher
 from .catcher_pages import PREFIX as CATCHER_PREFIX
 from .catcher_pages import catcher_routes
 from .compose import compose_reply
-from .envelope import envelope_recipients, envelope_sender
-from .guards import SenderRateLimiter, loop_reason
+from .guards import SenderRateLimiter
 from .imap import probe
-from .inbound import to_message
 from .mailbox import PEER_PREFIX, MailboxReader
-from .mime import parse_email
+from .reading import MailRead, ReadRules, read_mail
 from .reply_bodies import TEMPLATES, reply_bodies
 from .settings import EmailSettings, MailboxSettings, RelaySettings
 from .smtp_client import send_email
@@ -74,6 +70,10 @@ if TYPE_CHECKING:
 DEFAULT_NAME = "email"  # the entry point's; an instance's own name is ``context.name``
 CHECK_TIMEOUT = 5.0
 IMAP_CHECK_TIMEOUT = 10.0  # per server answer; a mailbox login takes a few round trips
+# Mail received over SMTP under this size is kept raw and parsed in the outbox; a larger
+# message (rare, and up to the SIZE limit) is parsed before the 250 by the path that
+# streams its parts to the blob store, so the store never holds a second whole copy of it.
+QUEUE_BELOW = 1 << 20
 _TOKEN_KEY_LABEL = b"casebridge email reply token"
 NO_RELAY = (
     "no relay configured: add [plugins.email.relay] (or [plugins.email.catcher] to keep "
@@ -114,6 +114,7 @@ class EmailPlugin:
         )
         self._derived_secret: bytes | None = None
         self.catcher: MailCatcher | None = None
+        self._rules: ReadRules | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -246,7 +247,13 @@ class EmailPlugin:
     # -- inbound --------------------------------------------------------------------------
 
     async def _on_message(self, envelope: IngestEnvelope) -> None:
-        await self._context.receive(raw_inbound(envelope, self._context.name))
+        raw = raw_inbound(envelope, self._context.name)
+        if 0 < len(envelope.data) < QUEUE_BELOW:
+            # Kept raw and parsed in the outbox: the 250 costs one commit, so a burst is
+            # taken at the pace of the disk, not of the parser (see casebridge.receiving).
+            await self._context.receive_later(raw)
+        else:
+            await self._context.receive(raw)
 
     @hookimpl
     async def ingest(self, raw: RawInbound) -> Inbound:
@@ -254,55 +261,55 @@ class EmailPlugin:
         own mail) and floods, store its attachments, build the customer's message."""
         if not raw.payload:
             raise PermanentError("an email inbound without message bytes")
+        read = await self._read(raw, store_parts=False)
+        if read.message is None and not read.parts_pending:
+            if read.bounce is not None:
+                await self._note_bounce(read.bounce)
+            return Inbound(None, dropped=read.dropped)
         settings = self._settings
-        # Parsing and HTML work run in a worker thread, never on the event loop: however a
-        # message is built, SMTP, HTTP and the outbox keep answering meanwhile (the bounds in
-        # mime and html_depth keep the work itself short).
-        parsed = await anyio.to_thread.run_sync(parse_email, raw.payload)
-        # Only an SMTP envelope (it has recipients) can tell a null sender; a mailbox's
-        # recipient is its configured address, with no envelope sender to go with it.
-        smtp = bool(envelope_recipients(raw)) and not raw.peer.startswith(PEER_PREFIX)
-        envelope_from = envelope_sender(raw) if smtp else None
-        reason = loop_reason(parsed, our_domains=self._our_domains(),
-                             envelope_from=envelope_from)
-        if reason:
-            await self._note_bounce(raw.payload)
-            return Inbound(None, dropped=reason)
-        sender = (parsed.from_addr or envelope_sender(raw)).strip().lower()
-        if "@" not in sender:
-            return Inbound(None, dropped="no sender address (From and envelope are empty)")
-        if not self._limiter.allow(sender):
+        if not self._limiter.allow(read.sender):
             return Inbound(
                 None,
                 dropped=(f"rate limit: over {settings.rate_limit_messages} messages in "
-                         f"{settings.rate_limit_seconds:g}s from {sender}"),
+                         f"{settings.rate_limit_seconds:g}s from {read.sender}"),
             )
-        context = self._context
-        attachments, notes = await anyio.to_thread.run_sync(
-            functools.partial(
-                store_attachments, parsed.attachments, context.blobs.folder,
-                max_bytes=settings.max_attachment_bytes, max_count=settings.max_attachments,
-            )
-        )
-        message = await anyio.to_thread.run_sync(
-            functools.partial(
-                to_message, raw, parsed,
-                is_ours=settings.accepts,
+        if read.parts_pending:  # within the limit: now its attachments may be stored
+            read = await self._read(raw, store_parts=True)
+        assert read.message is not None
+        # The channel is this instance's name, so its replies come back to it.
+        return Inbound(replace(read.message, channel=self._context.name),
+                       contact_name=read.from_name, sender_kind=AddressKind.EMAIL)
+
+    async def _read(self, raw: RawInbound, *, store_parts: bool) -> MailRead:
+        # Never on the event loop: however a message is built, SMTP, HTTP and the outbox keep
+        # answering meanwhile (the bounds in mime and html_depth keep the work itself short).
+        # An ordinary mail goes to a worker process, on another core; a large one is read in
+        # a thread, which streams its parts from the bytes already in memory instead of
+        # copying them to a process.
+        rules = self._read_rules()
+        if len(raw.payload) < QUEUE_BELOW:
+            return await self._context.run_cpu(read_mail, raw, rules, store_parts)
+        return await anyio.to_thread.run_sync(read_mail, raw, rules, store_parts)
+
+    def _read_rules(self) -> ReadRules:
+        if self._rules is None:
+            settings = self._settings
+            self._rules = ReadRules(
+                support_addresses=tuple(settings.support_addresses),
+                support_domains=tuple(settings.support_domains),
+                our_domains=tuple(self._our_domains()),
+                bounce_domain=settings.our_message_id_domain,
                 keep_signature=settings.keep_signature,
                 token_secret=self._token_secret(),
-                attachments=attachments,
-                notes=notes,
+                blob_folder=self._context.blobs.folder,
+                max_attachment_bytes=settings.max_attachment_bytes,
+                max_attachments=settings.max_attachments,
+                mailbox_peer_prefix=PEER_PREFIX,
             )
-        )
-        # The channel is this instance's name, so its replies come back to it.
-        return Inbound(replace(message, channel=context.name), contact_name=parsed.from_name,
-                       sender_kind=AddressKind.EMAIL)
+        return self._rules
 
-    async def _note_bounce(self, payload: bytes) -> None:
+    async def _note_bounce(self, bounce: Bounce) -> None:
         """A bounce of one of our replies: the reply failed, and the rep should know."""
-        bounce = read_bounce(payload, self._settings.our_message_id_domain)
-        if bounce is None:
-            return
         context = self._context
         for our_id in bounce.message_ids:
             owner = await context.state.get(f"msgid:{our_id}")

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -178,6 +179,16 @@ class MailboxSettings:
         return f"{self.username}@{self.host}:{self.port}/{self.folder}"
 
 
+def accepts_recipient(recipient: str, addresses: Sequence[str], domains: Sequence[str]) -> bool:
+    """Whether ``recipient`` is one of ``addresses`` (a plus tag ignored) or at one of
+    ``domains``; both lower-case."""
+    local, at, domain = recipient.strip().strip("<>").lower().rpartition("@")
+    if not at or not local:
+        return False
+    base = local.split("+", 1)[0]
+    return f"{base}@{domain}" in addresses or domain in domains
+
+
 @dataclass(frozen=True, slots=True)
 class EmailSettings:
     """The email channel: its SMTP server for inbound mail, limits, and outbound replies.
@@ -294,11 +305,7 @@ class EmailSettings:
 
     def accepts(self, recipient: str) -> bool:
         """Whether the SMTP server takes mail for ``recipient`` (a plus tag is ignored)."""
-        local, at, domain = recipient.strip().strip("<>").lower().rpartition("@")
-        if not at or not local:
-            return False
-        base = local.split("+", 1)[0]
-        return f"{base}@{domain}" in self.support_addresses or domain in self.support_domains
+        return accepts_recipient(recipient, self.support_addresses, self.support_domains)
 
     def missing(self) -> tuple[str, ...]:
         """What a working email channel still needs, for a health check (empty: nothing)."""

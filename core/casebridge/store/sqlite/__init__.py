@@ -16,12 +16,13 @@ from ..lifecycle import OnDatabase
 from .conversations import Conversations
 from .db import Clock, Database
 from .jobs import JobQueue
+from .raw_inbounds import RawInbounds
 from .writes import PluginState, WriteLog
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(OnDatabase, Conversations, WriteLog, PluginState, JobQueue):
+class SqliteStore(OnDatabase, Conversations, RawInbounds, WriteLog, PluginState, JobQueue):
     """A :class:`~casebridge.store.Store` in one SQLite file.
 
     ``clock`` gives every time the store writes and compares (leases, due jobs); inject one

@@ -1,0 +1,68 @@
+"""Worker processes for CPU-bound work (``casebridge.processes``): the call runs in another
+process, its exception comes back, a dead worker fails only its own call, and with no
+processes the work runs in a thread. Standard-library functions only: a worker imports what
+it runs, and these need nothing of the test's own modules."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from datetime import UTC, datetime
+
+import pytest
+from casebridge.config import BridgeSection
+from casebridge.model import Attachment, Message, RawInbound
+from casebridge.processes import BrokenProcessPool, Processes, default_processes
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_call_runs_in_another_process_and_returns_its_result() -> None:
+    processes = Processes(1)
+    try:
+        assert await processes.run(os.getpid) != os.getpid()
+        assert await processes.run(divmod, 17, 5) == (3, 2)
+    finally:
+        processes.close()
+    processes.close()  # twice: nothing left to stop
+
+
+async def test_the_functions_exception_is_raised_here() -> None:
+    with pytest.raises(ValueError, match="invalid literal"):
+        await Processes(1).run(int, "not a number")
+
+
+async def test_a_dead_worker_fails_its_call_and_the_next_call_gets_a_new_one() -> None:
+    processes = Processes(1)
+    first = await processes.run(os.getpid)
+    with pytest.raises(BrokenProcessPool):
+        await processes.run(os._exit, 3)
+    assert await processes.run(os.getpid) not in (first, os.getpid())
+
+
+async def test_no_processes_means_a_worker_thread_of_this_process() -> None:
+    assert await Processes(0).run(os.getpid) == os.getpid()
+    with pytest.raises(ValueError):
+        Processes(-1)
+    with pytest.raises(ValueError, match="parse_processes"):
+        BridgeSection(parse_processes=-1)
+
+
+def test_the_default_leaves_the_event_loops_core_to_it() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert default_processes() == max(0, min(cores - 1, 4))
+
+
+def test_messages_and_raw_inbounds_cross_to_a_worker_and_back() -> None:
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    message = Message(id="m1", channel="email", direction="inbound", author="customer",
+                      external_id="x@y", sender="ann@example.com", recipients=("a@b",),
+                      text="hi", sent_at=now, received_at=now, meta={"session_hint": "s1"},
+                      attachments=(Attachment("a.pdf", "application/pdf", 3, "00", "ab/00"),))
+    raw = RawInbound(channel="email", payload=b"\x00\xff", fields={"to": "a@b"}, peer="p")
+    for value in (message, raw):
+        copy = pickle.loads(pickle.dumps(value))
+        assert copy == value
+    assert pickle.loads(pickle.dumps(message)).meta["session_hint"] == "s1"
+    with pytest.raises(TypeError):  # still read-only after the trip
+        pickle.loads(pickle.dumps(raw)).fields["to"] = "c@d"  # type: ignore[index]
