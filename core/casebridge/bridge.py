@@ -258,7 +258,7 @@ class Bridge:
 
     async def close(self) -> None:
         try:
-            await anyio.to_thread.run_sync(self.processes.close)
+            await self.processes.aclose()
         finally:
             await self.store.close()
 

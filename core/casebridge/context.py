@@ -235,7 +235,7 @@ class PluginContext:
         in one of the runner's worker processes, so it runs on another core than the event
         loop (``[bridge] parse_processes``; with none, in a worker thread). ``fn`` must be a
         module-level function and its arguments and result picklable; its exception is
-        raised here, as is ``BrokenProcessPool`` when the process died."""
+        raised here, as is ``casebridge.processes.WorkerDied`` when the process died."""
         return await self._bridge.processes.run(fn, *args)
 
     def http_client(self, base_url: str = "", *, timeout: float = 30.0,

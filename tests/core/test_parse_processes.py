@@ -9,10 +9,11 @@ import os
 import pickle
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 from casebridge.config import BridgeSection
 from casebridge.model import Attachment, Message, RawInbound
-from casebridge.processes import BrokenProcessPool, Processes, default_processes
+from casebridge.processes import Processes, WorkerDied, default_processes
 
 pytestmark = pytest.mark.anyio
 
@@ -23,8 +24,8 @@ async def test_a_call_runs_in_another_process_and_returns_its_result() -> None:
         assert await processes.run(os.getpid) != os.getpid()
         assert await processes.run(divmod, 17, 5) == (3, 2)
     finally:
-        processes.close()
-    processes.close()  # twice: nothing left to stop
+        await processes.aclose()
+    await processes.aclose()  # twice: nothing left to stop
 
 
 async def test_the_functions_exception_is_raised_here() -> None:
@@ -35,7 +36,7 @@ async def test_the_functions_exception_is_raised_here() -> None:
 async def test_a_dead_worker_fails_its_call_and_the_next_call_gets_a_new_one() -> None:
     processes = Processes(1)
     first = await processes.run(os.getpid)
-    with pytest.raises(BrokenProcessPool):
+    with pytest.raises(WorkerDied, match="ended mid-call"):
         await processes.run(os._exit, 3)
     assert await processes.run(os.getpid) not in (first, os.getpid())
 
@@ -66,3 +67,25 @@ def test_messages_and_raw_inbounds_cross_to_a_worker_and_back() -> None:
     assert pickle.loads(pickle.dumps(message)).meta["session_hint"] == "s1"
     with pytest.raises(TypeError):  # still read-only after the trip
         pickle.loads(pickle.dumps(raw)).fields["to"] = "c@d"  # type: ignore[index]
+
+
+async def test_a_cancelled_call_takes_its_worker_with_it_and_the_next_call_works() -> None:
+    import time
+
+    processes = Processes(1)
+    try:
+        first = await processes.run(os.getpid)
+        with anyio.move_on_after(0.2):
+            await processes.run(time.sleep, 30)
+        assert await processes.run(os.getpid) not in (first, os.getpid())
+    finally:
+        await processes.aclose()
+
+
+async def test_what_the_called_code_prints_does_not_reach_the_answer() -> None:
+    processes = Processes(1)
+    try:
+        assert await processes.run(print, "noise on stdout") is None
+        assert await processes.run(divmod, 7, 2) == (3, 1)
+    finally:
+        await processes.aclose()
