@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 
 from ...model import utcnow
@@ -49,6 +50,7 @@ class Database:
         self._readers: ReaderPool | None = None
         # Held for the whole of each write transaction (and by tests that stall the writer).
         self.writer_lock = threading.Lock()
+        self._turn = anyio.Lock(fast_acquire=True)  # taken without a yield when free
         self._commits = 0  # since the last checkpoint
 
     def __repr__(self) -> str:
@@ -136,22 +138,29 @@ class Database:
         conn = self._conn
         if conn is None:
             raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
-        if not full_sync and self.writer_lock.acquire(blocking=False):
-            # Nothing can make this transaction wait (this lock is free, and SQLite's write
-            # lock is tried without waiting): run it here on the event loop's thread. A
-            # transaction is shorter than the hop to a worker thread (about 60 us of CPU,
-            # measured), and a handoff makes some 3N+12 of them. A FULL sync (an fsync) and
-            # anything that would wait still go to a worker thread.
-            try:
-                ran, result = self._in_tx_now(conn, fn)
-            finally:
-                self.writer_lock.release()
-            if ran:
-                await self._count_commit(conn)
-                return result  # type: ignore[return-value]
-        result = await anyio.to_thread.run_sync(partial(self._in_tx, conn, fn, full_sync))
+        # One transaction of this process at a time, queued here on the event loop: while
+        # one commits with a full fsync on a worker thread, the next waits for its turn
+        # without a thread of its own (a burst of inbound mail made every outbox
+        # transaction hop to a thread, only to wait there for the writer).
+        async with self._turn:
+            if not full_sync and self.writer_lock.acquire(blocking=False):
+                # Nothing can make this transaction wait (this lock is free, and SQLite's
+                # write lock is tried without waiting): run it here on the event loop's
+                # thread. A transaction is shorter than the hop to a worker thread (about
+                # 60 us of CPU, measured), and a handoff makes some 3N+12 of them. A FULL
+                # sync (an fsync) and anything that would wait go to a worker thread.
+                try:
+                    ran, result = self._in_tx_now(conn, fn)
+                finally:
+                    self.writer_lock.release()
+                if not ran:  # another process holds SQLite's write lock: wait for it there
+                    result = await anyio.to_thread.run_sync(
+                        partial(self._in_tx, conn, fn, full_sync))
+            else:
+                result = await anyio.to_thread.run_sync(
+                    partial(self._in_tx, conn, fn, full_sync))
         await self._count_commit(conn)
-        return result
+        return result  # type: ignore[return-value]
 
     async def _count_commit(self, conn: sqlite3.Connection) -> None:
         # SQLite's own rule is a checkpoint once the WAL holds 1,000 pages; a few pages a
