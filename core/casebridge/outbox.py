@@ -130,6 +130,8 @@ class Outbox:
         self._kinds = sorted(self.handlers)
         # Loops about to claim or idle, oldest first, each with the event that wakes it.
         self._waiters: deque[anyio.Event] = deque()
+        # The jobs running now (their leases kept by _keep_leases), by id.
+        self._running: dict[int, tuple[Job, str]] = {}
 
     # -- running -----------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Outbox:
             listen = getattr(self.store, "listen_jobs", None)
             if listen is not None:
                 tg.start_soon(listen, self.wake)
+            tg.start_soon(self._keep_leases)
             for n in range(self.workers):
                 tg.start_soon(self._loop, f"{self.worker_id}/{n}")
             task_status.started()
@@ -158,9 +161,12 @@ class Outbox:
                 handled[n] += 1
 
         with anyio.fail_after(timeout):
-            async with anyio.create_task_group() as tg:
-                for n in range(self.workers):
-                    tg.start_soon(worker, n)
+            async with anyio.create_task_group() as keeper:
+                keeper.start_soon(self._keep_leases)
+                async with anyio.create_task_group() as tg:
+                    for n in range(self.workers):
+                        tg.start_soon(worker, n)
+                keeper.cancel_scope.cancel()
         return sum(handled)
 
     def wake(self, count: int | None = None) -> None:
@@ -223,20 +229,18 @@ class Outbox:
         self._emit(OutboxEvent("claimed", job, name))
         started = time.monotonic()
         outcome: Sequence[NewJob] | Exception | None = None
+        self._running[job.id] = (job, name)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep_lease, job, name)
-                try:
-                    outcome = await handler(job)
-                    outcome = self._follow_ups(job, outcome)
-                except Exception as exc:
-                    outcome = exc
-                finally:
-                    tg.cancel_scope.cancel()
+            outcome = await handler(job)
+            outcome = self._follow_ups(job, outcome)
+        except Exception as exc:
+            outcome = exc
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._release(job, name)
             raise
+        finally:
+            self._running.pop(job.id, None)
         duration = time.monotonic() - started
         if isinstance(outcome, Exception):
             await self._failed(job, name, outcome, duration)
@@ -344,18 +348,23 @@ class Outbox:
         )
         self._emit(OutboxEvent("lease_lost", job, name))
 
-    async def _keep_lease(self, job: Job, name: str) -> None:
+    async def _keep_leases(self) -> None:
+        """Renew the lease of every running job each third of a lease: a job claimed just
+        after one round is renewed by the next but one, within two thirds of its lease.
+        One task for every job, not one per job (a task group per job cost more CPU than
+        some jobs' own work)."""
         interval = self.lease.total_seconds() / 3
         while True:
             await anyio.sleep(interval)
-            try:
-                held = await self.store.renew_lease(job.id, job.attempts, self.lease)
-            except Exception:
-                log.exception("outbox job %s: lease renewal failed; will try again", job.id)
-                continue
-            if not held:
-                self._lost(job, name)
-                return
+            for job, name in list(self._running.values()):
+                try:
+                    held = await self.store.renew_lease(job.id, job.attempts, self.lease)
+                except Exception:
+                    log.exception("outbox job %s: lease renewal failed; will try again",
+                                  job.id)
+                    continue
+                if not held and self._running.pop(job.id, None) is not None:
+                    self._lost(job, name)
 
     def _emit(self, event: OutboxEvent) -> None:
         if self._on_event is None:
