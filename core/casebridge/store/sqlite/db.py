@@ -9,7 +9,8 @@ free; WAL checkpoints always run on a worker thread. Every write runs in
 ``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock instead of
 failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
 ``synchronous=NORMAL`` (durable across a process crash); a transaction may ask for ``FULL``
-(durable across power loss), as accepting an inbound does.
+(durable across power loss), as accepting an inbound does: those that arrive while one
+commits share the next commit (:mod:`.group_commit`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import anyio
 import anyio.to_thread
 
 from ...model import utcnow
+from .group_commit import GroupCommit, Pending, run_each
 from .migrate import apply_migrations, load_migrations
 from .readers import ReaderPool
 
@@ -51,6 +53,7 @@ class Database:
         # Held for the whole of each write transaction (and by tests that stall the writer).
         self.writer_lock = threading.Lock()
         self._turn = anyio.Lock(fast_acquire=True)  # taken without a yield when free
+        self._full_sync = GroupCommit(self._commit_group)
         self._commits = 0  # since the last checkpoint
 
     def __repr__(self) -> str:
@@ -142,8 +145,10 @@ class Database:
         # one commits with a full fsync on a worker thread, the next waits for its turn
         # without a thread of its own (a burst of inbound mail made every outbox
         # transaction hop to a thread, only to wait there for the writer).
+        if full_sync:
+            return await self._full_sync.run(fn)
         async with self._turn:
-            if not full_sync and self.writer_lock.acquire(blocking=False):
+            if self.writer_lock.acquire(blocking=False):
                 # Nothing can make this transaction wait (this lock is free, and SQLite's
                 # write lock is tried without waiting): run it here on the event loop's
                 # thread. A transaction is shorter than the hop to a worker thread (about
@@ -155,12 +160,28 @@ class Database:
                     self.writer_lock.release()
                 if not ran:  # another process holds SQLite's write lock: wait for it there
                     result = await anyio.to_thread.run_sync(
-                        partial(self._in_tx, conn, fn, full_sync))
+                        partial(self._in_tx, conn, fn, False))
             else:
-                result = await anyio.to_thread.run_sync(
-                    partial(self._in_tx, conn, fn, full_sync))
+                result = await anyio.to_thread.run_sync(partial(self._in_tx, conn, fn, False))
         await self._count_commit(conn)
         return result  # type: ignore[return-value]
+
+    async def _commit_group(self, group: list[Pending]) -> None:
+        """Full-sync transactions queued together (see group_commit): one transaction on
+        a worker thread, each in its savepoint, committed with one fsync."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
+        try:
+            async with self._turn:
+                await anyio.to_thread.run_sync(
+                    partial(self._in_tx, conn, partial(run_each, group=group), True))
+        except Exception as exc:  # BEGIN or COMMIT failed: none of the group is stored
+            for pending in group:
+                pending.result, pending.error = None, exc
+        for pending in group:
+            pending.finished = True
+        await self._count_commit(conn)
 
     async def _count_commit(self, conn: sqlite3.Connection) -> None:
         # SQLite's own rule is a checkpoint once the WAL holds 1,000 pages; a few pages a
