@@ -25,7 +25,8 @@ from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
-from .header_limits import BOUNDED, bounded, cut_note, is_bounded
+from .header_limits import bounded, cut_note, is_bounded
+from .mime_headers import VALUES, header_text, unfolded
 from .mime_outline import Outline, outline
 from .mime_text import (
     decode_text,
@@ -168,14 +169,15 @@ def _outline(data: bytes) -> Outline | None:
 
 
 def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
-    """What ``BytesParser(policy=policy.default).parsebytes(data)`` returns, with less memory.
+    """What ``BytesParser(policy=policy.default).parsebytes(data)`` returns, with less memory
+    and plain strings for headers (:class:`.mime_headers.ValuePolicy`).
 
     ``parsebytes`` decodes the whole message to a str and copies it into a StringIO (four
     bytes per character) before parsing: about 8x a large message's size at its peak. Fed in
     slices instead, the parser holds one slice at a time; decoding is per byte (ASCII with
     surrogateescape), so where a slice ends changes nothing.
     """
-    parser = BytesFeedParser(policy=BOUNDED)
+    parser = BytesFeedParser(policy=VALUES)
     view = memoryview(data)
     for start in range(0, len(data), chunk):
         parser.feed(bytes(view[start : start + chunk]))
@@ -191,34 +193,30 @@ def _unfold(value: str) -> str:
 
 
 class _Headers:
-    """Header access that cannot fail: the policy's parse, else the raw value."""
+    """Header access that cannot fail: what ``policy.default`` reads, else the raw value."""
 
     def __init__(self, msg: Message, notes: list[str]) -> None:
-        self._msg = msg
         self._notes = notes
+        # The first value of each header, as Message.get finds it.
+        self._values: dict[str, str] = {}
+        for key, value in msg.raw_items():
+            self._values.setdefault(key.lower(), str(value))
 
     def _raw(self, name: str) -> str | None:
         """The header's value as written, cut to the header bounds (and noted when cut)."""
-        for key, value in self._msg.raw_items():
-            if key.lower() == name.lower():
-                value = str(value)
-                if is_bounded(value):
-                    self._notes.append(cut_note(name, value))
-                    return bounded(value)
-                return value
-        return None
+        value = self._values.get(name.lower())
+        if value is not None and is_bounded(value):
+            self._notes.append(cut_note(name, value))
+            return bounded(value)
+        return value
 
     def text(self, name: str) -> str:
-        self._raw(name)  # notes a header too long to read in full
+        raw = self._raw(name)
+        if raw is None:
+            return ""
         try:
-            value = self._msg.get(name)
-            if value is None:
-                return ""
-            return _unfold(fix_surrogates(str(value)))
+            return _unfold(fix_surrogates(header_text(name, unfolded(raw))))
         except Exception:
-            raw = self._raw(name)
-            if raw is None:
-                return ""
             self._notes.append(f"header {name} malformed; used as written")
             return _unfold(fix_surrogates(decode_words(raw)))
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 
-from .header_limits import BOUNDED
+from .mime_headers import VALUES
 
 # What the stdlib's feedparser takes for a header line (its headerRE, on bytes).
 _HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
@@ -103,7 +103,7 @@ def _headers(data: bytes, start: int, end: int) -> tuple[Message, int]:
             raise _NotPlain  # a body without its blank line, or a stray envelope line
         at = line_end
     block = data[start:line_end]
-    msg = BytesParser(policy=BOUNDED).parsebytes(block, headersonly=True)
+    msg = BytesParser(policy=VALUES).parsebytes(block, headersonly=True)
     return msg, line_end
 
 
