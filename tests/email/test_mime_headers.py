@@ -91,19 +91,22 @@ def test_plain_parameters_are_rendered_as_the_stdlib_renders_them(
 @settings(deadline=None, max_examples=300)
 @given(st.text(max_size=40))
 def test_subjects_round_trip_through_rfc_2047(subject: str) -> None:
-    encoded = Header(subject, "utf-8").encode()
+    encoded = unfolded(Header(subject, "utf-8").encode())  # as the policy reads it
     assert unstructured_text(encoded) == stdlib_text("Subject", encoded)
     if subject.strip() and subject == " ".join(subject.split()) and subject.isprintable():
         assert " ".join(unstructured_text(encoded).split()) == subject
 
 
 @settings(deadline=None, max_examples=300)
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30))
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")),
+               max_size=30))
 def test_display_names_round_trip_through_formataddr(name: str) -> None:
     value = formataddr((name, "ann@customer.example"))
     raw = f"From: {value}\r\nSubject: {value}\r\n\r\nhi\r\n".encode()
     parsed = parse_email(raw)
     assert parsed.from_addr == "ann@customer.example"
+    if name == " ".join(name.split()):
+        assert parsed.from_name == name
     assert parsed.subject == " ".join(stdlib_text("Subject", value).split())
 
 
