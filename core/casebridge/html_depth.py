@@ -184,12 +184,15 @@ class _OpenElements:
         index = len(self.names)
         self.names.append(name)
         self._where.setdefault(name, []).append(index)
-        if name in _SPECIAL:
-            self._specials.append(index)
-        if name in _SCOPE_BOUNDARIES:
-            self._boundaries.append(index)
-        if name in _ITEM_FENCES:
-            self._item_fences.append(index)
+        # <foreignObject>, <desc>, <mi> ... are special only as SVG/MathML elements: in HTML
+        # content they are unknown elements, which any end tag may close past.
+        if foreign or name not in _HTML_INSIDE:
+            if name in _SPECIAL:
+                self._specials.append(index)
+            if name in _SCOPE_BOUNDARIES:
+                self._boundaries.append(index)
+            if name in _ITEM_FENCES:
+                self._item_fences.append(index)
         foreign = foreign or name in _FOREIGN
         self._foreign_flags.append(foreign)
         if foreign:

@@ -140,3 +140,11 @@ def test_sanitized_deep_html_is_its_escaped_text(text: str) -> None:
     assert re.sub(r"</?p>|<br>", "", clean).count("<") == 0
     assert html_lib.unescape(re.sub(r"</?p>|<br>", " ", clean)).split() == (flat_text(html).split())
     assert "x()" not in clean
+
+
+def test_svg_element_names_in_html_content_are_ordinary_elements() -> None:
+    # Outside <svg>, <foreignObject> is an unknown HTML element: </li> closes past it, and
+    # each <div> then nests in the one before (found by the property test above).
+    html = "<div><li><foreignObject></li></foreignObject>" * 40
+    assert nesting_depth(html, limit=10_000) >= tree_depth(html) // 4
+    assert tree_depth(html) <= 4 * nesting_depth(html, limit=10_000) + 3
