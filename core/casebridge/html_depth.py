@@ -18,6 +18,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import string
+from functools import lru_cache
 
 __all__ = ["MAX_HTML_DEPTH", "flat_text", "nesting_depth", "too_deep"]
 
@@ -275,8 +276,14 @@ class _OpenElements:
                 self.pattern = _TAG
 
 
+@lru_cache(maxsize=4)
 def too_deep(html: str, limit: int = MAX_HTML_DEPTH) -> bool:
-    """True when ``html`` nests elements deeper than ``limit``."""
+    """True when ``html`` nests elements deeper than ``limit``.
+
+    Remembered for the last few documents: one inbound's HTML is checked by the trimmer, the
+    sanitizer and the activity note in turn (the same str, whose hash Python keeps, so a
+    repeat costs a dict lookup instead of a scan).
+    """
     return nesting_depth(html, limit) > limit
 
 
