@@ -108,6 +108,8 @@ _BREAK_TAG = re.compile(
 _ANY_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _MANY_BREAKS = re.compile(r"\n{3,}")
 _SLICE = 32 * 1024
+# Documents up to this many characters have their too_deep answer remembered.
+_REMEMBERED_CHARS = 1 << 20
 
 
 def _end_of_raw_text(low: str, name: str, start: int) -> int:
@@ -276,14 +278,21 @@ class _OpenElements:
                 self.pattern = _TAG
 
 
-@lru_cache(maxsize=4)
 def too_deep(html: str, limit: int = MAX_HTML_DEPTH) -> bool:
     """True when ``html`` nests elements deeper than ``limit``.
 
-    Remembered for the last few documents: one inbound's HTML is checked by the trimmer, the
-    sanitizer and the activity note in turn (the same str, whose hash Python keeps, so a
-    repeat costs a dict lookup instead of a scan).
+    Remembered for the last few documents up to :data:`_REMEMBERED_CHARS`: one inbound's HTML
+    is checked by the trimmer, the sanitizer and the activity note in turn (the same str,
+    whose hash Python keeps, so a repeat costs a lookup instead of a scan). Larger ones are
+    not kept alive by the cache.
     """
+    if len(html) > _REMEMBERED_CHARS:
+        return nesting_depth(html, limit) > limit
+    return _remembered_too_deep(html, limit)
+
+
+@lru_cache(maxsize=4)
+def _remembered_too_deep(html: str, limit: int) -> bool:
     return nesting_depth(html, limit) > limit
 
 
