@@ -18,6 +18,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import string
+from functools import lru_cache
 
 __all__ = ["MAX_HTML_DEPTH", "flat_text", "nesting_depth", "too_deep"]
 
@@ -107,6 +108,8 @@ _BREAK_TAG = re.compile(
 _ANY_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _MANY_BREAKS = re.compile(r"\n{3,}")
 _SLICE = 32 * 1024
+# Documents up to this many characters have their too_deep answer remembered.
+_REMEMBERED_CHARS = 1 << 20
 
 
 def _end_of_raw_text(low: str, name: str, start: int) -> int:
@@ -184,12 +187,15 @@ class _OpenElements:
         index = len(self.names)
         self.names.append(name)
         self._where.setdefault(name, []).append(index)
-        if name in _SPECIAL:
-            self._specials.append(index)
-        if name in _SCOPE_BOUNDARIES:
-            self._boundaries.append(index)
-        if name in _ITEM_FENCES:
-            self._item_fences.append(index)
+        # <foreignObject>, <desc>, <mi> ... are special only as SVG/MathML elements: in HTML
+        # content they are unknown elements, which any end tag may close past.
+        if foreign or name not in _HTML_INSIDE:
+            if name in _SPECIAL:
+                self._specials.append(index)
+            if name in _SCOPE_BOUNDARIES:
+                self._boundaries.append(index)
+            if name in _ITEM_FENCES:
+                self._item_fences.append(index)
         foreign = foreign or name in _FOREIGN
         self._foreign_flags.append(foreign)
         if foreign:
@@ -273,7 +279,20 @@ class _OpenElements:
 
 
 def too_deep(html: str, limit: int = MAX_HTML_DEPTH) -> bool:
-    """True when ``html`` nests elements deeper than ``limit``."""
+    """True when ``html`` nests elements deeper than ``limit``.
+
+    Remembered for the last few documents up to :data:`_REMEMBERED_CHARS`: one inbound's HTML
+    is checked by the trimmer, the sanitizer and the activity note in turn (the same str,
+    whose hash Python keeps, so a repeat costs a lookup instead of a scan). Larger ones are
+    not kept alive by the cache.
+    """
+    if len(html) > _REMEMBERED_CHARS:
+        return nesting_depth(html, limit) > limit
+    return _remembered_too_deep(html, limit)
+
+
+@lru_cache(maxsize=4)
+def _remembered_too_deep(html: str, limit: int) -> bool:
     return nesting_depth(html, limit) > limit
 
 

@@ -140,3 +140,21 @@ def test_sanitized_deep_html_is_its_escaped_text(text: str) -> None:
     assert re.sub(r"</?p>|<br>", "", clean).count("<") == 0
     assert html_lib.unescape(re.sub(r"</?p>|<br>", " ", clean)).split() == (flat_text(html).split())
     assert "x()" not in clean
+
+
+def test_svg_element_names_in_html_content_are_ordinary_elements() -> None:
+    # Outside <svg>, <foreignObject> is an unknown HTML element: </li> closes past it, and
+    # each <div> then nests in the one before (found by the property test above).
+    html = "<div><li><foreignObject></li></foreignObject>" * 40
+    assert nesting_depth(html, limit=10_000) >= tree_depth(html) // 4
+    assert tree_depth(html) <= 4 * nesting_depth(html, limit=10_000) + 3
+
+
+def test_too_deep_answers_the_same_for_a_document_seen_before() -> None:
+    deep = "<div>" * (MAX_HTML_DEPTH + 1)
+    shallow = "<div>" * MAX_HTML_DEPTH
+    for _ in range(3):  # remembered answers are the scan's answers
+        assert too_deep(deep) and not too_deep(shallow)
+        assert not too_deep(deep, limit=MAX_HTML_DEPTH + 1)
+    huge = "<p>x</p>" * 200_000 + deep  # past the remembered size: scanned each time
+    assert too_deep(huge) and too_deep(huge)

@@ -11,7 +11,8 @@ from email.message import Message
 from email.parser import BytesParser
 
 from casebridge_email.mime import MAX_DEPTH, parse_email
-from casebridge_email.mime_outline import outline
+from casebridge_email.mime_headers import VALUES
+from casebridge_email.mime_outline import _headers, _NotPlain, outline
 from casebridge_email.part_body import PartBody
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -221,3 +222,26 @@ def test_a_body_in_place_decodes_with_any_declared_charset() -> None:
         raw = WELL_FORMED.replace(b"text/plain; charset=utf-8",
                                   b"text/plain; charset=" + charset)
         assert parse_email(raw, outline_bytes=0) == parse_email(raw), charset
+
+
+HEADER_LINES = st.lists(st.sampled_from([
+    b"Subject: hi", b"From x@y Mon Jan  1 00:00:00 2024", b"From: a@b", b" folded", b"\tfolded",
+    b":no name", b"X-A:", b"X-B: caf\xc3\xa9 \xff", b"Content-Type: text/plain;",
+    b"  charset=utf-8", b"A:b", b"Weird\x0bName: v\x0c", b"X-Y:  spaced  ",
+]), min_size=1, max_size=8)
+
+
+@given(HEADER_LINES, EOLS)
+def test_a_header_block_reads_as_the_stdlibs_headers_only_parse(lines: list[bytes],
+                                                                eol: bytes) -> None:
+    data = eol.join([*lines, b"", b"body"])
+    try:
+        msg, body = _headers(data, 0, len(data))
+    except _NotPlain:
+        return  # left to the stdlib
+    assert data[body:] == b"body"
+    ref = BytesParser(policy=VALUES).parsebytes(data[:body], headersonly=True)
+    assert type(msg) is type(ref)
+    assert list(msg.raw_items()) == list(ref.raw_items())
+    assert [repr(d) for d in msg.defects] == [repr(d) for d in ref.defects]
+    assert (msg.get_unixfrom(), msg.get_payload()) == (ref.get_unixfrom(), ref.get_payload())

@@ -4,13 +4,11 @@ The standard library's header parser (``email.policy.default``) is quadratic in 
 of RFC 2047 encoded words and slow per character: one folded Subject of 12,000 encoded words
 took ten seconds, 20,000 took 47. Real headers are far below these bounds (a Subject has a
 handful of encoded words, a long References header a few KiB); past them the rest of the
-header is not read, and the caller notes it.
+header is not read, and the caller notes it. :class:`.mime_headers.ValuePolicy` applies them to
+every header fetched, nested parts' ``Content-Type`` (read while parsing) included.
 """
 
 from __future__ import annotations
-
-from email.policy import EmailPolicy
-from typing import Any
 
 # Characters of one header value that are parsed at most.
 MAX_HEADER_CHARS = 16 * 1024
@@ -44,19 +42,3 @@ def cut_note(name: str, value: str) -> str:
     else:
         size = f"{len(value)} characters; the first {MAX_HEADER_CHARS} were read"
     return f"header {name} is too long to read in full ({size})"
-
-
-class BoundedPolicy(EmailPolicy):
-    """``email.policy.default`` that parses at most :func:`bounded` of each header value.
-
-    Every header the parser or a caller fetches goes through ``header_fetch_parse``, nested
-    parts' ``Content-Type`` (read while parsing, to find boundaries) included.
-    """
-
-    def header_fetch_parse(self, name: str, value: Any) -> Any:
-        if isinstance(value, str) and not hasattr(value, "name") and is_bounded(value):
-            value = bounded(value)
-        return super().header_fetch_parse(name, value)
-
-
-BOUNDED = BoundedPolicy()

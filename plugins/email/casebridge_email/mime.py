@@ -25,7 +25,8 @@ from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
-from .header_limits import BOUNDED, bounded, cut_note, is_bounded
+from .header_limits import bounded, cut_note, is_bounded
+from .mime_headers import VALUES, header_text, unfolded
 from .mime_outline import Outline, outline
 from .mime_text import (
     decode_text,
@@ -44,8 +45,11 @@ PARSE_BUDGET = 5.0
 # Bytes fed to the parser at a time; see _parse_bytes.
 FEED_CHUNK = 64 * 1024
 # A message this large is outlined (its bodies left in place, see .mime_outline) when its
-# structure allows; a smaller one is parsed by the stdlib, which is as quick and repairs more.
-OUTLINE_BYTES = 256 * 1024
+# structure allows; anything else is parsed by the stdlib, with its repairs. Every size is:
+# outlining finds boundaries with bytes.find where the stdlib's parser reads line by line
+# and compiles a regex for each boundary (unique per message, so Python's pattern cache never
+# helps): about 40% less CPU on an ordinary reply.
+OUTLINE_BYTES = 0
 # A plain addr-spec: one @, nothing that cannot stand unquoted in an address.
 _ADDRESS = re.compile(r'[^\s<>@,;:"()\[\]\\]+@[^\s<>@,;:"()\[\]\\]+')
 # A base64 body with nothing to repair: the alphabet in lines, padding only at the end.
@@ -109,9 +113,10 @@ def parse_email(data: bytes, *, budget: float = PARSE_BUDGET,
     """Parse one message. Never raises; repairs are listed in ``notes``. Parts not reached
     within ``budget`` seconds are skipped (and noted).
 
-    A message of ``outline_bytes`` or more whose structure needs no repair keeps its bodies
-    in ``data``: its text is decoded once from there and its attachments' ``body`` reads
-    them from there, piece by piece. ``data`` must then not change while the result is used.
+    A message of ``outline_bytes`` or more (by default any) whose structure needs no repair
+    keeps its bodies in ``data``: its text is decoded once from there and its attachments'
+    ``body`` reads them from there, piece by piece. ``data`` must then not change while the
+    result is used.
     """
     notes: list[str] = []
     spans: dict[int, tuple[int, int]] = {}
@@ -168,14 +173,15 @@ def _outline(data: bytes) -> Outline | None:
 
 
 def _parse_bytes(data: bytes, chunk: int = FEED_CHUNK) -> Message:
-    """What ``BytesParser(policy=policy.default).parsebytes(data)`` returns, with less memory.
+    """What ``BytesParser(policy=policy.default).parsebytes(data)`` returns, with less memory
+    and plain strings for headers (:class:`.mime_headers.ValuePolicy`).
 
     ``parsebytes`` decodes the whole message to a str and copies it into a StringIO (four
     bytes per character) before parsing: about 8x a large message's size at its peak. Fed in
     slices instead, the parser holds one slice at a time; decoding is per byte (ASCII with
     surrogateescape), so where a slice ends changes nothing.
     """
-    parser = BytesFeedParser(policy=BOUNDED)
+    parser = BytesFeedParser(policy=VALUES)
     view = memoryview(data)
     for start in range(0, len(data), chunk):
         parser.feed(bytes(view[start : start + chunk]))
@@ -191,34 +197,30 @@ def _unfold(value: str) -> str:
 
 
 class _Headers:
-    """Header access that cannot fail: the policy's parse, else the raw value."""
+    """Header access that cannot fail: what ``policy.default`` reads, else the raw value."""
 
     def __init__(self, msg: Message, notes: list[str]) -> None:
-        self._msg = msg
         self._notes = notes
+        # The first value of each header, as Message.get finds it.
+        self._values: dict[str, str] = {}
+        for key, value in msg.raw_items():
+            self._values.setdefault(key.lower(), str(value))
 
     def _raw(self, name: str) -> str | None:
         """The header's value as written, cut to the header bounds (and noted when cut)."""
-        for key, value in self._msg.raw_items():
-            if key.lower() == name.lower():
-                value = str(value)
-                if is_bounded(value):
-                    self._notes.append(cut_note(name, value))
-                    return bounded(value)
-                return value
-        return None
+        value = self._values.get(name.lower())
+        if value is not None and is_bounded(value):
+            self._notes.append(cut_note(name, value))
+            return bounded(value)
+        return value
 
     def text(self, name: str) -> str:
-        self._raw(name)  # notes a header too long to read in full
+        raw = self._raw(name)
+        if raw is None:
+            return ""
         try:
-            value = self._msg.get(name)
-            if value is None:
-                return ""
-            return _unfold(fix_surrogates(str(value)))
+            return _unfold(fix_surrogates(header_text(name, unfolded(raw))))
         except Exception:
-            raw = self._raw(name)
-            if raw is None:
-                return ""
             self._notes.append(f"header {name} malformed; used as written")
             return _unfold(fix_surrogates(decode_words(raw)))
 

@@ -3,9 +3,9 @@
 The stdlib's parser keeps every part's body as a ``str`` (a full copy of the message) and
 builds it from a list of lines (more than that again). :func:`outline` gives the same tree
 of :class:`~email.message.Message` objects, with the same headers and defects (each header
-block is parsed by the stdlib itself), but leaves each leaf part's payload empty and records
-where its body lies in the raw bytes instead (:attr:`Outline.spans`), so that it can be
-decoded piecewise (:class:`~.part_body.PartBody`).
+block read as the stdlib's parser reads it, see :func:`header_block`), but leaves each leaf
+part's payload empty and records where its body lies in the raw bytes instead
+(:attr:`Outline.spans`), so that it can be decoded piecewise (:class:`~.part_body.PartBody`).
 
 Only mail whose structure the stdlib reads without any repair is outlined: anything unusual
 (a lone CR, a header block without its blank line, a multipart without its boundary lines
@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email import errors
 from email.message import Message
-from email.parser import BytesParser
 
-from .header_limits import BOUNDED
+from .mime_headers import VALUES
 
 # What the stdlib's feedparser takes for a header line (its headerRE, on bytes).
 _HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
@@ -88,8 +88,9 @@ def _part(data: bytes, start: int, end: int, spans: dict[int, tuple[int, int]],
 
 
 def _headers(data: bytes, start: int, end: int) -> tuple[Message, int]:
-    """The part's headers, parsed by the stdlib, and where its body starts."""
+    """The part's headers, read as the stdlib reads them, and where its body starts."""
     at = start
+    lines: list[str] = []
     while True:
         if at >= end:
             raise _NotPlain  # no blank line: the stdlib reads it some other way
@@ -101,10 +102,38 @@ def _headers(data: bytes, start: int, end: int) -> tuple[Message, int]:
             at != start and data.startswith(b"From ", at, line_end)
         ):
             raise _NotPlain  # a body without its blank line, or a stray envelope line
+        lines.append(data[at:line_end].decode("ascii", "surrogateescape"))
         at = line_end
-    block = data[start:line_end]
-    msg = BytesParser(policy=BOUNDED).parsebytes(block, headersonly=True)
-    return msg, line_end
+    return header_block(lines), line_end
+
+
+def header_block(lines: list[str]) -> Message:
+    """The message ``BytesParser(policy=VALUES).parsebytes(block, headersonly=True)`` gives
+    for a header block of these ``lines`` (each with its line break; only the first may be
+    an envelope ``From `` line), without a parser per part: the stdlib's
+    ``FeedParser._parse_headers``, for the lines :func:`_headers` lets through."""
+    msg = VALUES.message_factory(policy=VALUES)
+    current: list[str] = []
+    for number, line in enumerate(lines):
+        if line[0] in " \t":
+            if current:
+                current.append(line)
+            else:
+                VALUES.handle_defect(msg, errors.FirstHeaderLineIsContinuationDefect(line))
+            continue
+        if current:
+            msg.set_raw(*VALUES.header_source_parse(current))
+            current = []
+        if number == 0 and line.startswith("From "):
+            msg.set_unixfrom(line.removesuffix("\n").removesuffix("\r"))
+        elif line.startswith(":"):
+            msg.defects.append(errors.InvalidHeaderDefect("Missing header name."))
+        else:
+            current = [line]
+    if current:
+        msg.set_raw(*VALUES.header_source_parse(current))
+    msg.set_payload("")
+    return msg
 
 
 def _children(data: bytes, msg: Message, body: int, end: int,
