@@ -511,3 +511,46 @@ async def test_secrets_never_show_in_reprs_or_errors():
             assert secret not in text
     oauth = oauth_settings()
     assert CLIENT_SECRET not in repr(oauth)
+
+
+# -- the request path ------------------------------------------------------------------------
+
+
+async def test_api_requests_keep_the_settings_timeout_on_a_real_connection():
+    # A loopback server that signs in, then accepts API requests and never answers them.
+    async def serve(stream) -> None:
+        async with stream:
+            head = await stream.receive()
+            if b"AuthService.svc/Login" in head:
+                body = b'{"Code":0}'
+                await stream.send(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Set-Cookie: BPMCSRF=csrf1; path=/\r\nSet-Cookie: .ASPXAUTH=a1; path=/\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                head = await stream.receive()
+            await anyio.sleep(30)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    settings = login_settings(url=f"http://127.0.0.1:{port}", timeout=0.3)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        async with CreatioClient(settings) as client:
+            started = anyio.current_time()
+            with pytest.raises(TransientError, match="unreachable"):
+                await client.query("Case")
+            assert anyio.current_time() - started < 3  # not httpx's default of 5 s
+        tg.cancel_scope.cancel()
+
+
+async def test_a_cookie_an_api_answer_sets_is_sent_with_the_next_requests_once():
+    fake = FakeCreatio()
+    refreshed = httpx.Response(
+        200, json={"value": []}, headers={"Set-Cookie": "BPMLOADER=renewed; path=/"})
+    fake.faults.append(Fault(to("GET", "/odata/Case"), refreshed))
+    async with make_client(fake, login_settings()) as client:
+        await client.query("Case")
+        await client.query("Contact")
+    sent = fake.requests_to("GET", "/odata/Contact")[0]
+    assert sent.headers["Cookie"].count("BPMLOADER=") == 1
+    assert "BPMLOADER=renewed" in sent.headers["Cookie"]
