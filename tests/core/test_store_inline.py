@@ -100,9 +100,9 @@ async def test_checkpoints_run_on_a_worker_thread(tmp_path: Path, clock: FakeClo
         ran_on: list[int] = []
         checkpoint = store.db._checkpoint
 
-        def spy(conn: sqlite3.Connection) -> None:
+        def spy() -> None:
             ran_on.append(threading.get_ident())
-            checkpoint(conn)
+            checkpoint()
 
         store.db._checkpoint = spy  # type: ignore[method-assign]
         for n in range(12):
@@ -115,3 +115,28 @@ async def test_checkpoints_run_on_a_worker_thread(tmp_path: Path, clock: FakeClo
         finally:
             wal.close()
         assert busy == 0 and done == frames
+
+
+async def test_writes_stay_on_the_loop_thread_while_a_checkpoint_runs(
+        tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from casebridge.store.sqlite import db
+
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 1)
+    async with SqliteStore(tmp_path / "c.db", clock=clock) as store:
+        seen = threads_used(store)
+        store.db._checkpoint_lock.acquire()  # the checkpoint the first commit starts stalls
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.put_state, "p", "first", 0)
+                with anyio.fail_after(10):
+                    while not store.db._checkpointing:  # noqa: ASYNC110 - a flag, no event
+                        await anyio.sleep(0.01)
+                for n in range(5):
+                    await store.put_state("p", f"k{n}", n)
+                assert seen == {threading.get_ident()}
+                store.db._checkpoint_lock.release()
+        except BaseException:
+            if store.db._checkpoint_lock.locked():
+                store.db._checkpoint_lock.release()
+            raise
+        assert [await store.get_state("p", k) for k in ("first", "k4")] == [0, 4]

@@ -5,9 +5,9 @@ One writer connection per store, used under a lock (SQLite serializes writers an
 use their own WAL connections (:mod:`.readers`) and never wait for that lock. A transaction
 runs on the event loop's thread when nothing can make it wait (the lock free, SQLite's write
 lock taken without waiting), else on an anyio worker thread, which waits and keeps the loop
-free; WAL checkpoints always run on a worker thread. Every write runs in
-``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock instead of
-failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
+free; WAL checkpoints always run on a worker thread, on a connection of their own. Every
+write runs in ``BEGIN IMMEDIATE`` so two processes sharing the file queue on the write lock
+instead of failing on a stale snapshot; ``busy_timeout`` bounds that wait. Commits use
 ``synchronous=NORMAL`` (durable across a process crash); a transaction may ask for ``FULL``
 (durable across power loss), as accepting an inbound does: those that arrive while one
 commits share the next commit (:mod:`.group_commit`).
@@ -55,6 +55,10 @@ class Database:
         self._turn = anyio.Lock(fast_acquire=True)  # taken without a yield when free
         self._full_sync = GroupCommit(self._commit_group)
         self._commits = 0  # since the last checkpoint
+        # Checkpoints have their own connection (see _checkpoint), used under this lock.
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointing = False
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -109,6 +113,7 @@ class Database:
         conn, self._conn = self._conn, None
         if conn is not None:
             await anyio.to_thread.run_sync(self._close_sync, conn)
+        await anyio.to_thread.run_sync(self._close_checkpointer)
 
     def _close_sync(self, conn: sqlite3.Connection) -> None:
         with self.writer_lock:
@@ -163,7 +168,7 @@ class Database:
                         partial(self._in_tx, conn, fn, False))
             else:
                 result = await anyio.to_thread.run_sync(partial(self._in_tx, conn, fn, False))
-        await self._count_commit(conn)
+        await self._count_commit()
         return result  # type: ignore[return-value]
 
     async def _commit_group(self, group: list[Pending]) -> None:
@@ -181,19 +186,39 @@ class Database:
                 pending.result, pending.error = None, exc
         for pending in group:
             pending.finished = True
-        await self._count_commit(conn)
+        await self._count_commit()
 
-    async def _count_commit(self, conn: sqlite3.Connection) -> None:
+    async def _count_commit(self) -> None:
         # SQLite's own rule is a checkpoint once the WAL holds 1,000 pages; a few pages a
         # commit makes every CHECKPOINT_EVERY commits about that.
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
+        if self._commits >= CHECKPOINT_EVERY and not self._checkpointing:
             self._commits = 0
-            await anyio.to_thread.run_sync(self._checkpoint, conn)
+            self._checkpointing = True
+            try:
+                await anyio.to_thread.run_sync(self._checkpoint)
+            finally:
+                self._checkpointing = False
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        with self.writer_lock:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    def _checkpoint(self) -> None:
+        # On a connection of its own, not the writer's: a PASSIVE checkpoint takes no write
+        # lock in WAL mode, so writes go on meanwhile, on the loop's thread. Under the
+        # writer's lock every write made during a checkpoint (an fsync, slow on a busy disk)
+        # went to a worker thread, and the writes queued behind it too (measured: one
+        # transaction in seven of a handoff run).
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                if self._conn is None:
+                    return  # closed meanwhile
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
+                                                     check_same_thread=False)
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _close_checkpointer(self) -> None:
+        with self._checkpoint_lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if checkpointer is not None:
+                checkpointer.close()
 
     def _in_tx_now(
         self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
