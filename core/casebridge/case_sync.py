@@ -29,7 +29,7 @@ from .model import (
     utcnow,
 )
 from .stages import Stage
-from .store import NewJob
+from .store import CrmWrite, NewJob, WriteIntent
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ class CaseSync(Stage):
             pending = await self.pending_activities(session, case)
             if pending and self.hooks.implements(self.crm, "append_activities"):
                 refs = await self.hooks.append_activities(self.crm, pending)
-                for request, ref in zip(pending, refs, strict=True):
-                    await self.store.record_written(request.key, ref.id)
+                await self.store.record_all_written(
+                    [(request.key, ref.id) for request, ref in zip(pending, refs, strict=True)])
             else:
                 # One at a time, each recorded as soon as it is written, so a retry after a
                 # failure part way has nothing to look up for the ones before it.
@@ -107,36 +107,36 @@ class CaseSync(Stage):
         (``transcript`` read from the store when not given)."""
         if transcript is None:
             transcript = await self.store.transcript(session.id)
+        keys = [derived_id("activity", session.id, message.id) for message in transcript]
+        # Messages the case has already (every one, in the sync job after a handoff at once)
+        # cost one read, not a write transaction; the others' intents one transaction.
+        done = await self.store.get_writes(keys)
+        lacking = [(index, key) for index, key in enumerate(keys)
+                   if not (key in done and done[key].crm_id)]
+        if not lacking:
+            return []
+        # The intents recorded, or the existing writes returned (their attempts counted, so
+        # ``maybe_written`` tells whether an earlier try got this far).
+        writes = await self.store.record_intents([
+            WriteIntent(session.id, transcript[index].id, "activity", self.crm, key)
+            for index, key in lacking])
         link = self.bridge.session_link(session.id)
         return [
-            request
-            for index, message in enumerate(transcript)
-            if (request := await self.activity_request(
-                session, case, message, first=index == 0, link=link)) is not None
+            self.activity_request(session, case, transcript[index], write, first=index == 0,
+                                  link=link)
+            for (index, _), write in zip(lacking, writes, strict=True) if not write.crm_id
         ]
 
-    async def activity_request(
-        self, session: Session, case: CaseRef, message: Message, *, first: bool, link: str
-    ) -> ActivityRequest | None:
-        """The request for a message the case lacks, its intent recorded; None when the case
-        has it already."""
-        key = derived_id("activity", session.id, message.id)
-        # A message the case has already (every one, in the sync job after a handoff at
-        # once) costs a read, not a write transaction.
-        done = await self.store.get_write(key)
-        if done is not None and done.crm_id:
-            return None
-        # The intent is recorded, or the existing write returned (its attempts counted, so
-        # ``maybe_written`` tells whether an earlier try got this far).
-        write = await self.store.record_intent(session.id, message.id, "activity", self.crm,
-                                               key)
-        if write.crm_id:
-            return None
+    def activity_request(
+        self, session: Session, case: CaseRef, message: Message, write: CrmWrite, *,
+        first: bool, link: str
+    ) -> ActivityRequest:
+        """The request that writes ``message`` (its intent ``write``) to the case."""
         text, html = self.bridge.templates.activity_bodies(
             message, session, link=link if first else None, trace_id=message.trace_id
         )
         return ActivityRequest(
-            key=key, case=case, session=session, message=message,
+            key=write.key, case=case, session=session, message=message,
             title=activity_title(message, session), body_text=text, body_html=html,
             first=first, maybe_written=write.maybe_written,
         )

@@ -121,9 +121,11 @@ class Handoffs(Stage):
         crm_id = result.contact.crm_id
         if crm_id and crm_id != session.contact.crm_id:
             await self.store.set_contact_crm_id(session.contact.id, crm_id)
-        await self.store.record_written(key, result.case.id)
-        for request, ref in zip(pending, result.activities, strict=True):
-            await self.store.record_written(request.key, ref.id)
+        # The case and its activities recorded in one transaction, as they were written.
+        await self.store.record_all_written([
+            (key, result.case.id),
+            *((request.key, ref.id) for request, ref in zip(pending, result.activities,
+                                                             strict=True))])
         self.bridge.metrics.activities_appended.labels(crm=self.crm).inc(len(pending))
         if result.created:
             self.bridge.metrics.cases_created.labels(crm=self.crm).inc()

@@ -4,7 +4,7 @@ write, its attempts and its outcome."""
 from __future__ import annotations
 
 import pytest
-from casebridge.store import RecordNotFound, WriteLog
+from casebridge.store import RecordNotFound, WriteIntent, WriteLog
 from support.stores import T0, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -44,3 +44,47 @@ async def test_record_intent_once_per_session_message_kind(
 
     activity = await store.record_intent("s1", "m1", "activity", "creatio", "k-m1")
     assert activity.kind == "activity" and activity.message_id == "m1"
+
+
+async def test_record_intents_and_all_written_in_one_transaction_each(
+    store: WriteLog, clock: FakeClock
+) -> None:
+    intents = [WriteIntent("s2", "", "case", "creatio", "c"),
+               WriteIntent("s2", "m1", "activity", "creatio", "a1"),
+               WriteIntent("s2", "m2", "activity", "creatio", "a2")]
+    first = await store.record_intents(intents)
+    assert [(w.key, w.kind, w.attempts, w.state) for w in first] == [
+        ("c", "case", 1, "intent"), ("a1", "activity", 1, "intent"),
+        ("a2", "activity", 1, "intent")]
+    assert await store.record_intents([]) == []
+    # A write recorded meanwhile comes back as written; the others count an attempt more.
+    await store.record_written("a1", "guid-a1")
+    again = await store.record_intents(intents)
+    assert [(w.key, w.attempts, w.maybe_written) for w in again] == [
+        ("c", 2, True), ("a1", 1, False), ("a2", 2, True)]
+    assert again[1].crm_id == "guid-a1"
+
+    # A key taken by another write refuses the whole batch: nothing of it is recorded.
+    with pytest.raises(ValueError, match="'a2' is already used"):
+        await store.record_intents([WriteIntent("s2", "m3", "activity", "creatio", "a3"),
+                                    WriteIntent("s2", "m4", "activity", "creatio", "a2")])
+    assert await store.get_write("a3") is None
+    with pytest.raises(ValueError, match="kind"):
+        await store.record_intents([WriteIntent("s2", "m5", "note", "creatio", "a5")])  # type: ignore[arg-type]
+
+    # All written in one go; an unknown key or a second id rolls every one of them back.
+    with pytest.raises(RecordNotFound):
+        await store.record_all_written([("c", "guid-c"), ("nope", "x")])
+    with pytest.raises(ValueError, match="second CRM id"):
+        await store.record_all_written([("c", "guid-c"), ("a1", "another")])
+    assert (await store.get_write("c")).state == "intent"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="must not be empty"):
+        await store.record_all_written([("c", "guid-c"), ("a2", "")])
+    clock.advance(seconds=3)
+    await store.record_all_written([("c", "guid-c"), ("a1", "guid-a1"), ("a2", "guid-a2")])
+    await store.record_all_written([])
+    found = await store.get_writes(["a2", "c", "nope", "c"])
+    assert sorted(found) == ["a2", "c"]
+    assert (found["c"].state, found["c"].crm_id, found["c"].updated_at) == (
+        "written", "guid-c", clock.now)
+    assert found["a2"].crm_id == "guid-a2" and await store.get_writes([]) == {}

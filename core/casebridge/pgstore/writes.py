@@ -4,16 +4,32 @@ PostgreSQL; guarantees as documented in :mod:`casebridge.store`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from ..store.records import CrmWrite, CrmWriteKind, RecordNotFound
+from ..store.records import (
+    CrmWrite,
+    CrmWriteKind,
+    RecordNotFound,
+    WriteIntent,
+    check_written,
+)
 from ..store.rows import POSTGRES as rows
 from ..store.rows import to_json
 from .db import Database
 
 __all__ = ["PluginState", "WriteLog"]
+
+
+_INTENT = (
+    "INSERT INTO crm_writes (key, session_id, message_id, kind, crm, created_at, updated_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (session_id, message_id, kind) DO UPDATE"
+    " SET attempts = crm_writes.attempts + 1, updated_at = excluded.updated_at"
+    " WHERE crm_writes.state = 'intent'"
+)
 
 
 class WriteLog:
@@ -24,52 +40,70 @@ class WriteLog:
     async def record_intent(
         self, session_id: str, message_id: str, kind: CrmWriteKind, crm: str, key: str
     ) -> CrmWrite:
-        if kind not in ("case", "activity", "attachment"):
-            raise ValueError(f"CRM write kind must be case, activity or attachment, not {kind!r}")
-        if not key or not session_id or not crm:
-            raise ValueError("record_intent needs a key, a session_id and a crm")
+        return (await self.record_intents([WriteIntent(session_id, message_id, kind, crm,
+                                                       key)]))[0]
+
+    async def record_intents(self, intents: Sequence[WriteIntent]) -> list[CrmWrite]:
+        for intent in intents:
+            intent.check()
+        if not intents:
+            return []
         now = self.db.now()
+        found: list[CrmWrite] = []
+        current = intents[0]
         try:
             async with self.db.tx() as conn:
-                await conn.execute(
-                    "INSERT INTO crm_writes (key, session_id, message_id, kind, crm, created_at,"
-                    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (session_id, message_id, kind) DO UPDATE"
-                    " SET attempts = crm_writes.attempts + 1, updated_at = excluded.updated_at"
-                    " WHERE crm_writes.state = 'intent'",
-                    (key, session_id, message_id, kind, crm, now, now))
-                cur = await conn.execute(
-                    "SELECT * FROM crm_writes WHERE session_id = %s AND message_id = %s"
-                    " AND kind = %s", (session_id, message_id, kind))
-                row = await cur.fetchone()
+                for current in intents:
+                    await conn.execute(_INTENT, (
+                        current.key, current.session_id, current.message_id, current.kind,
+                        current.crm, now, now))
+                    cur = await conn.execute(
+                        "SELECT * FROM crm_writes WHERE session_id = %s AND message_id = %s"
+                        " AND kind = %s", (current.session_id, current.message_id, current.kind))
+                    row = await cur.fetchone()
+                    assert row is not None
+                    found.append(rows.write(row))
         except psycopg.errors.UniqueViolation:
             raise ValueError(
-                f"CRM write key {key!r} is already used for another (session, message, kind)"
+                f"CRM write key {current.key!r} is already used for another"
+                " (session, message, kind)"
             ) from None
-        assert row is not None
-        return rows.write(row)
+        return found
 
     async def record_written(self, key: str, crm_id: str) -> None:
-        if not crm_id:
-            raise ValueError(f"record_written({key!r}): crm_id must not be empty")
+        await self.record_all_written([(key, crm_id)])
+
+    async def record_all_written(self, written: Sequence[tuple[str, str]]) -> None:
+        check_written(written)
+        if not written:
+            return
+        now = self.db.now()
         async with self.db.tx() as conn:
-            cur = await conn.execute("SELECT * FROM crm_writes WHERE key = %s FOR UPDATE", (key,))
-            row = await cur.fetchone()
-            if row is None:
-                raise RecordNotFound(f"no CRM write intent with key {key!r}")
-            if row["state"] == "written":
-                if row["crm_id"] != crm_id:
-                    raise ValueError(
-                        f"CRM write {key!r} was recorded as {row['crm_id']!r};"
-                        f" refusing to record a second CRM id {crm_id!r}")
-                return
-            await conn.execute(
-                "UPDATE crm_writes SET state = 'written', crm_id = %s, updated_at = %s"
-                " WHERE key = %s", (crm_id, self.db.now(), key))
+            for key, crm_id in written:
+                cur = await conn.execute(
+                    "SELECT state, crm_id FROM crm_writes WHERE key = %s FOR UPDATE", (key,))
+                row = await cur.fetchone()
+                if row is None:
+                    raise RecordNotFound(f"no CRM write intent with key {key!r}")
+                if row["state"] == "written":
+                    if row["crm_id"] != crm_id:
+                        raise ValueError(
+                            f"CRM write {key!r} was recorded as {row['crm_id']!r};"
+                            f" refusing to record a second CRM id {crm_id!r}")
+                    continue
+                await conn.execute(
+                    "UPDATE crm_writes SET state = 'written', crm_id = %s, updated_at = %s"
+                    " WHERE key = %s", (crm_id, now, key))
 
     async def get_write(self, key: str) -> CrmWrite | None:
-        row = await self.db.one("SELECT * FROM crm_writes WHERE key = %s", (key,))
-        return None if row is None else rows.write(row)
+        return (await self.get_writes([key])).get(key)
+
+    async def get_writes(self, keys: Sequence[str]) -> dict[str, CrmWrite]:
+        if not keys:
+            return {}
+        found = await self.db.all("SELECT * FROM crm_writes WHERE key = ANY(%s)",
+                                  (list(dict.fromkeys(keys)),))
+        return {row["key"]: rows.write(row) for row in found}
 
 
 class PluginState:

@@ -30,6 +30,7 @@ from .records import (
     JobState,
     NewJob,
     RecordNotFound,
+    WriteIntent,
 )
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "PluginStateStore",
     "RecordNotFound",
     "Store",
+    "WriteIntent",
     "WriteLog",
 ]

@@ -20,7 +20,15 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ..model import CaseLink, Contact, Message, RawInbound, Session, SessionStatus
-from .records import CrmWrite, CrmWriteKind, DroppedInbound, Job, JobState, NewJob
+from .records import (
+    CrmWrite,
+    CrmWriteKind,
+    DroppedInbound,
+    Job,
+    JobState,
+    NewJob,
+    WriteIntent,
+)
 
 __all__ = ["ConversationStore", "JobQueue", "PluginStateStore", "Store", "WriteLog"]
 
@@ -215,11 +223,22 @@ class WriteLog(Protocol):
         ``message_id`` is "" for the case itself; for attachments make it name the file
         (e.g. ``f"{message.id}/{attachment.sha256}"``)."""
 
+    async def record_intents(self, intents: Sequence[WriteIntent]) -> list[CrmWrite]:
+        """:meth:`record_intent` for each of ``intents``, in one transaction (all or none);
+        their records in the same order."""
+
     async def record_written(self, key: str, crm_id: str) -> None:
         """Record the CRM's id for the write ``key``. Repeating it with the same id is a
         no-op; a different id raises ValueError (two CRM records for one write)."""
 
+    async def record_all_written(self, written: Sequence[tuple[str, str]]) -> None:
+        """:meth:`record_written` for each ``(key, crm_id)``, in one transaction: all are
+        recorded, or (when one raises) none."""
+
     async def get_write(self, key: str) -> CrmWrite | None: ...
+
+    async def get_writes(self, keys: Sequence[str]) -> dict[str, CrmWrite]:
+        """The records of those of ``keys`` the log holds, by key (one read)."""
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ Pure: no I/O."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -19,6 +19,8 @@ __all__ = [
     "JobState",
     "NewJob",
     "RecordNotFound",
+    "WriteIntent",
+    "check_written",
 ]
 
 JobState = Literal["pending", "running", "done", "dead"]
@@ -120,6 +122,33 @@ class CrmWrite:
     def maybe_written(self) -> bool:
         """True when a previous attempt may have reached the CRM without being recorded."""
         return self.state == "intent" and self.attempts > 1
+
+
+@dataclass(frozen=True, slots=True)
+class WriteIntent:
+    """One CRM write about to happen, as :meth:`WriteLog.record_intents` takes it (the
+    arguments of :meth:`WriteLog.record_intent`)."""
+
+    session_id: str
+    message_id: str
+    kind: CrmWriteKind
+    crm: str
+    key: str
+
+    def check(self) -> None:
+        """Raise ValueError for what no store accepts (checked before any is written)."""
+        if self.kind not in ("case", "activity", "attachment"):
+            raise ValueError(
+                f"CRM write kind must be case, activity or attachment, not {self.kind!r}")
+        if not self.key or not self.session_id or not self.crm:
+            raise ValueError("record_intent needs a key, a session_id and a crm")
+
+
+def check_written(written: Sequence[tuple[str, str]]) -> None:
+    """Raise ValueError when a ``(key, crm_id)`` to record has no CRM id."""
+    for key, crm_id in written:
+        if not crm_id:
+            raise ValueError(f"record_written({key!r}): crm_id must not be empty")
 
 
 @dataclass(frozen=True, slots=True)

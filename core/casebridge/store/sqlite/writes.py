@@ -6,14 +6,58 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
-from ..records import CrmWrite, CrmWriteKind, RecordNotFound
+from ..records import CrmWrite, CrmWriteKind, RecordNotFound, WriteIntent, check_written
 from ..rows import SQLITE as rows
 from ..rows import to_json
 from .db import Database
 
 __all__ = ["PluginState", "WriteLog"]
+
+
+_INTENT = (
+    "INSERT INTO crm_writes (key, session_id, message_id, kind, crm, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, message_id, kind) DO UPDATE"
+    " SET attempts = attempts + 1, updated_at = excluded.updated_at"
+    " WHERE crm_writes.state = 'intent'"
+)
+# SQLite's default limit on a statement's parameters is 999 (older builds): stay under it.
+_CHUNK = 500
+
+
+def _intent(conn: sqlite3.Connection, intent: WriteIntent, now: str) -> CrmWrite:
+    try:
+        conn.execute(_INTENT, (intent.key, intent.session_id, intent.message_id, intent.kind,
+                               intent.crm, now, now))
+    except sqlite3.IntegrityError:
+        raise ValueError(
+            f"CRM write key {intent.key!r} is already used for another (session, message, kind)"
+        ) from None
+    row = conn.execute(
+        "SELECT * FROM crm_writes WHERE session_id = ? AND message_id = ? AND kind = ?",
+        (intent.session_id, intent.message_id, intent.kind),
+    ).fetchone()
+    return rows.write(row)
+
+
+def _written(conn: sqlite3.Connection, key: str, crm_id: str, now: str) -> None:
+    row = conn.execute("SELECT state, crm_id FROM crm_writes WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        raise RecordNotFound(f"no CRM write intent with key {key!r}")
+    if row["state"] == "written":
+        if row["crm_id"] != crm_id:
+            raise ValueError(
+                f"CRM write {key!r} was recorded as {row['crm_id']!r};"
+                f" refusing to record a second CRM id {crm_id!r}"
+            )
+        return
+    conn.execute(
+        "UPDATE crm_writes SET state = 'written', crm_id = ?, updated_at = ? WHERE key = ?",
+        (crm_id, now, key),
+    )
 
 
 class WriteLog:
@@ -24,60 +68,53 @@ class WriteLog:
     async def record_intent(
         self, session_id: str, message_id: str, kind: CrmWriteKind, crm: str, key: str
     ) -> CrmWrite:
-        if kind not in ("case", "activity", "attachment"):
-            raise ValueError(f"CRM write kind must be case, activity or attachment, not {kind!r}")
-        if not key or not session_id or not crm:
-            raise ValueError("record_intent needs a key, a session_id and a crm")
+        return (await self.record_intents([WriteIntent(session_id, message_id, kind, crm,
+                                                       key)]))[0]
 
-        def run(conn: sqlite3.Connection) -> CrmWrite:
+    async def record_intents(self, intents: Sequence[WriteIntent]) -> list[CrmWrite]:
+        for intent in intents:
+            intent.check()
+        if not intents:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[CrmWrite]:
             now = rows.ts(self.db.now())
-            try:
-                conn.execute(
-                    "INSERT INTO crm_writes (key, session_id, message_id, kind, crm, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (session_id, message_id, kind) DO UPDATE"
-                    " SET attempts = attempts + 1, updated_at = excluded.updated_at"
-                    " WHERE crm_writes.state = 'intent'",
-                    (key, session_id, message_id, kind, crm, now, now),
-                )
-            except sqlite3.IntegrityError:
-                raise ValueError(
-                    f"CRM write key {key!r} is already used for another (session, message, kind)"
-                ) from None
-            row = conn.execute(
-                "SELECT * FROM crm_writes WHERE session_id = ? AND message_id = ? AND kind = ?",
-                (session_id, message_id, kind),
-            ).fetchone()
-            return rows.write(row)
+            return [_intent(conn, intent, now) for intent in intents]
 
         return await self.db.tx(run)
 
     async def record_written(self, key: str, crm_id: str) -> None:
-        if not crm_id:
-            raise ValueError(f"record_written({key!r}): crm_id must not be empty")
+        await self.record_all_written([(key, crm_id)])
+
+    async def record_all_written(self, written: Sequence[tuple[str, str]]) -> None:
+        check_written(written)
+        if not written:
+            return
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT * FROM crm_writes WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                raise RecordNotFound(f"no CRM write intent with key {key!r}")
-            if row["state"] == "written":
-                if row["crm_id"] != crm_id:
-                    raise ValueError(
-                        f"CRM write {key!r} was recorded as {row['crm_id']!r};"
-                        f" refusing to record a second CRM id {crm_id!r}"
-                    )
-                return
-            conn.execute(
-                "UPDATE crm_writes SET state = 'written', crm_id = ?, updated_at = ? WHERE key = ?",
-                (crm_id, rows.ts(self.db.now()), key),
-            )
+            now = rows.ts(self.db.now())
+            for key, crm_id in written:
+                _written(conn, key, crm_id, now)
 
         await self.db.tx(run)
 
     async def get_write(self, key: str) -> CrmWrite | None:
-        def run(conn: sqlite3.Connection) -> CrmWrite | None:
-            row = conn.execute("SELECT * FROM crm_writes WHERE key = ?", (key,)).fetchone()
-            return None if row is None else rows.write(row)
+        return (await self.get_writes([key])).get(key)
+
+    async def get_writes(self, keys: Sequence[str]) -> dict[str, CrmWrite]:
+        if not keys:
+            return {}
+        unique = list(dict.fromkeys(keys))
+
+        def run(conn: sqlite3.Connection) -> dict[str, CrmWrite]:
+            found: dict[str, CrmWrite] = {}
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start:start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))  # placeholders only: no value in the text
+                for row in conn.execute(
+                        f"SELECT * FROM crm_writes WHERE key IN ({marks})", chunk):  # noqa: S608
+                    found[row["key"]] = rows.write(row)
+            return found
 
         return await self.db.read(run)
 
