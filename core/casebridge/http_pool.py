@@ -7,6 +7,7 @@ per request, measured at a third of the bridge's CPU per handoff (bench/handoff.
 a few connections each keep that work small; a request goes to the shard with the fewest
 requests in flight, so with at most ``max_connections`` requests in flight (the callers'
 concurrency cap) a request never waits for a connection while another shard has one free.
+Connections run on asyncio's own transports (:mod:`.http_streams`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+
+from .http_streams import AsyncioBackend
 
 PER_SHARD = 4
 # Idle connections are closed before 5 s, the keep-alive timeout of common servers
@@ -42,6 +45,13 @@ class ShardedTransport(httpx.AsyncBaseTransport):
                 **transport_options)
             for n in self.sizes
         ]
+        backend = AsyncioBackend()
+        for shard in self._shards:
+            # httpx takes no network backend: its pool's is replaced before any connection
+            # is made (see http_streams: anyio's streams cost a third of a request's CPU).
+            pool = getattr(shard, "_pool", None)
+            if pool is not None and hasattr(pool, "_network_backend"):
+                pool._network_backend = backend
         self.in_flight = [0] * count
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
