@@ -21,6 +21,7 @@ Filters available to templates: ``nl2br`` (escape, then line breaks as ``<br>``)
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ from .sanitize import sanitize_html
 
 __all__ = ["TemplateError", "TemplateSecurityError", "Templates"]
 
+# Seconds between two checks of a rendered template's file for edits (see Templates._load).
+RELOAD_CHECK = 1.0
 SUBJECT_MAX = 200
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _AUTHOR_LABELS = {
@@ -163,6 +166,10 @@ class Templates:
         # finds but looks again (a file check per loader) for every name it does not, on
         # every render. Edits to a found template are still seen (jinja's auto-reload).
         self._chosen: dict[tuple[str, ...], str] = {}
+        # Each found template with when it was last checked against its file: jinja checks
+        # the file's mtime on every get_template (a stat per render, a sixth of a render of
+        # an activity's two bodies); here at most once every RELOAD_CHECK seconds.
+        self._loaded: dict[str, tuple[jinja2.Template, float]] = {}
 
     def _chain(self) -> jinja2.ChoiceLoader:
         # The one lookup order: the operator's folder, the plugins' folders, the core's.
@@ -186,6 +193,8 @@ class Templates:
         self.plugin_dirs.append(folder)
         # A new loader also starts a fresh template cache (Jinja keys it by loader).
         self.env.loader = self._chain()
+        self._chosen.clear()
+        self._loaded.clear()
 
     def _where(self) -> str:
         places = [str(p) for p in (self.override_dir, *self.plugin_dirs) if p is not None]
@@ -195,7 +204,13 @@ class Templates:
         chain = tuple(names)
         chosen = self._chosen.get(chain)
         if chosen is not None:
-            return self.env.get_template(chosen)
+            now = time.monotonic()
+            loaded = self._loaded.get(chosen)
+            if loaded is not None and now - loaded[1] < RELOAD_CHECK:
+                return loaded[0]
+            template = self.env.get_template(chosen)
+            self._loaded[chosen] = (template, now)
+            return template
         template = self._select(chain)
         if template.name is not None:
             self._chosen[chain] = template.name

@@ -463,3 +463,27 @@ def test_a_plugin_folder_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope is not a folder"):
         templates.add_folder(tmp_path / "nope")
     assert templates.plugin_dirs == []
+
+
+def test_an_edited_template_is_seen_after_the_reload_check_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from casebridge import templates as module
+
+    write(tmp_path, "activity/default.txt.j2", "FIRST {{ message.text }}")
+    templates = Templates(tmp_path)
+    render = lambda: templates.activity_bodies(message("hi"), SESSION, link=None,  # noqa: E731
+                                               trace_id="t")[0]
+    assert render() == "FIRST hi"
+    assert render() == "FIRST hi"
+    path = tmp_path / "activity/default.txt.j2"
+    path.write_text("SECOND {{ message.text }}")
+    later = path.stat().st_mtime + 10
+    os.utime(path, (later, later))
+    # Within the interval the file is not looked at again...
+    monkeypatch.setattr(module, "RELOAD_CHECK", 3600.0)
+    assert render() == "FIRST hi"
+    # ...once it has passed, the edit shows.
+    monkeypatch.setattr(module, "RELOAD_CHECK", 0.0)
+    assert render() == "SECOND hi"
