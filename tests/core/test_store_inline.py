@@ -123,20 +123,44 @@ async def test_writes_stay_on_the_loop_thread_while_a_checkpoint_runs(
 
     monkeypatch.setattr(db, "CHECKPOINT_EVERY", 1)
     async with SqliteStore(tmp_path / "c.db", clock=clock) as store:
+        await store.put_state("p", "first", 0)
         seen = threads_used(store)
-        store.db._checkpoint_lock.acquire()  # the checkpoint the first commit starts stalls
+        store.db._checkpoint_lock.acquire()  # the checkpoint the next write starts stalls
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(store.put_state, "p", "first", 0)
+                second = anyio.Event()
+
+                async def write_second() -> None:
+                    await store.put_state("p", "second", 1)
+                    second.set()
+
+                tg.start_soon(write_second)
                 with anyio.fail_after(10):
                     while not store.db._checkpointing:  # noqa: ASYNC110 - a flag, no event
                         await anyio.sleep(0.01)
                 for n in range(5):
                     await store.put_state("p", f"k{n}", n)
-                assert seen == {threading.get_ident()}
+                assert seen == {threading.get_ident()} and not second.is_set()
                 store.db._checkpoint_lock.release()
+                with anyio.fail_after(10):
+                    await second.wait()
         except BaseException:
             if store.db._checkpoint_lock.locked():
                 store.db._checkpoint_lock.release()
             raise
-        assert [await store.get_state("p", k) for k in ("first", "k4")] == [0, 4]
+        assert [await store.get_state("p", k) for k in ("second", "k4")] == [1, 4]
+
+
+async def test_a_commit_returns_without_waiting_for_a_checkpoint(
+        tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from casebridge.store.sqlite import db
+
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 1)
+    async with SqliteStore(tmp_path / "c.db", clock=clock) as store:
+        store.db._checkpoint_lock.acquire()  # any checkpoint would stall
+        try:
+            with anyio.fail_after(5):
+                await store.put_state("p", "k", 1)  # the commit that makes one due
+            assert not store.db._checkpointing
+        finally:
+            store.db._checkpoint_lock.release()

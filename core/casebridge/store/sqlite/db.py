@@ -146,6 +146,7 @@ class Database:
         conn = self._conn
         if conn is None:
             raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
+        await self._checkpoint_if_due()
         # One transaction of this process at a time, queued here on the event loop: while
         # one commits with a full fsync on a worker thread, the next waits for its turn
         # without a thread of its own (a burst of inbound mail made every outbox
@@ -168,7 +169,7 @@ class Database:
                         partial(self._in_tx, conn, fn, False))
             else:
                 result = await anyio.to_thread.run_sync(partial(self._in_tx, conn, fn, False))
-        await self._count_commit()
+        self._commits += 1
         return result  # type: ignore[return-value]
 
     async def _commit_group(self, group: list[Pending]) -> None:
@@ -186,12 +187,13 @@ class Database:
                 pending.result, pending.error = None, exc
         for pending in group:
             pending.finished = True
-        await self._count_commit()
-
-    async def _count_commit(self) -> None:
-        # SQLite's own rule is a checkpoint once the WAL holds 1,000 pages; a few pages a
-        # commit makes every CHECKPOINT_EVERY commits about that.
         self._commits += 1
+
+    async def _checkpoint_if_due(self) -> None:
+        # SQLite's own rule is a checkpoint once the WAL holds 1,000 pages; a few pages a
+        # commit makes every CHECKPOINT_EVERY commits about that. It runs before the next
+        # transaction rather than after a commit, so a commit is reported (and acted on) as
+        # soon as it is made, not a checkpoint later.
         if self._commits >= CHECKPOINT_EVERY and not self._checkpointing:
             self._commits = 0
             self._checkpointing = True
