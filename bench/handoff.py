@@ -204,6 +204,10 @@ async def measure(url: str, folder: Path, run: Run, profile: Path | None = None)
             await bridge.enqueue(*(HandoffJob.deciding(s.id, decision).to_new_job()
                                    for s in sessions))
             await settle(bridge)
+            # A job's state is committed a moment before the outbox reports it done.
+            with anyio.fail_after(30):
+                while len(finished) < len(sessions):  # noqa: ASYNC110 - filled by the outbox
+                    await anyio.sleep(0.01)
         run.cpu = time.process_time() - cpu
         run.sandbox_cpu = process_cpu(SANDBOX_PID[0]) - sandbox_cpu
         run.seconds = max(finished.values()) - start
