@@ -4,10 +4,8 @@ connection, big answers, timeouts, refused connections and TLS."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import httpx
 import pytest
 from casebridge.http_pool import ShardedTransport
 from casebridge.http_streams import _HIGH_WATER, AsyncioBackend
+from support.certs import self_signed
 
 pytestmark = pytest.mark.anyio
 
@@ -126,20 +125,6 @@ async def test_a_server_that_drops_the_connection_mid_answer_is_a_read_error() -
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get(url)
         tg.cancel_scope.cancel()
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a test certificate")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_https_with_a_verified_certificate_and_a_refused_one(tmp_path: Path) -> None:

@@ -4,10 +4,8 @@ mapping of failures to the outbox's error types."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import socket
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from casebridge_email.mime import parse_email
 from casebridge_email.settings import RelaySettings
 from casebridge_email.smtp_client import send_email
 from casebridge_email.smtp_server import IngestEnvelope, SmtpIngest, password_checker
+from support.certs import self_signed
 
 pytestmark = pytest.mark.anyio
 
@@ -168,22 +167,8 @@ async def test_connection_refused_is_transient() -> None:
     assert not isinstance(caught.value, AmbiguousWriteError)
 
 
-def self_signed(tmp: Path) -> Path:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a test certificate (cryptography absent)")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert
-
-
 async def test_starttls_and_login(tmp_path: Path) -> None:
-    cert = self_signed(tmp_path)
+    cert, _ = self_signed(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, tmp_path / "key.pem")
     received: list[IngestEnvelope] = []

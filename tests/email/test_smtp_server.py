@@ -3,10 +3,8 @@ failures, STARTTLS and AUTH."""
 
 from __future__ import annotations
 
-import shutil
 import smtplib
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from casebridge.errors import PermanentError
 from casebridge.secrets import Secret
 from casebridge_email.smtp_server import IngestEnvelope, SmtpIngest, password_checker
+from support.certs import self_signed
 
 pytestmark = pytest.mark.anyio
 
@@ -216,20 +215,6 @@ async def test_stops_cleanly_with_a_client_connected() -> None:
     with pytest.raises(OSError):
         await anyio.connect_tcp("127.0.0.1", port)
     await stream.aclose()
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a test certificate (cryptography absent)")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture
