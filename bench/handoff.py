@@ -335,9 +335,10 @@ def rows(runs: Sequence[Run]) -> list[list[object]]:
     baseline = {(r.contact, r.messages, r.workers): r for r in runs if not r.atomic}
     out: list[list[object]] = []
     for r in runs:
-        base = baseline.get((r.contact, r.messages, r.workers), r)
+        # Without the per-step row of the same contact, N and workers in this run (--modes
+        # atomic), there is no baseline to compare with: the ratios are left out, not 1.00x.
+        base = baseline.get((r.contact, r.messages, r.workers))
         per = r.requests / r.handoffs
-        base_per = base.requests / base.handoffs
         out.append([
             r.mode, r.contact, r.messages, r.workers, r.handoffs,
             f"{r.handoffs / r.seconds:.1f}",
@@ -345,7 +346,8 @@ def rows(runs: Sequence[Run]) -> list[list[object]]:
             f"{common.percentile(r.latencies, 99) * 1000:,.0f}",
             f"{r.cpu / r.handoffs * 1000:.1f}", f"{r.sandbox_cpu / r.handoffs * 1000:.1f}",
             f"{per:.1f}",
-            f"{per / base_per:.2f}×",
+            "—" if base is None else f"{per / (base.requests / base.handoffs):.2f}×",
+            "—" if base is None else
             f"{(r.handoffs / r.seconds) / (base.handoffs / base.seconds):.2f}×",
         ])
     return out
