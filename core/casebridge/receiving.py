@@ -16,7 +16,6 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from .errors import PermanentError
 from .jobs import InboundJob, IngestJob, Run
@@ -24,9 +23,6 @@ from .logs import log_context, new_trace_id
 from .model import Inbound, RawInbound
 from .stages import Stage
 from .store import NewJob
-
-if TYPE_CHECKING:
-    from .bridge import Bridge
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +39,6 @@ class Received:
 class Receiving(Stage):
     """``Bridge.receive`` and ``receive_later``, and the ``ingest`` job."""
 
-    def __init__(self, bridge: Bridge) -> None:
-        super().__init__(bridge)
-        self._bridge = bridge
-
     async def receive(self, raw: RawInbound) -> Received:
         """Parse ``raw`` with its channel's ``ingest`` and make the result durable."""
         trace_id = new_trace_id()
@@ -61,7 +53,7 @@ class Receiving(Stage):
             raise PermanentError(f"an empty {raw.channel} inbound (no payload, no fields)")
         job = IngestJob(str(uuid.uuid4()), new_trace_id(), raw.channel, raw.sender)
         await self.store.accept_raw(job.raw_id, raw, job.to_new_job())
-        self._bridge.outbox.wake()
+        self.bridge.outbox.wake()
 
     async def on_ingest(self, job: IngestJob, run: Run) -> list[NewJob]:
         raw = await self.store.get_raw(job.raw_id)
@@ -101,8 +93,8 @@ class Receiving(Stage):
                                                  parsed_raw=parsed_raw)
         if stored:
             # Counted here, once per stored inbound, not in the job (which may re-run).
-            self._bridge.metrics.messages_in.labels(channel=message.channel).inc()
-            self._bridge.outbox.wake()
+            self.bridge.metrics.messages_in.labels(channel=message.channel).inc()
+            self.bridge.outbox.wake()
         else:
             log.info("duplicate inbound %s dropped", message.external_id)
         return Received(message_id=message.id, duplicate=not stored)
@@ -115,7 +107,7 @@ class Receiving(Stage):
             return
         await self.store.record_dropped(raw.channel, drop_id, raw.sender, reason,
                                         raw.received_at)
-        self._bridge.metrics.messages_dropped.labels(channel=raw.channel,
+        self.bridge.metrics.messages_dropped.labels(channel=raw.channel,
                                                      reason=reason[:40]).inc()
 
 

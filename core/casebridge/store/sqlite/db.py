@@ -154,6 +154,7 @@ class Database:
         if full_sync:
             return await self._full_sync.run(fn)
         async with self._turn:
+            ran, result = False, None
             if self.writer_lock.acquire(blocking=False):
                 # Nothing can make this transaction wait (this lock is free, and SQLite's
                 # write lock is tried without waiting): run it here on the event loop's
@@ -164,10 +165,7 @@ class Database:
                     ran, result = self._in_tx_now(conn, fn)
                 finally:
                     self.writer_lock.release()
-                if not ran:  # another process holds SQLite's write lock: wait for it there
-                    result = await anyio.to_thread.run_sync(
-                        partial(self._in_tx, conn, fn, False))
-            else:
+            if not ran:  # the lock is held, or another process holds SQLite's: wait there
                 result = await anyio.to_thread.run_sync(partial(self._in_tx, conn, fn, False))
         self._commits += 1
         return result  # type: ignore[return-value]
