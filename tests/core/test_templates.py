@@ -3,7 +3,6 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from casebridge.templates import TemplateError, Templates, TemplateSecurityError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser as LexborParser
+from support.html_structure import Structure
 
 WHEN = datetime(2030, 5, 6, 7, 8, tzinfo=UTC)
 LINK = "https://bridge.example.test/sessions/s1?exp=1900000000&sig=abc"
@@ -94,25 +94,6 @@ def message(text: str = "Hello", **changes: object) -> Message:
         notes=("decoded as windows-1252",),
     )
     return replace(base, **changes)  # type: ignore[arg-type]
-
-
-class Structure(HTMLParser):
-    """Collects every element with its attributes, and the text content."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag != "br":  # one per line break of the text, which varies
-            self.elements.append((tag, tuple(attrs)))
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
 
 
 def parse(html: str) -> Structure:

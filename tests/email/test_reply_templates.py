@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser as LexborParser
 from support.bridges import install_jsonl, only_session, settle
 from support.bridges import write_config as write_bridge_config
+from support.html_structure import Structure
 from test_email_plugin_support import SUPPORT, customer_mail, free_port, sink_server
 
 WHEN = datetime(2030, 5, 6, 7, 8, tzinfo=UTC)
@@ -57,22 +57,6 @@ def reply(text: str = "We're on it.", **changes: object) -> Message:
         attachments=(Attachment(name="", content_type="", size=3, sha256="a"),),
     )
     return replace(base, **changes)  # type: ignore[arg-type]
-
-
-class Structure(HTMLParser):
-    """Every element with its attributes, and the text content."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag != "br":  # one per line break of the text, which varies
-            self.elements.append((tag, tuple(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
 
 
 def parse(html: str) -> Structure:
