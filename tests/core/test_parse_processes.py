@@ -89,3 +89,65 @@ async def test_what_the_called_code_prints_does_not_reach_the_answer() -> None:
         assert await processes.run(divmod, 7, 2) == (3, 1)
     finally:
         await processes.aclose()
+
+
+async def test_calls_queue_in_one_workers_pipe_and_each_gets_its_own_answer() -> None:
+    processes = Processes(1)
+    results: dict[int, tuple[int, int]] = {}
+    pids: set[int] = set()
+
+    async def call(n: int) -> None:
+        results[n] = await processes.run(divmod, n, 7)
+        pids.add(await processes.run(os.getpid))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for n in range(40):
+                tg.start_soon(call, n)
+    finally:
+        await processes.aclose()
+    assert results == {n: divmod(n, 7) for n in range(40)}
+    assert len(pids) == 1  # one worker took them all, DEPTH at a time
+
+
+async def test_calls_queued_behind_one_that_kills_its_worker_run_on_a_new_one() -> None:
+    import time
+
+    processes = Processes(1)
+    outcomes: dict[str, object] = {}
+
+    async def call(name: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        try:
+            outcomes[name] = await processes.run(fn, *args)
+        except WorkerDied as exc:
+            outcomes[name] = exc
+
+    try:
+        first = await processes.run(os.getpid)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "slow", time.sleep, 0.3)
+            await anyio.sleep(0.05)
+            tg.start_soon(call, "exit", os._exit, 3)
+            await anyio.sleep(0.05)
+            tg.start_soon(call, "after", os.getpid)
+    finally:
+        await processes.aclose()
+    assert outcomes["slow"] is None
+    assert isinstance(outcomes["exit"], WorkerDied)
+    assert outcomes["after"] not in (first, os.getpid())  # ran, on the replacement
+
+
+async def test_a_call_cancelled_while_queued_leaves_the_worker_and_the_others_alone() -> None:
+    import time
+
+    processes = Processes(1)
+    try:
+        first = await processes.run(os.getpid)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(processes.run, time.sleep, 0.3)
+            await anyio.sleep(0.05)
+            with anyio.move_on_after(0.05):
+                await processes.run(divmod, 1, 1)  # queued behind the sleep, then cancelled
+        assert await processes.run(os.getpid) == first
+    finally:
+        await processes.aclose()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from casebridge.store import NewJob
 from casebridge.store.sqlite import SqliteStore, heads
-from casebridge.store.sqlite.heads import _DUE, _DUE_KIND, _EXPIRED
+from casebridge.store.sqlite.heads import _REFRESH, _take_sql
 from casebridge.store.sqlite.migrate import apply_migrations, load_migrations
 from support.stores import T0, FakeClock
 
@@ -26,11 +26,17 @@ async def test_claim_queries_probe_partial_indexes(tmp_path: Path, clock: FakeCl
         await store.enqueue([NewJob("k", {}, key=f"j{i}", order_key=f"o{i % 7}")
                              for i in range(50)])
     now = "2026-03-01T09:00:00.000000+00:00"
+    claim = {"now": now, "worker": "w", "lease_until": now}
     with sqlite3.connect(path) as conn:
-        for sql, params in ((_DUE, (now,)), (_DUE_KIND, ("k", now)), (_EXPIRED, (now,))):
+        two_kinds = {**claim, "k0": "k", "k1": "x"}
+        for sql, params in ((_take_sql(None), claim), (_take_sql(2), two_kinds),
+                            (_REFRESH, {"key": "o1"})):
             plan = _plan(conn, sql, params)
             assert "SEARCH jobs USING" in plan and "INDEX jobs_" in plan, plan
             assert "SCAN jobs" not in plan, plan
+        # Each kind's probe, and the expired leases', is its own seek.
+        plan = _plan(conn, _take_sql(2), two_kinds)
+        assert plan.count("jobs_head_due_kind") == 2 and "jobs_running_lease" in plan, plan
 
 
 def _v1_database(path: Path) -> None:

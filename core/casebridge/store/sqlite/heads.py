@@ -11,6 +11,7 @@ replayed earlier job waits until the running one finishes, as the store promises
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 
@@ -26,51 +27,52 @@ head_flag_sql = (
 
 _DUE = (
     "SELECT id, run_at FROM jobs INDEXED BY jobs_head_due"
-    " WHERE state = 'pending' AND is_head = 1 AND run_at <= ? ORDER BY run_at, id LIMIT 1"
+    " WHERE state = 'pending' AND is_head = 1 AND run_at <= :now ORDER BY run_at, id LIMIT 1"
 )
 _DUE_KIND = (
     "SELECT id, run_at FROM jobs INDEXED BY jobs_head_due_kind"
-    " WHERE state = 'pending' AND is_head = 1 AND kind = ? AND run_at <= ?"
+    " WHERE state = 'pending' AND is_head = 1 AND kind = :k{n} AND run_at <= :now"
     " ORDER BY run_at, id LIMIT 1"
 )
+# Expired leases are few (at most one per dead worker's job), so filtering them by kind
+# costs nothing the backlog could grow.
 _EXPIRED = (
-    "SELECT id, run_at, kind FROM jobs INDEXED BY jobs_running_lease"
-    " WHERE state = 'running' AND lease_until <= ? ORDER BY run_at, id"
+    "SELECT id, run_at FROM jobs INDEXED BY jobs_running_lease"
+    " WHERE state = 'running' AND lease_until <= :now{kinds} ORDER BY run_at, id LIMIT 1"
 )
 
 _TAKE = """
+WITH due (id, run_at) AS ({probes})
 UPDATE jobs SET
     state = 'running',
     attempts = attempts + 1,
-    worker_id = ?,
-    lease_until = ?,
-    updated_at = ?,
+    worker_id = :worker,
+    lease_until = :lease_until,
+    updated_at = :now,
     is_head = 1,
     last_error = CASE WHEN state = 'running'
         THEN 'lease expired: worker ' || worker_id || ' did not finish attempt ' || attempts
         ELSE last_error END
-WHERE id = ? AND ((state = 'pending' AND is_head = 1) OR (state = 'running' AND lease_until <= ?))
+WHERE id = (SELECT id FROM due ORDER BY run_at, id LIMIT 1)
+    AND ((state = 'pending' AND is_head = 1) OR (state = 'running' AND lease_until <= :now))
 RETURNING *
 """
 
 
-def _candidates(
-    conn: sqlite3.Connection, now: str, kinds: Sequence[str] | None
-) -> list[tuple[str, int]]:
-    found: list[tuple[str, int]] = []
-    probes = [(_DUE, (now,))] if kinds is None else [(_DUE_KIND, (k, now)) for k in kinds]
-    for sql, params in probes:
-        row = conn.execute(sql, params).fetchone()
-        if row is not None:
-            found.append((row[1], row[0]))
-    # Expired leases are few (at most one per dead worker's job), so filtering them by kind
-    # here costs nothing the backlog could grow.
-    wanted = None if kinds is None else set(kinds)
-    for job_id, run_at, kind in conn.execute(_EXPIRED, (now,)):
-        if wanted is None or kind in wanted:
-            found.append((run_at, job_id))
-            break
-    return found
+@functools.lru_cache(maxsize=32)
+def _take_sql(kind_count: int | None) -> str:
+    """The claim as one statement: a probe per kind (each one index seek), one over expired
+    leases, and the update of the oldest they found. One statement rather than one per
+    probe: a claim's cost was mostly the statements' own overhead, one per handler kind."""
+    if kind_count is None:
+        probes = [_DUE, _EXPIRED.format(kinds="")]
+    else:
+        names = ", ".join(f":k{n}" for n in range(kind_count))
+        probes = [_DUE_KIND.format(n=n) for n in range(kind_count)]
+        probes.append(_EXPIRED.format(kinds=f" AND kind IN ({names})"))
+    # ORDER BY and LIMIT apply to a whole compound SELECT: each probe is its own subquery.
+    union = " UNION ALL ".join(f"SELECT * FROM ({probe})" for probe in probes)  # noqa: S608
+    return _TAKE.format(probes=union)
 
 
 def claim_row(
@@ -82,35 +84,35 @@ def claim_row(
 ) -> sqlite3.Row | None:
     """Take the oldest due head (pending and due, or running with an expired lease) for
     ``worker``; the caller holds the write transaction."""
-    found = _candidates(conn, now, kinds)
-    if not found:
-        return None
-    _, job_id = min(found)
-    row: sqlite3.Row | None = conn.execute(
-        _TAKE, (worker, lease_until, now, job_id, now)
-    ).fetchone()
+    params: dict[str, str] = {"now": now, "worker": worker, "lease_until": lease_until}
+    if kinds is not None:
+        params.update((f"k{n}", kind) for n, kind in enumerate(kinds))
+    sql = _take_sql(None if kinds is None else len(kinds))
+    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
     return row
+
+
+# A key's head: its running job, else its lowest-id pending job (each one index seek).
+_HEAD = (
+    "(SELECT COALESCE("
+    "(SELECT id FROM jobs WHERE order_key = :key AND order_key <> '' AND state = 'running'"
+    " ORDER BY id LIMIT 1), "
+    "(SELECT id FROM jobs WHERE order_key = :key AND order_key <> '' AND state = 'pending'"
+    " ORDER BY id LIMIT 1)))"
+)
+# One statement sets the flag on the head and clears it elsewhere; the uncorrelated
+# subquery is evaluated once.
+_REFRESH = (
+    f"UPDATE jobs SET is_head = (id IS {_HEAD})"  # noqa: S608 -- constant text
+    " WHERE order_key = :key AND order_key <> '' AND state IN ('pending', 'running')"
+    f" AND (is_head = 1 OR id IS {_HEAD})"
+)
 
 
 def refresh_heads(conn: sqlite3.Connection, order_keys: Iterable[str]) -> None:
     """Make each key's head right again after its jobs changed state (same transaction)."""
     for key in dict.fromkeys(k for k in order_keys if k):
-        head = None
-        for state in ("running", "pending"):
-            head = conn.execute(
-                "SELECT id FROM jobs WHERE order_key = ? AND order_key <> '' AND state = ?"
-                " ORDER BY id LIMIT 1",
-                (key, state),
-            ).fetchone()
-            if head is not None:
-                break
-        conn.execute(
-            "UPDATE jobs SET is_head = 0 WHERE order_key = ? AND order_key <> '' AND is_head = 1"
-            " AND state IN ('pending', 'running') AND id <> ?",
-            (key, -1 if head is None else head[0]),
-        )
-        if head is not None:
-            conn.execute("UPDATE jobs SET is_head = 1 WHERE id = ?", (head[0],))
+        conn.execute(_REFRESH, {"key": key})
 
 
 def next_due(conn: sqlite3.Connection, kinds: Sequence[str] | None) -> str | None:
