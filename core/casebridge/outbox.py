@@ -156,9 +156,11 @@ class Outbox:
 
         async def worker(n: int) -> None:
             name = f"{self.worker_id}/{n}"
-            while (job := await self.store.claim_job(name, self.lease, self._kinds)) is not None:
-                await self._process(job, name)
+            job = await self.store.claim_job(name, self.lease, self._kinds)
+            while job is not None:
+                next_job = await self._process(job, name)
                 handled[n] += 1
+                job = next_job or await self.store.claim_job(name, self.lease, self._kinds)
 
         with anyio.fail_after(timeout):
             async with anyio.create_task_group() as keeper:
@@ -177,24 +179,28 @@ class Outbox:
             self._waiters.popleft().set()
 
     async def _loop(self, name: str) -> None:
+        job: Job | None = None  # claimed with the last one's completion, if any
         while True:
-            # Registered before the claim, so a wake() during the claim is not lost.
-            event = anyio.Event()
-            self._waiters.append(event)
+            event = None
             try:
-                job = await self.store.claim_job(name, self.lease, self._kinds)
                 if job is None:
-                    await self._idle(event)
-                else:
+                    # Registered before the claim, so a wake() during the claim is not lost.
+                    event = anyio.Event()
+                    self._waiters.append(event)
+                    job = await self.store.claim_job(name, self.lease, self._kinds)
+                    if job is None:
+                        await self._idle(event)
+                        continue
                     self._stop_waiting(event)
-                    await self._process(job, name)
+                job = await self._process(job, name)
             except Exception:
                 # The store itself failed (disk full, lock timeout): keep the runner alive;
                 # a job caught mid-way is reclaimed when its lease ends.
+                job = None
                 log.exception("outbox worker %s: store error; retrying shortly", name)
                 await anyio.sleep(self._poll_interval)
             finally:
-                if event in self._waiters:
+                if event is not None and event in self._waiters:
                     self._waiters.remove(event)
 
     def _stop_waiting(self, event: anyio.Event) -> None:
@@ -220,11 +226,13 @@ class Outbox:
     def _budget(self, job: Job) -> int:
         return job.max_attempts or self.policy.max_attempts
 
-    async def _process(self, job: Job, name: str) -> None:
+    async def _process(self, job: Job, name: str) -> Job | None:
+        """Run ``job`` and record its outcome; a job it done claims next comes back (see
+        ``JobQueue.complete_and_claim``: the next step of the same work, when due, first)."""
         if job.attempts > self._budget(job):
             reason = job.last_error or "no attempts left"
             await self._kill(job, name, f"{reason} (attempt budget of {self._budget(job)} spent)")
-            return
+            return None
         handler = self.handlers[job.kind]
         self._emit(OutboxEvent("claimed", job, name))
         started = time.monotonic()
@@ -244,13 +252,20 @@ class Outbox:
         duration = time.monotonic() - started
         if isinstance(outcome, Exception):
             await self._failed(job, name, outcome, duration)
-            return
-        if await self.store.complete_job(job.id, outcome or (), attempt=job.attempts):
+            return None
+        # The completion and this loop's next claim share a transaction.
+        done, next_job = await self.store.complete_and_claim(
+            job.id, outcome or (), attempt=job.attempts, worker_id=name, lease=self.lease,
+            kinds=self._kinds, trace_id=job.trace_id)
+        if done:
             self._emit(OutboxEvent("done", job, name, duration=duration))
-            # The follow-ups, and the job of this order key that waited for this one.
-            self.wake(len(outcome or ()) + (1 if job.order_key else 0))
+            # The follow-ups, and the job of this order key that waited for this one, less
+            # the one this loop took.
+            self.wake(max(0, len(outcome or ()) + (1 if job.order_key else 0)
+                          - (1 if next_job else 0)))
         else:
             self._lost(job, name)
+        return next_job
 
     @staticmethod
     def _follow_ups(job: Job, result: object) -> list[NewJob]:

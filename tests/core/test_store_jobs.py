@@ -219,3 +219,60 @@ async def test_list_jobs_checks_the_state(store: JobQueue) -> None:
 async def test_claim_needs_a_positive_lease(store: JobQueue) -> None:
     with pytest.raises(ValueError, match="lease"):
         await store.claim_job("w", timedelta(0))
+
+
+async def test_complete_and_claim_takes_the_next_step_of_the_same_work_first(
+    store: JobQueue, clock: FakeClock
+) -> None:
+    await store.enqueue([job("first", trace_id="t-1"), job("waiting")])
+    first = await claim(store)
+    assert first is not None and first.key == "first"
+    # Done, with a follow-up of the same trace: that follow-up is claimed in the same
+    # transaction, ahead of the job that waited longer.
+    done, taken = await store.complete_and_claim(
+        first.id, [job("follow", trace_id="t-1")], attempt=first.attempts, worker_id="w1",
+        lease=LEASE, kinds=["work"], trace_id="t-1")
+    assert done and taken is not None
+    assert (taken.key, taken.state, taken.worker_id, taken.attempts) == (
+        "follow", "running", "w1", 1)
+    assert taken.lease_until == clock.now + LEASE
+    assert (await store.get_job(first.id)).state == "done"  # type: ignore[union-attr]
+    # Nothing of the trace is left: the oldest due job, as claim_job takes it.
+    done, taken = await store.complete_and_claim(
+        taken.id, attempt=taken.attempts, worker_id="w2", lease=LEASE, trace_id="t-1")
+    assert done and taken is not None and (taken.key, taken.worker_id) == ("waiting", "w2")
+    done, taken = await store.complete_and_claim(
+        taken.id, attempt=taken.attempts, worker_id="w2", lease=LEASE)
+    assert done and taken is None
+    assert await store.job_counts() == {"pending": 0, "running": 0, "done": 3, "dead": 0}
+
+
+async def test_complete_and_claim_keeps_order_keys_kinds_and_fences(
+    store: JobQueue, clock: FakeClock
+) -> None:
+    await store.enqueue([job("a1", order_key="a", trace_id="t"), job("other", kind="else")])
+    a1 = await claim(store, kinds=["work"])
+    assert a1 is not None and a1.key == "a1"
+    # A follow-up of the same trace behind a pending job of its order key is not a head:
+    # it waits its turn; a follow-up of a kind the worker does not run is never taken.
+    await store.enqueue([job("a2", order_key="a")])
+    done, taken = await store.complete_and_claim(
+        a1.id, [job("a3", order_key="a", trace_id="t"), job("x", kind="else", trace_id="t")],
+        attempt=a1.attempts, worker_id="w1", lease=LEASE, kinds=["work"], trace_id="t")
+    assert done and taken is not None and taken.key == "a2"
+    # A completion whose claim no longer holds the job is refused, and the claim still
+    # happens: the worker is free either way.
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    stolen = await claim(store, "w2", kinds=["work"])
+    assert stolen is not None and stolen.key == "a2"
+    done, taken = await store.complete_and_claim(
+        taken.id, attempt=taken.attempts, worker_id="w1", lease=LEASE, kinds=["else"],
+        trace_id="t")
+    assert not done and taken is not None and taken.key == "x"
+    done, taken = await store.complete_and_claim(
+        taken.id, attempt=taken.attempts, worker_id="w1", lease=LEASE, kinds=[])
+    assert done and taken is None
+    with pytest.raises(ValueError, match="lease"):
+        await store.complete_and_claim(stolen.id, worker_id="w1", lease=timedelta(0))
+    with pytest.raises(RecordNotFound):
+        await store.complete_and_claim(999_999, worker_id="w1", lease=LEASE)

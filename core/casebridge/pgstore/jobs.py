@@ -48,6 +48,11 @@ _EXPIRED = (
     " AND (%s::text[] IS NULL OR kind = ANY(%s::text[]))"
     " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
+_SAME_TRACE = (
+    "SELECT id, run_at FROM jobs WHERE state = 'pending' AND is_head AND trace_id = %s"
+    " AND run_at <= %s AND (%s::text[] IS NULL OR kind = ANY(%s::text[]))"
+    " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
 _TAKE = """
 UPDATE jobs SET
     state = 'running', attempts = attempts + 1, worker_id = %(worker)s,
@@ -128,8 +133,18 @@ class JobQueue:
             return None
         names = None if kinds is None else sorted(set(kinds))
         async with self.db.tx() as conn:
-            now = self.db.now()
-            found: list[tuple[datetime, int]] = []
+            return await self._claim_in(conn, worker_id, lease, names)
+
+    async def _claim_in(self, conn: Conn, worker_id: str, lease: timedelta,
+                        names: list[str] | None, same_trace: str = "") -> Job | None:
+        now = self.db.now()
+        found: list[tuple[datetime, int]] = []
+        if same_trace:  # the next step of the same piece of work first (see heads.py)
+            cur = await conn.execute(_SAME_TRACE, (same_trace, now, names, names))
+            row = await cur.fetchone()
+            if row is not None:
+                found.append((row["run_at"], row["id"]))
+        if not found:
             probes = ([(_DUE_ANY, (now,))] if names is None
                       else [(_DUE_KIND, (kind, now)) for kind in names])
             probes.append((_EXPIRED, (now, names, names)))
@@ -138,15 +153,35 @@ class JobQueue:
                 row = await cur.fetchone()
                 if row is not None:
                     found.append((row["run_at"], row["id"]))
-            if not found:
-                return None
-            # The other locked candidates are released at commit, a moment later.
-            _, job_id = min(found)
-            cur = await conn.execute(_TAKE, {"worker": worker_id, "lease_until": now + lease,
-                                             "now": now, "id": job_id})
-            taken = await cur.fetchone()
-            assert taken is not None
-            return rows.job(taken)
+        if not found:
+            return None
+        # The other locked candidates are released at commit, a moment later.
+        _, job_id = min(found)
+        cur = await conn.execute(_TAKE, {"worker": worker_id, "lease_until": now + lease,
+                                         "now": now, "id": job_id})
+        taken = await cur.fetchone()
+        assert taken is not None
+        return rows.job(taken)
+
+    async def complete_and_claim(
+        self,
+        job_id: int,
+        follow_ups: Sequence[NewJob] = (),
+        *,
+        attempt: int | None = None,
+        worker_id: str,
+        lease: timedelta,
+        kinds: Sequence[str] | None = None,
+        trace_id: str = "",
+    ) -> tuple[bool, Job | None]:
+        if lease <= timedelta(0):
+            raise ValueError(f"lease must be positive, got {lease}")
+        names = None if kinds is None else sorted(set(kinds))
+        async with self.db.tx() as conn:
+            done = await self._finish(conn, job_id, attempt, "state = 'done'", (), follow_ups)
+            if names is not None and not names:
+                return done, None
+            return done, await self._claim_in(conn, worker_id, lease, names, trace_id)
 
     async def renew_lease(self, job_id: int, attempt: int, lease: timedelta) -> bool:
         now = self.db.now()

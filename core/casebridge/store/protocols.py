@@ -58,6 +58,22 @@ class JobQueue(Protocol):
         """Mark the job done and enqueue ``follow_ups`` in the same transaction. With
         ``attempt``, only when that claim still holds the job. True when applied."""
 
+    async def complete_and_claim(
+        self,
+        job_id: int,
+        follow_ups: Sequence[NewJob] = (),
+        *,
+        attempt: int | None = None,
+        worker_id: str,
+        lease: timedelta,
+        kinds: Sequence[str] | None = None,
+        trace_id: str = "",
+    ) -> tuple[bool, Job | None]:
+        """``complete_job`` then ``claim_job`` in one transaction: (whether the completion
+        applied, the job claimed or None). The claim takes a due job whose ``trace_id`` is
+        the given one (the next step of the same piece of work, such as a follow-up just
+        enqueued) before any older job; with none, it is ``claim_job``'s."""
+
     async def retry_job(
         self, job_id: int, run_at: datetime, error: str, *, attempt: int | None = None
     ) -> bool:

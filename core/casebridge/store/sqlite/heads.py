@@ -26,23 +26,33 @@ head_flag_sql = (
 )
 
 _DUE = (
-    "SELECT id, run_at FROM jobs INDEXED BY jobs_head_due"
+    "SELECT id, run_at, 0 FROM jobs INDEXED BY jobs_head_due"
     " WHERE state = 'pending' AND is_head = 1 AND run_at <= :now ORDER BY run_at, id LIMIT 1"
 )
 _DUE_KIND = (
-    "SELECT id, run_at FROM jobs INDEXED BY jobs_head_due_kind"
+    "SELECT id, run_at, 0 FROM jobs INDEXED BY jobs_head_due_kind"
     " WHERE state = 'pending' AND is_head = 1 AND kind = :k{n} AND run_at <= :now"
     " ORDER BY run_at, id LIMIT 1"
 )
 # Expired leases are few (at most one per dead worker's job), so filtering them by kind
 # costs nothing the backlog could grow.
 _EXPIRED = (
-    "SELECT id, run_at FROM jobs INDEXED BY jobs_running_lease"
+    "SELECT id, run_at, 0 FROM jobs INDEXED BY jobs_running_lease"
     " WHERE state = 'running' AND lease_until <= :now{kinds} ORDER BY run_at, id LIMIT 1"
 )
 
+# A step of the same piece of work (the job just finished made it, or its trace did) before
+# anything older: a piece of work, once started, runs to its end instead of queueing each
+# step behind the whole backlog. Chains are short (ingest, inbound, handoff, sync), so this
+# delays other work by a step at most.
+_SAME_TRACE = (
+    "SELECT id, run_at, 1 FROM jobs INDEXED BY jobs_head_due_trace"
+    " WHERE state = 'pending' AND is_head = 1 AND trace_id = :trace AND run_at <= :now{kinds}"
+    " ORDER BY run_at, id LIMIT 1"
+)
+
 _TAKE = """
-WITH due (id, run_at) AS ({probes})
+WITH due (id, run_at, preferred) AS ({probes})
 UPDATE jobs SET
     state = 'running',
     attempts = attempts + 1,
@@ -53,23 +63,27 @@ UPDATE jobs SET
     last_error = CASE WHEN state = 'running'
         THEN 'lease expired: worker ' || worker_id || ' did not finish attempt ' || attempts
         ELSE last_error END
-WHERE id = (SELECT id FROM due ORDER BY run_at, id LIMIT 1)
+WHERE id = (SELECT id FROM due ORDER BY preferred DESC, run_at, id LIMIT 1)
     AND ((state = 'pending' AND is_head = 1) OR (state = 'running' AND lease_until <= :now))
 RETURNING *
 """
 
 
-@functools.lru_cache(maxsize=32)
-def _take_sql(kind_count: int | None) -> str:
+@functools.lru_cache(maxsize=64)
+def _take_sql(kind_count: int | None, same_trace: bool = False) -> str:
     """The claim as one statement: a probe per kind (each one index seek), one over expired
     leases, and the update of the oldest they found. One statement rather than one per
-    probe: a claim's cost was mostly the statements' own overhead, one per handler kind."""
+    probe: a claim's cost was mostly the statements' own overhead, one per handler kind.
+    With ``same_trace``, a due job of the trace ``:trace`` comes first."""
+    kinds = ""
     if kind_count is None:
-        probes = [_DUE, _EXPIRED.format(kinds="")]
+        probes = [_DUE]
     else:
-        names = ", ".join(f":k{n}" for n in range(kind_count))
+        kinds = f" AND kind IN ({', '.join(f':k{n}' for n in range(kind_count))})"
         probes = [_DUE_KIND.format(n=n) for n in range(kind_count)]
-        probes.append(_EXPIRED.format(kinds=f" AND kind IN ({names})"))
+    probes.append(_EXPIRED.format(kinds=kinds))
+    if same_trace:
+        probes.insert(0, _SAME_TRACE.format(kinds=kinds))
     # ORDER BY and LIMIT apply to a whole compound SELECT: each probe is its own subquery.
     union = " UNION ALL ".join(f"SELECT * FROM ({probe})" for probe in probes)  # noqa: S608
     return _TAKE.format(probes=union)
@@ -81,13 +95,16 @@ def claim_row(
     now: str,
     lease_until: str,
     kinds: Sequence[str] | None,
+    same_trace: str = "",
 ) -> sqlite3.Row | None:
     """Take the oldest due head (pending and due, or running with an expired lease) for
-    ``worker``; the caller holds the write transaction."""
-    params: dict[str, str] = {"now": now, "worker": worker, "lease_until": lease_until}
+    ``worker``, or first a due head of the trace ``same_trace`` when one is; the caller
+    holds the write transaction."""
+    params: dict[str, str] = {"now": now, "worker": worker, "lease_until": lease_until,
+                              "trace": same_trace}
     if kinds is not None:
         params.update((f"k{n}", kind) for n, kind in enumerate(kinds))
-    sql = _take_sql(None if kinds is None else len(kinds))
+    sql = _take_sql(None if kinds is None else len(kinds), bool(same_trace))
     row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
     return row
 

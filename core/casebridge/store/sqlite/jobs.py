@@ -84,6 +84,32 @@ class JobQueue:
 
         return await self.db.tx(run)
 
+    async def complete_and_claim(
+        self,
+        job_id: int,
+        follow_ups: Sequence[NewJob] = (),
+        *,
+        attempt: int | None = None,
+        worker_id: str,
+        lease: timedelta,
+        kinds: Sequence[str] | None = None,
+        trace_id: str = "",
+    ) -> tuple[bool, Job | None]:
+        if lease <= timedelta(0):
+            raise ValueError(f"lease must be positive, got {lease}")
+        names = None if kinds is None else list(dict.fromkeys(kinds))
+
+        def run(conn: sqlite3.Connection) -> tuple[bool, Job | None]:
+            done = self._complete(conn, job_id, attempt, follow_ups)
+            if names is not None and not names:
+                return done, None
+            now = self.db.now()
+            row = claim_row(conn, worker_id, rows.ts(now), rows.ts(now + lease), names,
+                            same_trace=trace_id)
+            return done, None if row is None else rows.job(row)
+
+        return await self.db.tx(run)
+
     async def renew_lease(self, job_id: int, attempt: int, lease: timedelta) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             now = self.db.now()
@@ -126,14 +152,15 @@ class JobQueue:
     async def complete_job(
         self, job_id: int, follow_ups: Sequence[NewJob] = (), *, attempt: int | None = None
     ) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            if not self._finish(conn, job_id, attempt, "state = 'done'", ()):
-                return False
-            if follow_ups:
-                self._insert_jobs(conn, follow_ups, self.db.now())
-            return True
+        return await self.db.tx(lambda conn: self._complete(conn, job_id, attempt, follow_ups))
 
-        return await self.db.tx(run)
+    def _complete(self, conn: sqlite3.Connection, job_id: int, attempt: int | None,
+                  follow_ups: Sequence[NewJob]) -> bool:
+        if not self._finish(conn, job_id, attempt, "state = 'done'", ()):
+            return False
+        if follow_ups:
+            self._insert_jobs(conn, follow_ups, self.db.now())
+        return True
 
     async def retry_job(
         self, job_id: int, run_at: datetime, error: str, *, attempt: int | None = None
