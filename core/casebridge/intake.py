@@ -64,10 +64,11 @@ class Intake(Stage):
         if message is None:
             raise PermanentError(f"message {job.message_id} is not in the store")
         with log_context(trace_id=message.trace_id):
-            if not message.session_id:
+            if message.session_id:  # a re-run, or a message filed by hand
+                session = await self.session(message.session_id)
+            else:
                 session = await self.thread(message, job.sender_kind)
                 message = await self.store.assign_message(message.id, session.id)
-            session = await self.session(message.session_id)
             with log_context(session_id=session.id):
                 acknowledge = (ack_job(session, message)
                                if self.bridge.config.bridge.acknowledge else [])

@@ -227,8 +227,9 @@ class Outbox:
         return job.max_attempts or self.policy.max_attempts
 
     async def _process(self, job: Job, name: str) -> Job | None:
-        """Run ``job`` and record its outcome; a job it done claims next comes back (see
-        ``JobQueue.complete_and_claim``: the next step of the same work, when due, first)."""
+        """Run ``job`` and record its outcome; the job claimed with its completion comes
+        back (see ``JobQueue.complete_and_claim``: its order key's next job, when due,
+        first)."""
         if job.attempts > self._budget(job):
             reason = job.last_error or "no attempts left"
             await self._kill(job, name, f"{reason} (attempt budget of {self._budget(job)} spent)")
@@ -256,7 +257,7 @@ class Outbox:
         # The completion and this loop's next claim share a transaction.
         done, next_job = await self.store.complete_and_claim(
             job.id, outcome or (), attempt=job.attempts, worker_id=name, lease=self.lease,
-            kinds=self._kinds, trace_id=job.trace_id)
+            kinds=self._kinds, order_key=job.order_key)
         if done:
             self._emit(OutboxEvent("done", job, name, duration=duration))
             # The follow-ups, and the job of this order key that waited for this one, less

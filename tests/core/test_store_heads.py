@@ -29,16 +29,16 @@ async def test_claim_queries_probe_partial_indexes(tmp_path: Path, clock: FakeCl
     claim = {"now": now, "worker": "w", "lease_until": now}
     with sqlite3.connect(path) as conn:
         two_kinds = {**claim, "k0": "k", "k1": "x"}
-        traced = {**two_kinds, "trace": "t-1"}
+        keyed = {**two_kinds, "key": "o1"}
         for sql, params in ((_take_sql(None), claim), (_take_sql(2), two_kinds),
-                            (_take_sql(2, True), traced), (_REFRESH, {"key": "o1"})):
+                            (_take_sql(2, True), keyed), (_REFRESH, {"key": "o1"})):
             plan = _plan(conn, sql, params)
             assert "SEARCH jobs USING" in plan and "INDEX jobs_" in plan, plan
             assert "SCAN jobs" not in plan, plan
         # Each kind's probe, and the expired leases', is its own seek.
         plan = _plan(conn, _take_sql(2), two_kinds)
         assert plan.count("jobs_head_due_kind") == 2 and "jobs_running_lease" in plan, plan
-        assert "jobs_head_due_trace" in _plan(conn, _take_sql(2, True), traced)
+        assert "jobs_by_order" in _plan(conn, _take_sql(2, True), keyed)
 
 
 def _v1_database(path: Path) -> None:

@@ -221,25 +221,25 @@ async def test_claim_needs_a_positive_lease(store: JobQueue) -> None:
         await store.claim_job("w", timedelta(0))
 
 
-async def test_complete_and_claim_takes_the_next_step_of_the_same_work_first(
+async def test_complete_and_claim_takes_the_next_job_of_the_same_key_first(
     store: JobQueue, clock: FakeClock
 ) -> None:
-    await store.enqueue([job("first", trace_id="t-1"), job("waiting")])
+    await store.enqueue([job("first", order_key="s-1"), job("waiting")])
     first = await claim(store)
     assert first is not None and first.key == "first"
-    # Done, with a follow-up of the same trace: that follow-up is claimed in the same
+    # Done, with a follow-up of the same order key: that follow-up is claimed in the same
     # transaction, ahead of the job that waited longer.
     done, taken = await store.complete_and_claim(
-        first.id, [job("follow", trace_id="t-1")], attempt=first.attempts, worker_id="w1",
-        lease=LEASE, kinds=["work"], trace_id="t-1")
+        first.id, [job("follow", order_key="s-1")], attempt=first.attempts, worker_id="w1",
+        lease=LEASE, kinds=["work"], order_key="s-1")
     assert done and taken is not None
     assert (taken.key, taken.state, taken.worker_id, taken.attempts) == (
         "follow", "running", "w1", 1)
     assert taken.lease_until == clock.now + LEASE
     assert (await store.get_job(first.id)).state == "done"  # type: ignore[union-attr]
-    # Nothing of the trace is left: the oldest due job, as claim_job takes it.
+    # Nothing of the key is left: the oldest due job, as claim_job takes it.
     done, taken = await store.complete_and_claim(
-        taken.id, attempt=taken.attempts, worker_id="w2", lease=LEASE, trace_id="t-1")
+        taken.id, attempt=taken.attempts, worker_id="w2", lease=LEASE, order_key="s-1")
     assert done and taken is not None and (taken.key, taken.worker_id) == ("waiting", "w2")
     done, taken = await store.complete_and_claim(
         taken.id, attempt=taken.attempts, worker_id="w2", lease=LEASE)
@@ -247,28 +247,27 @@ async def test_complete_and_claim_takes_the_next_step_of_the_same_work_first(
     assert await store.job_counts() == {"pending": 0, "running": 0, "done": 3, "dead": 0}
 
 
-async def test_complete_and_claim_keeps_order_keys_kinds_and_fences(
+async def test_complete_and_claim_keeps_kinds_due_times_and_fences(
     store: JobQueue, clock: FakeClock
 ) -> None:
-    await store.enqueue([job("a1", order_key="a", trace_id="t"), job("other", kind="else")])
+    await store.enqueue([job("a1", order_key="a"), job("other", kind="else")])
     a1 = await claim(store, kinds=["work"])
     assert a1 is not None and a1.key == "a1"
-    # A follow-up of the same trace behind a pending job of its order key is not a head:
-    # it waits its turn; a follow-up of a kind the worker does not run is never taken.
-    await store.enqueue([job("a2", order_key="a")])
+    # The key's next job is not due yet, and one of a kind the worker does not run is
+    # never taken: the oldest due job of the worker's kinds instead.
+    await store.enqueue([job("b1")])
     done, taken = await store.complete_and_claim(
-        a1.id, [job("a3", order_key="a", trace_id="t"), job("x", kind="else", trace_id="t")],
-        attempt=a1.attempts, worker_id="w1", lease=LEASE, kinds=["work"], trace_id="t")
-    assert done and taken is not None and taken.key == "a2"
+        a1.id, [job("a2", order_key="a", run_at=T0 + timedelta(minutes=5))],
+        attempt=a1.attempts, worker_id="w1", lease=LEASE, kinds=["work"], order_key="a")
+    assert done and taken is not None and taken.key == "b1"
     # A completion whose claim no longer holds the job is refused, and the claim still
     # happens: the worker is free either way.
     clock.advance(seconds=LEASE.total_seconds() + 1)
     stolen = await claim(store, "w2", kinds=["work"])
-    assert stolen is not None and stolen.key == "a2"
+    assert stolen is not None and stolen.key == "b1"
     done, taken = await store.complete_and_claim(
-        taken.id, attempt=taken.attempts, worker_id="w1", lease=LEASE, kinds=["else"],
-        trace_id="t")
-    assert not done and taken is not None and taken.key == "x"
+        taken.id, attempt=taken.attempts, worker_id="w1", lease=LEASE, kinds=["else"])
+    assert not done and taken is not None and taken.key == "other"
     done, taken = await store.complete_and_claim(
         taken.id, attempt=taken.attempts, worker_id="w1", lease=LEASE, kinds=[])
     assert done and taken is None

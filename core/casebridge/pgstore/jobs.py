@@ -48,10 +48,10 @@ _EXPIRED = (
     " AND (%s::text[] IS NULL OR kind = ANY(%s::text[]))"
     " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
-_SAME_TRACE = (
-    "SELECT id, run_at FROM jobs WHERE state = 'pending' AND is_head AND trace_id = %s"
-    " AND run_at <= %s AND (%s::text[] IS NULL OR kind = ANY(%s::text[]))"
-    " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+_SAME_KEY = (
+    "SELECT id, run_at FROM jobs WHERE order_key = %s AND order_key <> '' AND state = 'pending'"
+    " AND is_head AND run_at <= %s AND (%s::text[] IS NULL OR kind = ANY(%s::text[]))"
+    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _TAKE = """
 UPDATE jobs SET
@@ -136,11 +136,11 @@ class JobQueue:
             return await self._claim_in(conn, worker_id, lease, names)
 
     async def _claim_in(self, conn: Conn, worker_id: str, lease: timedelta,
-                        names: list[str] | None, same_trace: str = "") -> Job | None:
+                        names: list[str] | None, same_key: str = "") -> Job | None:
         now = self.db.now()
         found: list[tuple[datetime, int]] = []
-        if same_trace:  # the next step of the same piece of work first (see heads.py)
-            cur = await conn.execute(_SAME_TRACE, (same_trace, now, names, names))
+        if same_key:  # the same conversation's next job first (see sqlite/heads.py)
+            cur = await conn.execute(_SAME_KEY, (same_key, now, names, names))
             row = await cur.fetchone()
             if row is not None:
                 found.append((row["run_at"], row["id"]))
@@ -172,7 +172,7 @@ class JobQueue:
         worker_id: str,
         lease: timedelta,
         kinds: Sequence[str] | None = None,
-        trace_id: str = "",
+        order_key: str = "",
     ) -> tuple[bool, Job | None]:
         if lease <= timedelta(0):
             raise ValueError(f"lease must be positive, got {lease}")
@@ -181,7 +181,7 @@ class JobQueue:
             done = await self._finish(conn, job_id, attempt, "state = 'done'", (), follow_ups)
             if names is not None and not names:
                 return done, None
-            return done, await self._claim_in(conn, worker_id, lease, names, trace_id)
+            return done, await self._claim_in(conn, worker_id, lease, names, order_key)
 
     async def renew_lease(self, job_id: int, attempt: int, lease: timedelta) -> bool:
         now = self.db.now()

@@ -275,17 +275,6 @@ CREATE TABLE raw_inbounds (
 );
 """
 
-# A worker that finishes a job next claims a due job of the same trace (the next step of the
-# same piece of work) before older ones: one probe of this index, whatever the backlog.
-_JOBS_BY_TRACE_SQLITE = """
-CREATE INDEX jobs_head_due_trace ON jobs (trace_id, run_at, id)
-    WHERE state = 'pending' AND is_head = 1;
-"""
-_JOBS_BY_TRACE_POSTGRES = """
-CREATE INDEX jobs_head_due_trace ON jobs (trace_id, run_at, id)
-    WHERE state = 'pending' AND is_head;
-"""
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _INITIAL, sqlite=_INITIAL_SQLITE, postgres=_INITIAL_POSTGRES),
     Migration(2, "job_heads", sqlite=_JOB_HEADS_SQLITE),
@@ -293,8 +282,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "session_id_prefix", postgres=_SESSION_ID_PREFIX_POSTGRES),
     Migration(5, "large_text", sqlite=_LARGE_TEXT_SQLITE),
     Migration(6, "raw_inbounds", _RAW_INBOUNDS),
-    Migration(7, "jobs_by_trace", sqlite=_JOBS_BY_TRACE_SQLITE,
-              postgres=_JOBS_BY_TRACE_POSTGRES),
 )
 
 

@@ -67,11 +67,11 @@ class JobQueue(Protocol):
         worker_id: str,
         lease: timedelta,
         kinds: Sequence[str] | None = None,
-        trace_id: str = "",
+        order_key: str = "",
     ) -> tuple[bool, Job | None]:
         """``complete_job`` then ``claim_job`` in one transaction: (whether the completion
-        applied, the job claimed or None). The claim takes a due job whose ``trace_id`` is
-        the given one (the next step of the same piece of work, such as a follow-up just
+        applied, the job claimed or None). The claim takes the due job of ``order_key``
+        that may run next (the same conversation's next step, such as a follow-up just
         enqueued) before any older job; with none, it is ``claim_job``'s."""
 
     async def retry_job(

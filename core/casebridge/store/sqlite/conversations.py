@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +78,8 @@ def _owner(conn: sqlite3.Connection, emails: Sequence[str], phones: Sequence[str
 def _add_addresses(
     conn: sqlite3.Connection, contact_id: str, kind: str, addresses: Sequence[str]
 ) -> None:
+    if not addresses:
+        return
     position = conn.execute(
         "SELECT COALESCE(MAX(position), -1) FROM contact_addresses"
         " WHERE contact_id = ? AND kind = ?",
@@ -163,7 +166,10 @@ class Conversations:
             )
             _add_addresses(conn, contact.id, "email", contact.emails)
             _add_addresses(conn, contact.id, "phone", contact.phones)
-            return _existing_contact(conn, contact.id)
+            # None of its addresses had an owner (checked above, in this transaction): it
+            # is stored as given, less repeats.
+            return replace(contact, emails=tuple(dedupe(contact.emails)),
+                           phones=tuple(dedupe(contact.phones)))
 
         return await self.db.tx(run)
 
@@ -202,7 +208,8 @@ class Conversations:
         )
 
         def run(conn: sqlite3.Connection) -> Session:
-            if _contact(conn, session.contact.id) is None:
+            contact = _contact(conn, session.contact.id)
+            if contact is None:
                 raise RecordNotFound(
                     f"session {session.id!r} names contact {session.contact.id!r},"
                     " which is not stored: create_contact first"
@@ -213,9 +220,10 @@ class Conversations:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 params,
             )
-            stored = _session_by_id(conn, session.id)
-            assert stored is not None
-            return stored
+            row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session.id,)).fetchone()
+            # The id existed already: that session, with its own contact.
+            return rows.session(row, contact if row["contact_id"] == contact.id
+                                else _existing_contact(conn, row["contact_id"]))
 
         return await self.db.tx(run)
 
@@ -391,8 +399,7 @@ class Conversations:
                 "UPDATE messages SET session_id = ? WHERE id = ?", (session_id, message_id)
             )
             _touch_session(conn, session_id, row["received_at"], rows.ts(self.db.now()))
-            updated = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-            return rows.message(updated)
+            return replace(rows.message(row), session_id=session_id)
 
         return await self.db.tx(run)
 

@@ -41,14 +41,14 @@ _EXPIRED = (
     " WHERE state = 'running' AND lease_until <= :now{kinds} ORDER BY run_at, id LIMIT 1"
 )
 
-# A step of the same piece of work (the job just finished made it, or its trace did) before
-# anything older: a piece of work, once started, runs to its end instead of queueing each
-# step behind the whole backlog. Chains are short (ingest, inbound, handoff, sync), so this
-# delays other work by a step at most.
-_SAME_TRACE = (
-    "SELECT id, run_at, 1 FROM jobs INDEXED BY jobs_head_due_trace"
-    " WHERE state = 'pending' AND is_head = 1 AND trace_id = :trace AND run_at <= :now{kinds}"
-    " ORDER BY run_at, id LIMIT 1"
+# The next job of the order key whose job just finished (the same session's, or the same
+# sender's) before anything older: work on one conversation, once started, runs to its end
+# instead of queueing each step behind the whole backlog (a handoff's sync job waited
+# behind every other handoff), and in the order the key keeps.
+_SAME_KEY = (
+    "SELECT id, run_at, 1 FROM jobs INDEXED BY jobs_by_order"
+    " WHERE order_key = :key AND order_key <> '' AND state = 'pending' AND is_head = 1"
+    " AND run_at <= :now{kinds} ORDER BY id LIMIT 1"
 )
 
 _TAKE = """
@@ -70,11 +70,11 @@ RETURNING *
 
 
 @functools.lru_cache(maxsize=64)
-def _take_sql(kind_count: int | None, same_trace: bool = False) -> str:
+def _take_sql(kind_count: int | None, same_key: bool = False) -> str:
     """The claim as one statement: a probe per kind (each one index seek), one over expired
     leases, and the update of the oldest they found. One statement rather than one per
     probe: a claim's cost was mostly the statements' own overhead, one per handler kind.
-    With ``same_trace``, a due job of the trace ``:trace`` comes first."""
+    With ``same_key``, the due head of the order key ``:key`` comes first."""
     kinds = ""
     if kind_count is None:
         probes = [_DUE]
@@ -82,8 +82,8 @@ def _take_sql(kind_count: int | None, same_trace: bool = False) -> str:
         kinds = f" AND kind IN ({', '.join(f':k{n}' for n in range(kind_count))})"
         probes = [_DUE_KIND.format(n=n) for n in range(kind_count)]
     probes.append(_EXPIRED.format(kinds=kinds))
-    if same_trace:
-        probes.insert(0, _SAME_TRACE.format(kinds=kinds))
+    if same_key:
+        probes.insert(0, _SAME_KEY.format(kinds=kinds))
     # ORDER BY and LIMIT apply to a whole compound SELECT: each probe is its own subquery.
     union = " UNION ALL ".join(f"SELECT * FROM ({probe})" for probe in probes)  # noqa: S608
     return _TAKE.format(probes=union)
@@ -95,16 +95,16 @@ def claim_row(
     now: str,
     lease_until: str,
     kinds: Sequence[str] | None,
-    same_trace: str = "",
+    same_key: str = "",
 ) -> sqlite3.Row | None:
     """Take the oldest due head (pending and due, or running with an expired lease) for
-    ``worker``, or first a due head of the trace ``same_trace`` when one is; the caller
-    holds the write transaction."""
+    ``worker``, or first the due head of the order key ``same_key`` when it has one; the
+    caller holds the write transaction."""
     params: dict[str, str] = {"now": now, "worker": worker, "lease_until": lease_until,
-                              "trace": same_trace}
+                              "key": same_key}
     if kinds is not None:
         params.update((f"k{n}", kind) for n, kind in enumerate(kinds))
-    sql = _take_sql(None if kinds is None else len(kinds), bool(same_trace))
+    sql = _take_sql(None if kinds is None else len(kinds), bool(same_key))
     row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
     return row
 

@@ -93,7 +93,7 @@ class JobQueue:
         worker_id: str,
         lease: timedelta,
         kinds: Sequence[str] | None = None,
-        trace_id: str = "",
+        order_key: str = "",
     ) -> tuple[bool, Job | None]:
         if lease <= timedelta(0):
             raise ValueError(f"lease must be positive, got {lease}")
@@ -105,7 +105,7 @@ class JobQueue:
                 return done, None
             now = self.db.now()
             row = claim_row(conn, worker_id, rows.ts(now), rows.ts(now + lease), names,
-                            same_trace=trace_id)
+                            same_key=order_key)
             return done, None if row is None else rows.job(row)
 
         return await self.db.tx(run)
