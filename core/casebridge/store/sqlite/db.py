@@ -15,6 +15,7 @@ commits share the next commit (:mod:`.group_commit`).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from .migrate import apply_migrations, load_migrations
 from .readers import ReaderPool
 
 __all__ = ["Clock", "Database"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -146,7 +149,7 @@ class Database:
         conn = self._conn
         if conn is None:
             raise RuntimeError(f"{self!r} is not open: call open() or use 'async with'")
-        await self._checkpoint_if_due()
+        self._checkpoint_if_due()
         # One transaction of this process at a time, queued here on the event loop: while
         # one commits with a full fsync on a worker thread, the next waits for its turn
         # without a thread of its own (a burst of inbound mail made every outbox
@@ -187,18 +190,25 @@ class Database:
             pending.finished = True
         self._commits += 1
 
-    async def _checkpoint_if_due(self) -> None:
+    def _checkpoint_if_due(self) -> None:
         # SQLite's own rule is a checkpoint once the WAL holds 1,000 pages; a few pages a
-        # commit makes every CHECKPOINT_EVERY commits about that. It runs before the next
-        # transaction rather than after a commit, so a commit is reported (and acted on) as
-        # soon as it is made, not a checkpoint later.
+        # commit makes every CHECKPOINT_EVERY commits about that. It runs beside the
+        # transactions, on a thread of its own that nothing waits for: awaited before the
+        # next transaction, it held that transaction (an SMTP client's 250, say) for the
+        # whole checkpoint, some 16 ms, once every CHECKPOINT_EVERY commits.
         if self._commits >= CHECKPOINT_EVERY and not self._checkpointing:
             self._commits = 0
             self._checkpointing = True
-            try:
-                await anyio.to_thread.run_sync(self._checkpoint)
-            finally:
-                self._checkpointing = False
+            threading.Thread(target=self._checkpoint_in_background, daemon=True,
+                             name="casebridge-checkpoint").start()
+
+    def _checkpoint_in_background(self) -> None:
+        try:
+            self._checkpoint()
+        except sqlite3.Error as exc:  # the WAL grows until the next one; nothing is lost
+            log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            self._checkpointing = False
 
     def _checkpoint(self) -> None:
         # On a connection of its own, not the writer's: a PASSIVE checkpoint takes no write
