@@ -10,6 +10,7 @@ address, filed as an e-mail address or a phone number as the channel said it is.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from .errors import PermanentError
@@ -64,11 +65,16 @@ class Intake(Stage):
         if message is None:
             raise PermanentError(f"message {job.message_id} is not in the store")
         with log_context(trace_id=message.trace_id):
+            transcript = None
             if message.session_id:  # a re-run, or a message filed by hand
                 session = await self.session(message.session_id)
             else:
-                session = await self.thread(message, job.sender_kind)
-                message = await self.store.assign_message(message.id, session.id)
+                session, opened = await self.thread(message, job.sender_kind)
+                if opened:  # the session was stored with this message in it, and no other
+                    message = replace(message, session_id=session.id)
+                    transcript = [message]
+                else:
+                    message = await self.store.assign_message(message.id, session.id)
             with log_context(session_id=session.id):
                 acknowledge = (ack_job(session, message)
                                if self.bridge.config.bridge.acknowledge else [])
@@ -76,25 +82,27 @@ class Intake(Stage):
                     # Handed off: the case gets this message at once.
                     return [SyncJob(session.id, message.trace_id,
                                     cause=message.id).to_new_job()]
-                return acknowledge + await self.assistant_step(session, message)
+                return acknowledge + await self.assistant_step(session, message, transcript)
 
-    async def thread(self, message: Message, kind: AddressKind | None) -> Session:
-        """Find the session a new inbound belongs to, or start one."""
+    async def thread(self, message: Message, kind: AddressKind | None
+                     ) -> tuple[Session, bool]:
+        """Find the session a new inbound belongs to, or open one with it: (the session,
+        whether it was opened with the message in it)."""
         contact = await self.contact_for(message, kind)
         candidate = await self._hinted_session(message)
         # A header can be forged or forwarded: it only counts when the sender is the
         # session's customer.
         if candidate is not None and candidate.contact.id == contact.id:
-            return candidate
+            return candidate, False
         idle = timedelta(hours=self.bridge.config.bridge.session_idle_hours)
         fresh = new_session(message, contact)
         session = await self.store.find_open_session(
             message.channel, contact.id, fresh.channel_address, utcnow() - idle
         )
         if session is not None:
-            return session
+            return session, False
         log.info("new session %s on %s", fresh.id, fresh.channel)
-        return await self.store.create_session(fresh)
+        return await self.store.create_session(fresh, first_message=message.id), True
 
     async def _hinted_session(self, message: Message) -> Session | None:
         # A verified reply token first, then our own Message-IDs in the thread references.
@@ -130,8 +138,12 @@ class Intake(Stage):
             )
         )
 
-    async def assistant_step(self, session: Session, message: Message) -> list[NewJob]:
-        transcript = await self.store.transcript(session.id)
+    async def assistant_step(self, session: Session, message: Message,
+                             transcript: list[Message] | None = None) -> list[NewJob]:
+        """The assistant's answer or a handoff, on the session's ``transcript`` (read here
+        unless given)."""
+        if transcript is None:
+            transcript = await self.store.transcript(session.id)
         decision = await self.hooks.handoff_policy(session, transcript)
         if decision is None:
             turn = await self.hooks.assistant_turn(session, transcript)

@@ -389,6 +389,37 @@ async def test_assign_message_and_transcript_order(store: Store) -> None:
     assert [m.id for m in await store.transcript("s1")][-1] == "msg-4"
 
 
+async def test_a_session_opened_with_its_first_message(store: Store) -> None:
+    contact = await stored_contact(store)
+
+    async def open_with(sid: str, message_id: str) -> Session:
+        return await store.create_session(
+            Session(id=sid, channel="email", contact=contact, status=SessionStatus.ASSISTANT,
+                    channel_address="support@example.org", created_at=T0, updated_at=T0),
+            first_message=message_id)
+
+    for n in (1, 2):
+        await store.accept_inbound(make_message(n, received_at=T0 + timedelta(seconds=n)),
+                                   job_for(n))
+    opened = await open_with("s1", "msg-1")
+    assert opened == await store.get_session("s1")
+    assert [m.id for m in await store.transcript("s1")] == ["msg-1"]
+    assert (await store.get_message("msg-1")).session_id == "s1"  # type: ignore[union-attr]
+    # The message's time is the session's last activity, as assign_message makes it.
+    found = await store.find_open_session("email", contact.id, "support@example.org",
+                                          T0 + timedelta(milliseconds=500))
+    assert found is not None and found.id == "s1"
+    # Again (a re-run): the same session, the message where it was.
+    assert await open_with("s1", "msg-1") == opened
+    # A message of another session, or none at all: refused, and no session is made.
+    with pytest.raises(ValueError, match="belongs to session 's1'"):
+        await open_with("s2", "msg-1")
+    with pytest.raises(RecordNotFound):
+        await open_with("s3", "missing")
+    assert await store.get_session("s2") is None and await store.get_session("s3") is None
+    assert (await store.get_message("msg-2")).session_id == ""  # type: ignore[union-attr]
+
+
 async def test_a_message_for_an_unknown_session_is_refused(store: Store) -> None:
     with pytest.raises(RecordNotFound, match="ghost"):
         await store.add_message(make_message(1, session_id="ghost"))

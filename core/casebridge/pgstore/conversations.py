@@ -141,7 +141,7 @@ class Conversations:
         found = await self._sessions(conn, "SELECT * FROM sessions WHERE id = %s", (session_id,))
         return found[0] if found else None
 
-    async def create_session(self, session: Session) -> Session:
+    async def create_session(self, session: Session, *, first_message: str = "") -> Session:
         if not session.id:
             raise ValueError("Session.id must not be empty")
         case = session.case
@@ -161,6 +161,8 @@ class Conversations:
                  case.number if case else "", case.url if case else "",
                  rows.ts(session.created_at, "Session.created_at"),
                  rows.ts(session.updated_at, "Session.updated_at")))
+            if first_message:
+                await self._assign(conn, first_message, session.id)
             stored = await self._session_by_id(conn, session.id)
             assert stored is not None
             return stored
@@ -305,22 +307,25 @@ class Conversations:
         if not session_id:
             raise ValueError(f"assign_message({message_id!r}): session_id must not be empty")
         async with self.db.tx() as conn:
-            row = await _fetchone(conn, "SELECT * FROM messages WHERE id = %s FOR UPDATE",
-                                  (message_id,))
-            if row is None:
-                raise RecordNotFound(f"no message with id {message_id!r}")
-            current = row["session_id"]
-            if current == session_id:
-                return rows.message(row)
-            if current:
-                raise ValueError(
-                    f"message {message_id!r} belongs to session {current!r}, not {session_id!r}")
-            updated = await _fetchone(
-                conn, "UPDATE messages SET session_id = %s WHERE id = %s RETURNING *",
-                (session_id, message_id))
-            await self._touch_session(conn, session_id, row["received_at"])
-            assert updated is not None
-            return rows.message(updated)
+            return await self._assign(conn, message_id, session_id)
+
+    async def _assign(self, conn: Conn, message_id: str, session_id: str) -> Message:
+        row = await _fetchone(conn, "SELECT * FROM messages WHERE id = %s FOR UPDATE",
+                              (message_id,))
+        if row is None:
+            raise RecordNotFound(f"no message with id {message_id!r}")
+        current = row["session_id"]
+        if current == session_id:
+            return rows.message(row)
+        if current:
+            raise ValueError(
+                f"message {message_id!r} belongs to session {current!r}, not {session_id!r}")
+        updated = await _fetchone(
+            conn, "UPDATE messages SET session_id = %s WHERE id = %s RETURNING *",
+            (session_id, message_id))
+        await self._touch_session(conn, session_id, row["received_at"])
+        assert updated is not None
+        return rows.message(updated)
 
     async def transcript(self, session_id: str) -> list[Message]:
         if not session_id:

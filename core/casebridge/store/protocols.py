@@ -125,9 +125,11 @@ class ConversationStore(Protocol):
 
     # -- sessions ----------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> Session:
+    async def create_session(self, session: Session, *, first_message: str = "") -> Session:
         """Store a new session; its contact must exist. Returns it with the stored contact.
-        Creating an id that exists returns the existing session unchanged."""
+        Creating an id that exists returns the existing session unchanged. With
+        ``first_message``, that message is assigned to the session in the same transaction,
+        as ``assign_message`` would (and raises as it would)."""
 
     async def get_session(self, session_id: str) -> Session | None: ...
 

@@ -113,6 +113,22 @@ def _touch_session(conn: sqlite3.Connection, session_id: str, at: str, now: str)
         raise RecordNotFound(f"no session with id {session_id!r}")
 
 
+def _assign(conn: sqlite3.Connection, message_id: str, session_id: str, now: str) -> Message:
+    row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        raise RecordNotFound(f"no message with id {message_id!r}")
+    current = row["session_id"]
+    if current == session_id:
+        return rows.message(row)
+    if current:
+        raise ValueError(
+            f"message {message_id!r} belongs to session {current!r}, not {session_id!r}"
+        )
+    conn.execute("UPDATE messages SET session_id = ? WHERE id = ?", (session_id, message_id))
+    _touch_session(conn, session_id, row["received_at"], now)
+    return replace(rows.message(row), session_id=session_id)
+
+
 def _insert_message(conn: sqlite3.Connection, row: dict[str, Any], now: str) -> bool:
     large = large_text_params(row)
     if large is None:
@@ -188,7 +204,7 @@ class Conversations:
 
     # -- sessions ----------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> Session:
+    async def create_session(self, session: Session, *, first_message: str = "") -> Session:
         if not session.id:
             raise ValueError("Session.id must not be empty")
         case = session.case
@@ -220,6 +236,8 @@ class Conversations:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 params,
             )
+            if first_message:
+                _assign(conn, first_message, session.id, rows.ts(self.db.now()))
             row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session.id,)).fetchone()
             # The id existed already: that session, with its own contact.
             return rows.session(row, contact if row["contact_id"] == contact.id
@@ -384,24 +402,8 @@ class Conversations:
         if not session_id:
             raise ValueError(f"assign_message({message_id!r}): session_id must not be empty")
 
-        def run(conn: sqlite3.Connection) -> Message:
-            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-            if row is None:
-                raise RecordNotFound(f"no message with id {message_id!r}")
-            current = row["session_id"]
-            if current == session_id:
-                return rows.message(row)
-            if current:
-                raise ValueError(
-                    f"message {message_id!r} belongs to session {current!r}, not {session_id!r}"
-                )
-            conn.execute(
-                "UPDATE messages SET session_id = ? WHERE id = ?", (session_id, message_id)
-            )
-            _touch_session(conn, session_id, row["received_at"], rows.ts(self.db.now()))
-            return replace(rows.message(row), session_id=session_id)
-
-        return await self.db.tx(run)
+        return await self.db.tx(
+            lambda conn: _assign(conn, message_id, session_id, rows.ts(self.db.now())))
 
     async def transcript(self, session_id: str) -> list[Message]:
         def run(conn: sqlite3.Connection) -> list[Message]:

@@ -33,7 +33,7 @@ T = TypeVar("T")
 # the outbox's pace. Measured with bench/burst.py on 2 cores: 1 group, 500 msg/s; 3, about
 # 600 msg/s, the backlog drained within the burst's own duration; always, 700-780 msg/s,
 # drained in 1.2-1.3x the burst's duration.
-GIVE_WAY = 3
+GIVE_WAY = 2
 
 
 @dataclass(slots=True)
