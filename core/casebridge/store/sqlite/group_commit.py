@@ -28,11 +28,10 @@ T = TypeVar("T")
 # How many group commits another transaction of the process waits out before it goes
 # anyway (see GroupCommit.give_way). Full-sync transactions are accepts a client waits for
 # (an SMTP 250); the others are the outbox's, whose backlog only has to drain as fast as it
-# builds. Giving way always starved the outbox under a long burst (the backlog drained
-# after the burst more slowly than it came); giving way to one group left the accepts at
-# the outbox's pace. Measured with bench/burst.py on 2 cores: 1 group, 500 msg/s; 3, about
-# 600 msg/s, the backlog drained within the burst's own duration; always, 700-780 msg/s,
-# drained in 1.2-1.3x the burst's duration.
+# builds. Measured with bench/burst.py on 2 cores while this was built: never giving way,
+# 450 msg/s; giving way to one group, 500; always, 700-780 but the backlog then drained
+# after the burst more slowly than it had come (1.2-1.3x the burst's duration); two, 630-710
+# msg/s with the backlog drained within the burst's own duration.
 GIVE_WAY = 2
 
 
