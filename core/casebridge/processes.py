@@ -37,6 +37,9 @@ __all__ = ["DEPTH", "Processes", "WorkerDied", "default_processes"]
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
+# Calls in one worker's pipe at once: the one it runs and two behind it, so it never waits
+# for the event loop between calls; few, since those behind a call that kills the worker
+# start again on another.
 DEPTH = 3
 _STOP_TIMEOUT = 5.0
 _MAX_HEADER = 20
@@ -97,8 +100,13 @@ class _Worker(asyncio.SubprocessProtocol):
             return
         buffer = self._buffer
         buffer += data
-        while (end := buffer.find(b"\n", 0, _MAX_HEADER)) >= 0:
+        while buffer:
+            end = buffer.find(b"\n", 0, _MAX_HEADER)
+            if end < 0 and len(buffer) < _MAX_HEADER:
+                break  # the rest of the header is still to come
             try:
+                if end < 0:
+                    raise ValueError("no header")
                 size = int(buffer[:end])
             except ValueError:
                 self.kill()  # not our framing: nothing after this can be trusted

@@ -151,3 +151,15 @@ async def test_a_call_cancelled_while_queued_leaves_the_worker_and_the_others_al
         assert await processes.run(os.getpid) == first
     finally:
         await processes.aclose()
+
+
+async def test_bytes_that_are_not_an_answer_end_the_worker_and_fail_its_call() -> None:
+    processes = Processes(1)
+    try:
+        first = await processes.run(os.getpid)
+        with pytest.raises(WorkerDied), anyio.fail_after(10):
+            # Straight to the pipe, past the worker's own framing: not an answer.
+            await processes.run(os.write, 1, b"x" * 64)
+        assert await processes.run(os.getpid) not in (first, os.getpid())
+    finally:
+        await processes.aclose()
