@@ -77,12 +77,14 @@ class JobQueue:
             return None
         names = None if kinds is None else list(dict.fromkeys(kinds))
 
-        def run(conn: sqlite3.Connection) -> Job | None:
-            now = self.db.now()
-            row = claim_row(conn, worker_id, rows.ts(now), rows.ts(now + lease), names)
-            return None if row is None else rows.job(row)
+        return await self.db.tx(lambda conn: self._claim(conn, worker_id, lease, names))
 
-        return await self.db.tx(run)
+    def _claim(self, conn: sqlite3.Connection, worker_id: str, lease: timedelta,
+               names: list[str] | None, same_key: str = "") -> Job | None:
+        now = self.db.now()
+        row = claim_row(conn, worker_id, rows.ts(now), rows.ts(now + lease), names,
+                        same_key=same_key)
+        return None if row is None else rows.job(row)
 
     async def complete_and_claim(
         self,
@@ -103,10 +105,7 @@ class JobQueue:
             done = self._complete(conn, job_id, attempt, follow_ups)
             if names is not None and not names:
                 return done, None
-            now = self.db.now()
-            row = claim_row(conn, worker_id, rows.ts(now), rows.ts(now + lease), names,
-                            same_key=order_key)
-            return done, None if row is None else rows.job(row)
+            return done, self._claim(conn, worker_id, lease, names, order_key)
 
         return await self.db.tx(run)
 
