@@ -129,12 +129,10 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time so far of a process (every thread) and of the processes it
     started that still run (the bridge's parse workers), from /proc."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except FileNotFoundError:
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_seconds(int(child)) for child in children)
+    except OSError:
+        children = []
+    return common.process_cpu(pid) + sum(cpu_seconds(int(child)) for child in children)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -64,6 +64,17 @@ def other_core() -> int | None:
     return allowed[1] if len(allowed) > 1 else None
 
 
+def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU seconds process ``pid`` has used (with ``reaped_children``, also its
+    children it has waited for), from /proc; 0 where /proc has no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = fields[11:15] if reaped_children else fields[11:13]
+    return sum(int(tick) for tick in ticks) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss() -> int:
     """This process's peak resident set size in bytes (VmHWM, else ru_maxrss)."""
     try:

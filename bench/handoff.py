@@ -62,15 +62,6 @@ ATOMIC_MODE, STEPS_MODE = "atomic", "steps"
 SANDBOX_PID = [0]
 
 
-def process_cpu(pid: int) -> float:
-    """Seconds of CPU (user + system) process ``pid`` has used; 0 where /proc is absent."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Run:
     atomic: bool
@@ -199,7 +190,7 @@ async def measure(url: str, folder: Path, run: Run, profile: Path | None = None)
         finished.clear()
         before = (await admin.get("/sandbox/admin/stats")).json()["requests"]
         cpu, start = time.process_time(), time.perf_counter()
-        sandbox_cpu = process_cpu(SANDBOX_PID[0])
+        sandbox_cpu = common.process_cpu(SANDBOX_PID[0])
         with profiled(profile):
             await bridge.enqueue(*(HandoffJob.deciding(s.id, decision).to_new_job()
                                    for s in sessions))
@@ -209,7 +200,7 @@ async def measure(url: str, folder: Path, run: Run, profile: Path | None = None)
                 while len(finished) < len(sessions):  # noqa: ASYNC110 - filled by the outbox
                     await anyio.sleep(0.01)
         run.cpu = time.process_time() - cpu
-        run.sandbox_cpu = process_cpu(SANDBOX_PID[0]) - sandbox_cpu
+        run.sandbox_cpu = common.process_cpu(SANDBOX_PID[0]) - sandbox_cpu
         run.seconds = max(finished.values()) - start
         run.requests = (await admin.get("/sandbox/admin/stats")).json()["requests"] - before
         run.latencies = [finished[s.id] - claimed[s.id] for s in sessions]

@@ -76,11 +76,7 @@ class Row:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its reaped children; 0 once it is gone."""
-    try:
-        fields = (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return common.process_cpu(pid, reaped_children=True)
 
 
 def postgres_pids(server: PostgresServer) -> list[int]:
